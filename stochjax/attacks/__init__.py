@@ -1,0 +1,47 @@
+"""Attacks: factories returning pure ``attack(key, logits_fn, images, labels)``.
+
+from stochjax import attacks
+attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
+                        defense=defense)
+"""
+
+from stochjax import registry as registry_lib
+from stochjax.attacks import losses, norms
+from stochjax.attacks.eot import make_value_and_grad
+from stochjax.attacks.losses import LOSSES, cross_entropy, get_loss, margin
+from stochjax.attacks.pgd import AttackResult, as_pytree_fn, make_pgd
+
+REGISTRY = registry_lib.Registry("attack")
+REGISTRY.register("pgd")(make_pgd)
+
+
+def lookup(spec: str, **extra):
+  """Builds an attack from a spec; `extra` adds non-literal arguments.
+
+  Args:
+    spec: e.g. ``"pgd(eps=0.0314, step_size=0.0078, num_steps=10)"``.
+    **extra: e.g. ``defense=...``.
+
+  Raises:
+    ValueError: unknown attack or argument names, or bad values.
+  """
+  calls = registry_lib.parse(spec)
+  if len(calls) != 1:
+    raise ValueError(f"Expected one attack, got {len(calls)} in {spec!r}.")
+  return REGISTRY.bind(calls[0], **extra)()
+
+
+__all__ = [
+  "LOSSES",
+  "REGISTRY",
+  "AttackResult",
+  "as_pytree_fn",
+  "cross_entropy",
+  "get_loss",
+  "lookup",
+  "losses",
+  "make_pgd",
+  "make_value_and_grad",
+  "margin",
+  "norms",
+]

@@ -1,0 +1,168 @@
+"""The defense contract, batching, EOT, composition and BPDA, in one place.
+
+A defense is ``defense(key, image) -> image`` on one ``(H, W, C)`` float32
+image in [0, 1]; it returns an image of the same shape and dtype, also in
+[0, 1]. Defenses never see a batch axis: `batched` and `eot` add one with
+`jax.vmap` over split keys, and nothing else in stochjax does.
+
+Gradients: a defense is either differentiable ("exact"), or its forward pass
+is wrapped by `bpda`, which is the only way stochjax gives a non-differentiable
+step a gradient.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from stochjax import registry as registry_lib
+from stochjax import types
+
+REGISTRY = registry_lib.Registry("defense")
+GRADIENT_MODES = ("exact", "bpda")
+
+
+def register(name: str, *, gradient: str) -> Callable[[Callable], Callable]:
+  """Registers a defense; `gradient` is "exact" or "bpda" (for the README)."""
+  if gradient not in GRADIENT_MODES:
+    raise ValueError(f"gradient must be one of {GRADIENT_MODES}.")
+  return REGISTRY.register(name, gradient=gradient)
+
+
+def identity(key: types.PRNGKey, image: types.Image) -> types.Image:
+  """The no-op defense."""
+  del key
+  return image
+
+
+def compose(defenses: Sequence[types.Defense]) -> types.Defense:
+  """Applies `defenses` in order, each with an independent key.
+
+  Args:
+    defenses: zero or more defenses; none gives `identity`.
+
+  Returns:
+    A defense ``(key, image) -> image``.
+  """
+  defenses = tuple(defenses)
+  if not defenses:
+    return identity
+  if len(defenses) == 1:
+    return defenses[0]
+
+  def composed(key, image):
+    for defense, subkey in zip(
+      defenses, jax.random.split(key, len(defenses)), strict=True
+    ):
+      image = defense(subkey, image)
+    return image
+
+  return composed
+
+
+def lookup(spec: str | None) -> types.Defense:
+  """Builds a defense from a spec such as ``"noise_injection()|rotation()"``.
+
+  Args:
+    spec: a `stochjax.registry` spec of registered defense names, or None /
+      ``""`` / ``"identity"`` for no defense.
+
+  Returns:
+    A defense ``(key, image) -> image``.
+
+  Raises:
+    ValueError: unknown names or arguments (the message lists valid ones).
+  """
+  if spec is None or not spec.strip():
+    return identity
+  calls = registry_lib.parse(spec)
+  return compose([REGISTRY.bind(call) for call in calls])
+
+
+def batched(defense: types.Defense) -> Callable:
+  """``(key, images (N, H, W, C)) -> (N, H, W, C)``, one draw per image.
+
+  The key for image i is ``fold_in(key, i)``, so an image's draw does not
+  depend on the batch size.
+  """
+
+  def apply(key: types.PRNGKey, images: types.Batch) -> types.Batch:
+    return jax.vmap(defense)(example_keys(key, images.shape[0]), images)
+
+  return apply
+
+
+def eot(defense: types.Defense, num_draws: int) -> Callable:
+  """``(key, image (H, W, C)) -> (num_draws, H, W, C)`` independent draws."""
+
+  def apply(key: types.PRNGKey, image: types.Image) -> jax.Array:
+    keys = jax.random.split(key, num_draws)
+    return jax.vmap(defense, in_axes=(0, None))(keys, image)
+
+  return apply
+
+
+def example_keys(key: types.PRNGKey, num: int) -> jax.Array:
+  """Keys ``fold_in(key, i)`` for i in [0, num): independent of batching."""
+  return jax.vmap(functools.partial(jax.random.fold_in, key))(
+    jnp.arange(num, dtype=jnp.uint32)
+  )
+
+
+@jax.custom_vjp
+def straight_through(carrier: jax.Array, value: jax.Array) -> jax.Array:
+  """Returns `value` exactly; the gradient flows to `carrier` unchanged.
+
+  ``straight_through(x, f(x))`` is BPDA identity for `f`. Unlike
+  ``x + stop_gradient(f(x) - x)`` the forward value is bit-exact.
+  """
+  del carrier
+  return value
+
+
+def _straight_through_fwd(carrier, value):
+  del carrier
+  return value, None
+
+
+def _straight_through_bwd(_, g):
+  return g, jnp.zeros_like(g)
+
+
+straight_through.defvjp(_straight_through_fwd, _straight_through_bwd)
+
+
+def bpda(
+  fn: types.Defense, surrogate: types.Defense | None = None
+) -> types.Defense:
+  """Backward Pass Differentiable Approximation (Athalye et al., 2018).
+
+  The forward value is exactly ``fn(key, image)``. The backward pass is the
+  identity (straight-through) if `surrogate` is None, otherwise the gradient
+  of ``surrogate(key, image)`` with the *same* key, i.e. the same random draw.
+
+  Args:
+    fn: a defense, possibly non-differentiable.
+    surrogate: an optional differentiable stand-in with the same output shape.
+
+  Returns:
+    A defense with fn's forward pass and the chosen backward pass.
+
+  References:
+    Athalye, Carlini, Wagner. Obfuscated Gradients Give a False Sense of
+    Security. ICML 2018. https://arxiv.org/abs/1802.00420
+  """
+
+  @functools.wraps(fn)
+  def wrapped(key: types.PRNGKey, image: types.Image) -> types.Image:
+    value = fn(key, jax.lax.stop_gradient(image))
+    carrier = image if surrogate is None else surrogate(key, image)
+    if carrier.shape != value.shape:
+      raise ValueError(
+        f"bpda needs matching shapes: the forward pass gives {value.shape}, "
+        f"the gradient path {carrier.shape}."
+      )
+    return straight_through(carrier, value)
+
+  return wrapped

@@ -1,0 +1,267 @@
+"""The paper's evaluation protocol: majority votes and attack success rates.
+
+A stochastic classifier is judged by the majority of its hard labels over n
+independent defense draws (ties go to the smallest class index, as
+``scipy.stats.mode``). Votes accumulate as per-class counts on device, in
+chunks of draws, so memory is set by the chunk size, not by n.
+
+Attack success rate (Gao et al., Section 6.1): samples whose benign vote
+already meets the goal are discarded; among the rest, success means the vote
+on the adversarial image differs from the label (untargeted) or equals the
+target (targeted). Benign and adversarial votes use independent keys.
+"""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from stochjax import types, validation
+from stochjax.attacks import eot as eot_lib
+from stochjax.attacks import pgd
+from stochjax.defenses import core as defense_core
+
+
+@functools.partial(
+  jax.jit, static_argnames=("defense", "num_votes", "chunk_size")
+)
+def _vote_counts(key, logits_fn, images, *, defense, num_votes, chunk_size):
+  keys = defense_core.example_keys(key, images.shape[0])
+  defend = jax.vmap(defense)
+  num_chunks = -(-num_votes // chunk_size)
+  draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
+
+  def one_draw(draw_keys, valid):
+    logits = logits_fn(defend(draw_keys, images))
+    labels = jnp.argmax(logits, -1)
+    hits = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.int32)
+    return jnp.where(valid, hits, 0)
+
+  def body(counts, chunk_draws):
+    hits = jax.vmap(one_draw)(
+      eot_lib.draw_keys(keys, chunk_draws), (chunk_draws < num_votes)
+    )
+    return counts + jnp.sum(hits, 0, dtype=jnp.int32), None
+
+  num_classes = jax.eval_shape(logits_fn, images).shape[-1]
+  counts = jnp.zeros((images.shape[0], num_classes), jnp.int32)
+  counts, _ = jax.lax.scan(body, counts, draws.reshape(num_chunks, -1))
+  return counts
+
+
+def vote_counts(
+  key: types.PRNGKey,
+  logits_fn: types.LogitsFn,
+  images: types.Batch,
+  *,
+  defense: types.Defense | None,
+  num_votes: int,
+  chunk_size: int = 10,
+) -> jax.Array:
+  """Per-class counts of argmax labels over `num_votes` defense draws.
+
+  Args:
+    key: the draws' key; image i draws with ``fold_in(fold_in(key, i), j)``.
+    logits_fn: ``(N, H, W, C) -> (N, K)``.
+    images: ``(N, H, W, C)`` float32 in [0, 1].
+    defense: ``(key, image) -> image``, or None for the bare model.
+    num_votes: n, the number of draws.
+    chunk_size: draws evaluated at once (memory: chunk_size x N images).
+
+  Returns:
+    ``(N, K)`` int32 counts summing to `num_votes` per row.
+  """
+  validation.check_images(images)
+  validation.positive("num_votes", num_votes, integer=True)
+  validation.positive("chunk_size", chunk_size, integer=True)
+  logits_fn = pgd.as_pytree_fn(logits_fn)
+  validation.num_classes(logits_fn, images)
+  return _vote_counts(
+    key,
+    logits_fn,
+    images,
+    defense=defense_core.identity if defense is None else defense,
+    num_votes=num_votes,
+    chunk_size=min(chunk_size, num_votes),
+  )
+
+
+def vote(key, logits_fn, images, *, defense, num_votes, chunk_size=10):
+  """Majority hard label ``(N,)`` int32; ties go to the smallest class.
+
+  Arguments as `vote_counts`.
+  """
+  counts = vote_counts(
+    key,
+    logits_fn,
+    images,
+    defense=defense,
+    num_votes=num_votes,
+    chunk_size=chunk_size,
+  )
+  return jnp.argmax(counts, axis=-1).astype(jnp.int32)
+
+
+def goal_met(predictions, labels, targets=None) -> np.ndarray:
+  """Untargeted: prediction != label; targeted: prediction == target."""
+  predictions = np.asarray(predictions)
+  if targets is None:
+    return predictions != np.asarray(labels)
+  return predictions == np.asarray(targets)
+
+
+def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
+  """The paper's rate over retained samples, and how many were retained.
+
+  Args:
+    benign_met: ``(N,)`` bool, the goal already met by the benign vote.
+    adversarial_met: ``(N,)`` bool, the goal met by the adversarial vote.
+
+  Returns:
+    (rate in [0, 1] over samples with ``~benign_met``, or NaN if none;
+    the number of such samples).
+  """
+  retained = ~np.asarray(benign_met, bool)
+  n = int(retained.sum())
+  if n == 0:
+    return float("nan"), 0
+  return float(np.asarray(adversarial_met, bool)[retained].mean()), n
+
+
+def _batches(n: int, batch_size: int):
+  for start in range(0, n, batch_size):
+    yield start, min(start + batch_size, n)
+
+
+def _padded(x: np.ndarray, size: int) -> np.ndarray:
+  """Pads the first axis to `size` by repeating the first row (one compile)."""
+  if len(x) == size:
+    return x
+  return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+
+
+def _batched_votes(
+  key, logits_fn, images, *, defense, num_votes, chunk_size, batch_size, desc
+):
+  out = []
+  for b, (lo, hi) in enumerate(
+    tqdm.tqdm(list(_batches(len(images), batch_size)), desc=desc, leave=False)
+  ):
+    batch = _padded(images[lo:hi], min(batch_size, len(images)))
+    pred = vote(
+      jax.random.fold_in(key, b),
+      logits_fn,
+      batch,
+      defense=defense,
+      num_votes=num_votes,
+      chunk_size=chunk_size,
+    )
+    out.append(np.asarray(pred)[: hi - lo])
+  return np.concatenate(out) if out else np.zeros((0,), np.int32)
+
+
+def _attack_all(key, attack, logits_fn, images, goal_labels, batch_size, desc):
+  out = []
+  for b, (lo, hi) in enumerate(
+    tqdm.tqdm(list(_batches(len(images), batch_size)), desc=desc, leave=False)
+  ):
+    size = min(batch_size, len(images))
+    adv = attack(
+      jax.random.fold_in(key, b),
+      logits_fn,
+      _padded(images[lo:hi], size),
+      _padded(goal_labels[lo:hi], size),
+    )
+    adv = adv.images if isinstance(adv, pgd.AttackResult) else adv
+    out.append(np.asarray(adv)[: hi - lo])
+  return np.concatenate(out) if out else images[:0]
+
+
+def evaluate_attack(
+  key: types.PRNGKey,
+  logits_fn: types.LogitsFn,
+  images: Any,
+  labels: Any,
+  *,
+  attack: types.Attack,
+  defense: types.Defense | None,
+  num_votes: int,
+  targets: Any = None,
+  non_adaptive_attack: types.Attack | None = None,
+  batch_size: int = 128,
+  chunk_size: int = 10,
+) -> dict[str, float]:
+  """Benign accuracy and attack success rate under the paper's protocol.
+
+  Args:
+    key: the evaluation key (split into benign votes, attack, adversarial
+      votes).
+    logits_fn: the undefended model ``(N, H, W, C) -> (N, K)``.
+    images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
+    labels: ``(N,)`` true labels.
+    attack: ``attack(key, logits_fn, images, goal_labels)``, built with the
+      defense for an adaptive attack; its labels are `targets` if given.
+    defense: the defense used for every vote.
+    num_votes: n draws per vote.
+    targets: ``(N,)`` target classes for a targeted attack, else None.
+    non_adaptive_attack: optionally also run this attack (built without the
+      defense) and evaluate its images with the defended vote.
+    batch_size: images per attack / vote call (the last batch is padded, so
+      each function compiles once).
+    chunk_size: vote draws evaluated at once.
+
+  Returns:
+    A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
+    (fraction whose benign vote already meets the goal), ``num_retained``,
+    ``attack_success_rate`` (over retained samples; NaN if none), and
+    ``non_adaptive_success_rate`` when asked. Rates are in [0, 1].
+  """
+  images = np.asarray(images)
+  labels = np.asarray(labels)
+  validation.check_images(images)
+  targeted = targets is not None
+  goal_labels = np.asarray(targets) if targeted else labels
+  benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
+  voting = dict(
+    defense=defense,
+    num_votes=num_votes,
+    chunk_size=chunk_size,
+    batch_size=batch_size,
+  )
+  benign = _batched_votes(
+    benign_key, logits_fn, images, desc="benign votes", **voting
+  )
+  benign_met = goal_met(benign, labels, targets)
+  keep = ~benign_met
+  results = {
+    "num_samples": len(images),
+    "benign_accuracy": float(np.mean(benign == labels)),
+    "benign_success_rate": float(np.mean(benign_met)),
+  }
+  attacks = {"attack_success_rate": (attack, attack_key)}
+  if non_adaptive_attack is not None:
+    attacks["non_adaptive_success_rate"] = (
+      non_adaptive_attack,
+      non_adaptive_key,
+    )
+  for i, (name, (fn, fn_key)) in enumerate(attacks.items()):
+    adv = _attack_all(
+      fn_key, fn, logits_fn, images[keep], goal_labels[keep], batch_size, name
+    )
+    adv_pred = _batched_votes(
+      jax.random.fold_in(vote_key, i),
+      logits_fn,
+      adv,
+      desc="adversarial votes",
+      **voting,
+    )
+    adv_met = goal_met(
+      adv_pred, labels[keep], goal_labels[keep] if targeted else None
+    )
+    rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
+    results[name] = rate
+    results["num_retained"] = retained
+  return results

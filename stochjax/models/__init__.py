@@ -1,0 +1,34 @@
+"""Flax ResNets with normalization inside, and the `logits_fn` boundary."""
+
+from stochjax.models.classifier import classifier
+from stochjax.models.conv import conv_general_dilated, explicit_vjp_conv
+from stochjax.models.resnet import (
+  ARCHITECTURES,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  BasicBlock,
+  BottleneckBlock,
+  ResNet,
+  ResNet18,
+  ResNet34,
+  ResNet50,
+  ResNetTiny,
+  get_model,
+)
+
+__all__ = [
+  "ARCHITECTURES",
+  "IMAGENET_MEAN",
+  "IMAGENET_STD",
+  "BasicBlock",
+  "BottleneckBlock",
+  "ResNet",
+  "ResNet18",
+  "ResNet34",
+  "ResNet50",
+  "ResNetTiny",
+  "classifier",
+  "conv_general_dilated",
+  "explicit_vjp_conv",
+  "get_model",
+]

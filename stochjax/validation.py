@@ -1,0 +1,137 @@
+"""Checks at the Python boundary: clear errors instead of silent wrong numbers.
+
+These run on the host, once per call, before anything is jitted. Shape and
+dtype checks also work on tracers (inside a user's `jax.jit`); value checks
+(range, NaN) need concrete arrays and are skipped for tracers.
+"""
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+_CHANNELS = (1, 3, 4)
+
+
+def is_concrete(x: Any) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def check_images(images: Any, *, batched: bool = True, name: str = "images"):
+  """Checks float32 channels-last images with values in [0, 1].
+
+  Args:
+    images: ``(N, H, W, C)`` if `batched`, else ``(H, W, C)``.
+    batched: whether a leading batch axis is expected.
+    name: the argument name used in error messages.
+
+  Raises:
+    ValueError: wrong rank, channels-first layout, non-float32 dtype, NaN or
+      infinite values, or values outside [0, 1].
+  """
+  rank = 4 if batched else 3
+  layout = "(N, H, W, C)" if batched else "(H, W, C)"
+  shape = getattr(images, "shape", None)
+  if shape is None or len(shape) != rank:
+    raise ValueError(
+      f"{name} must have shape {layout} (channels-last); got shape {shape}."
+    )
+  if shape[-1] not in _CHANNELS and shape[-3] in _CHANNELS:
+    raise ValueError(
+      f"{name} of shape {tuple(shape)} look channels-first; stochjax expects "
+      f"channels-last {layout}. Transpose with jnp.moveaxis(x, -3, -1)."
+    )
+  if images.dtype != np.float32:
+    hint = " (divide uint8 images by 255)" if images.dtype == np.uint8 else ""
+    raise ValueError(
+      f"{name} must be float32 in [0, 1]; got dtype {images.dtype}{hint}."
+    )
+  if is_concrete(images):
+    values = np.asarray(images)
+    if not np.all(np.isfinite(values)):
+      raise ValueError(f"{name} contain NaN or infinite values.")
+    lo, hi = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if lo < 0.0 or hi > 1.0:
+      raise ValueError(
+        f"{name} must lie in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]."
+      )
+
+
+def check_labels(labels: Any, num_examples: int, num_classes: int):
+  """Checks integer labels ``(N,)`` with values in ``[0, num_classes)``."""
+  shape = getattr(labels, "shape", None)
+  if shape is None or tuple(shape) != (num_examples,):
+    raise ValueError(f"labels must have shape ({num_examples},), got {shape}.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got dtype {labels.dtype}.")
+  if is_concrete(labels) and num_examples:
+    values = np.asarray(labels)
+    if values.min() < 0 or values.max() >= num_classes:
+      raise ValueError(
+        f"labels must lie in [0, {num_classes}); got values in "
+        f"[{values.min()}, {values.max()}]."
+      )
+
+
+_NUM_CLASSES: dict = {}
+
+
+def num_classes(logits_fn, images) -> int:
+  """K for ``logits_fn(images) -> (N, K)``, traced once per model and shape.
+
+  Raises:
+    ValueError: the output is not ``(N, K)`` floating point.
+  """
+  leaves, treedef = jax.tree.flatten(logits_fn)
+  key = (
+    treedef,
+    tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves),
+    tuple(images.shape),
+    images.dtype,
+  )
+  if key not in _NUM_CLASSES:
+    if len(_NUM_CLASSES) > 256:
+      _NUM_CLASSES.clear()
+    _NUM_CLASSES[key] = _check_logits_fn(logits_fn, images)
+  return _NUM_CLASSES[key]
+
+
+def _check_logits_fn(logits_fn, images) -> int:
+  images = jax.ShapeDtypeStruct(images.shape, images.dtype)
+  out = jax.eval_shape(logits_fn, images)
+  n = images.shape[0]
+  if (
+    not hasattr(out, "shape")
+    or len(out.shape) != 2
+    or out.shape[0] != n
+    or not np.issubdtype(out.dtype, np.floating)
+  ):
+    raise ValueError(
+      f"logits_fn must map ({n}, H, W, C) images to ({n}, K) float logits; "
+      f"got {getattr(out, 'shape', out)} {getattr(out, 'dtype', '')}."
+    )
+  return out.shape[1]
+
+
+def positive(name: str, value: Any, *, integer: bool = False) -> None:
+  """Raises ValueError unless `value` is a finite number > 0 (an int if asked)."""
+  kind = "integer" if integer else "number"
+  ok = isinstance(value, int | float) and not isinstance(value, bool)
+  if integer:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  if not ok or not math.isfinite(value) or value <= 0:
+    raise ValueError(f"{name} must be a positive {kind}, got {value!r}.")
+
+
+def one_of(name: str, value: Any, choices) -> None:
+  if value not in choices:
+    raise ValueError(
+      f"Unknown {name} {value!r}; valid: {', '.join(map(str, choices))}."
+    )
+
+
+def in_range(name: str, value: Any, lo: float, hi: float) -> None:
+  """Raises ValueError unless lo <= value <= hi."""
+  if not isinstance(value, int | float) or not lo <= value <= hi:
+    raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value!r}.")
