@@ -63,7 +63,9 @@ class ContractTest(parameterized.TestCase):
     with self.subTest("vmap_equals_loop"):
       images = jnp.stack([image, image[::-1], image[:, ::-1]])
       keys = jax.random.split(key, 3)
-      looped = jnp.stack([defense(k, x) for k, x in zip(keys, images)])
+      looped = jnp.stack(
+        [defense(k, x) for k, x in zip(keys, images, strict=True)]
+      )
       np.testing.assert_allclose(
         jax.vmap(defense)(keys, images), looped, rtol=1e-6, atol=1e-6
       )

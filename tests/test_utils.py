@@ -8,7 +8,9 @@ import numpy as np
 def assert_trees_all_close(actual, desired, rtol=1e-6, atol=1e-6):
   """Asserts two pytrees have the same structure and close leaves."""
   assert jax.tree.structure(actual) == jax.tree.structure(desired)
-  for a, d in zip(jax.tree.leaves(actual), jax.tree.leaves(desired)):
+  for a, d in zip(
+    jax.tree.leaves(actual), jax.tree.leaves(desired), strict=True
+  ):
     np.testing.assert_allclose(np.asarray(a), np.asarray(d), rtol, atol)
 
 

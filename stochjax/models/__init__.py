@@ -1,7 +1,11 @@
 """Flax ResNets with normalization inside, and the `logits_fn` boundary."""
 
 from stochjax.models.classifier import classifier
-from stochjax.models.conv import conv_general_dilated, explicit_vjp_conv
+from stochjax.models.conv import (
+  conv_general_dilated,
+  explicit_conv,
+  explicit_vjp_conv,
+)
 from stochjax.models.resnet import (
   ARCHITECTURES,
   IMAGENET_MEAN,
@@ -29,6 +33,7 @@ __all__ = [
   "ResNetTiny",
   "classifier",
   "conv_general_dilated",
+  "explicit_conv",
   "explicit_vjp_conv",
   "get_model",
 ]

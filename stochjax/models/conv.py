@@ -103,7 +103,7 @@ def _trivial(dilation: Sequence[int] | None) -> bool:
   return dilation is None or all(d == 1 for d in dilation)
 
 
-def conv_general_dilated(
+def explicit_conv(
   lhs,
   rhs,
   window_strides,
@@ -115,10 +115,12 @@ def conv_general_dilated(
   batch_group_count=1,
   precision=None,
   preferred_element_type=None,
+  *,
+  backends=("cpu",),
 ):
-  """Drop-in for `jax.lax.conv_general_dilated`, fast input grads on CPU."""
+  """Like `conv_general_dilated`, choosing the explicit path on `backends`."""
   explicit = (
-    jax.default_backend() == "cpu"
+    jax.default_backend() in backends
     and lhs.ndim == 4
     and _is_nhwc(dimension_numbers)
     and _trivial(lhs_dilation)
@@ -149,3 +151,7 @@ def conv_general_dilated(
   return explicit_vjp_conv(
     lhs, rhs, tuple(int(s) for s in window_strides), padding, precision
   )
+
+
+# Drop-in for `jax.lax.conv_general_dilated`, with fast input grads on CPU.
+conv_general_dilated = explicit_conv

@@ -104,7 +104,9 @@ class ResNet(nn.Module):
     norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5
     )
-    x = (x - jnp.asarray(self.mean, x.dtype)) / jnp.asarray(self.std, x.dtype)
+    mean = jnp.asarray(self.mean, x.dtype).reshape(1, 1, 1, -1)
+    std = jnp.asarray(self.std, x.dtype).reshape(1, 1, 1, -1)
+    x = (x - mean) / std
     if self.stem == "imagenet":
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
       x = nn.relu(norm()(x))

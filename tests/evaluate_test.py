@@ -1,0 +1,152 @@
+"""Majority votes and the paper's success-rate definition."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from absl.testing import absltest
+
+from stochjax import attacks, evaluate
+from tests import test_utils
+
+
+def _coin_defense(key, image):
+  """Sets the whole image to 0 or 1 by a fair coin."""
+  return jnp.broadcast_to(
+    jax.random.bernoulli(key).astype(image.dtype), image.shape
+  )
+
+
+def _coin_logits(images):
+  """Class 1 if the image is bright, class 0 otherwise (3 classes)."""
+  bright = jnp.mean(images, axis=(1, 2, 3))
+  return jnp.stack([1.0 - bright, bright, jnp.full_like(bright, -1.0)], -1)
+
+
+class VoteTest(absltest.TestCase):
+  def test_counts_match_draws_and_ignore_chunking(self):
+    images = jnp.full((6, 4, 4, 3), 0.5)
+    kwargs = dict(defense=_coin_defense, num_votes=9)
+    counts = evaluate.vote_counts(
+      jax.random.key(0), _coin_logits, images, chunk_size=9, **kwargs
+    )
+    self.assertEqual(counts.shape, (6, 3))
+    np.testing.assert_array_equal(counts.sum(-1), 9)
+    np.testing.assert_array_equal(counts[:, 2], 0)
+    self.assertTrue(np.any(counts[:, 0] != counts[0, 0]))  # independent rows
+    for chunk in (1, 2, 4):
+      np.testing.assert_array_equal(
+        evaluate.vote_counts(
+          jax.random.key(0), _coin_logits, images, chunk_size=chunk, **kwargs
+        ),
+        counts,
+      )
+
+  def test_ties_go_to_smallest_class(self):
+    images = jnp.full((64, 4, 4, 3), 0.5)
+    counts = evaluate.vote_counts(
+      jax.random.key(1),
+      _coin_logits,
+      images,
+      defense=_coin_defense,
+      num_votes=2,
+    )
+    votes = evaluate.vote(
+      jax.random.key(1),
+      _coin_logits,
+      images,
+      defense=_coin_defense,
+      num_votes=2,
+    )
+    tied = counts[:, 0] == counts[:, 1]
+    self.assertTrue(np.any(tied))
+    np.testing.assert_array_equal(votes[tied], 0)
+
+  def test_vote_equals_scipy_mode(self):
+    images = jnp.full((32, 4, 4, 3), 0.5)
+    key = jax.random.key(2)
+    counts = evaluate.vote_counts(
+      key, _coin_logits, images, defense=_coin_defense, num_votes=7
+    )
+    # Rebuild the hard labels and take scipy's mode (smallest on ties).
+    hard = np.stack(
+      [np.repeat(np.arange(3), row) for row in np.asarray(counts)]
+    )
+    mode = scipy.stats.mode(hard, axis=1).mode.ravel()
+    np.testing.assert_array_equal(
+      evaluate.vote(
+        key, _coin_logits, images, defense=_coin_defense, num_votes=7
+      ),
+      mode,
+    )
+
+
+class SuccessRateTest(absltest.TestCase):
+  def test_hand_made_untargeted(self):
+    labels = np.array([0, 1, 2, 3])
+    benign = np.array([0, 1, 0, 3])  # sample 2 already wrong: discarded
+    adversarial = np.array([1, 1, 2, 0])
+    benign_met = evaluate.goal_met(benign, labels)
+    adv_met = evaluate.goal_met(adversarial, labels)
+    rate, retained = evaluate.success_rate(benign_met, adv_met)
+    self.assertEqual(retained, 3)
+    self.assertAlmostEqual(rate, 2 / 3)
+
+  def test_hand_made_targeted(self):
+    labels = np.array([0, 1, 2, 3])
+    targets = np.array([9, 9, 9, 9])
+    benign = np.array([9, 1, 2, 3])  # sample 0 already the target
+    adversarial = np.array([9, 9, 2, 9])
+    rate, retained = evaluate.success_rate(
+      evaluate.goal_met(benign, labels, targets),
+      evaluate.goal_met(adversarial, labels, targets),
+    )
+    self.assertEqual(retained, 3)
+    self.assertAlmostEqual(rate, 2 / 3)
+
+  def test_nothing_retained_is_nan(self):
+    rate, retained = evaluate.success_rate(np.ones(3, bool), np.ones(3, bool))
+    self.assertEqual(retained, 0)
+    self.assertTrue(np.isnan(rate))
+
+
+class EvaluateAttackTest(absltest.TestCase):
+  def test_linear_model_protocol(self):
+    rng = np.random.default_rng(0)
+    weights = jnp.asarray(rng.normal(size=(48, 4)).astype(np.float32))
+    images = test_utils.random_images(0, (10, 4, 4, 3))
+    logits_fn = test_utils.linear_logits_fn(weights)
+    labels = np.array(jnp.argmax(logits_fn(images), -1))
+    labels[:3] = (labels[:3] + 1) % 4  # 3 samples are already misclassified
+    attack = attacks.make_pgd(eps=1.0, step_size=0.05, num_steps=40)
+    result = evaluate.evaluate_attack(
+      jax.random.key(0),
+      logits_fn,
+      images,
+      labels,
+      attack=attack,
+      defense=None,
+      num_votes=1,
+      batch_size=4,
+    )
+    self.assertEqual(result["num_samples"], 10)
+    self.assertAlmostEqual(result["benign_accuracy"], 0.7)
+    self.assertAlmostEqual(result["benign_success_rate"], 0.3)
+    self.assertEqual(result["num_retained"], 7)
+    self.assertEqual(result["attack_success_rate"], 1.0)
+    weak = attacks.make_pgd(eps=1e-6, step_size=1e-6, num_steps=1)
+    result = evaluate.evaluate_attack(
+      jax.random.key(0),
+      logits_fn,
+      images,
+      labels,
+      attack=weak,
+      defense=None,
+      num_votes=1,
+      batch_size=4,
+    )
+    self.assertEqual(result["attack_success_rate"], 0.0)
+
+
+if __name__ == "__main__":
+  absltest.main()
