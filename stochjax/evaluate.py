@@ -131,11 +131,6 @@ def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
   return float(np.asarray(adversarial_met, bool)[retained].mean()), n
 
 
-def _batches(n: int, batch_size: int):
-  for start in range(0, n, batch_size):
-    yield start, min(start + batch_size, n)
-
-
 def _padded(x: np.ndarray, size: int) -> np.ndarray:
   """Pads the first axis to `size` by repeating the first row (one compile)."""
   if len(x) == size:
@@ -143,41 +138,25 @@ def _padded(x: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
 
 
-def _batched_votes(
-  key, logits_fn, images, *, defense, num_votes, chunk_size, batch_size, desc
-):
-  out = []
-  for b, (lo, hi) in enumerate(
-    tqdm.tqdm(list(_batches(len(images), batch_size)), desc=desc, leave=False)
-  ):
-    batch = _padded(images[lo:hi], min(batch_size, len(images)))
-    pred = vote(
-      jax.random.fold_in(key, b),
-      logits_fn,
-      batch,
-      defense=defense,
-      num_votes=num_votes,
-      chunk_size=chunk_size,
-    )
-    out.append(np.asarray(pred)[: hi - lo])
-  return np.concatenate(out) if out else np.zeros((0,), np.int32)
+def _map_batches(fn, key, arrays, batch_size: int, desc: str) -> np.ndarray:
+  """Concatenated ``fn(fold_in(key, b), *batch_b)`` over fixed-size batches.
 
-
-def _attack_all(key, attack, logits_fn, images, goal_labels, batch_size, desc):
+  The last batch is padded (and the padding dropped), so `fn` sees one shape.
+  """
+  n = len(arrays[0])
+  if n == 0:
+    raise ValueError("No samples to evaluate.")
+  size = min(batch_size, n)
   out = []
-  for b, (lo, hi) in enumerate(
-    tqdm.tqdm(list(_batches(len(images), batch_size)), desc=desc, leave=False)
-  ):
-    size = min(batch_size, len(images))
-    adv = attack(
-      jax.random.fold_in(key, b),
-      logits_fn,
-      _padded(images[lo:hi], size),
-      _padded(goal_labels[lo:hi], size),
-    )
-    adv = adv.images if isinstance(adv, pgd.AttackResult) else adv
-    out.append(np.asarray(adv)[: hi - lo])
-  return np.concatenate(out) if out else images[:0]
+  starts = range(0, n, batch_size)
+  for b, lo in enumerate(tqdm.tqdm(starts, desc=desc, leave=False)):
+    hi = min(lo + batch_size, n)
+    batch = [_padded(np.asarray(a[lo:hi]), size) for a in arrays]
+    result = fn(jax.random.fold_in(key, b), *batch)
+    if isinstance(result, pgd.AttackResult):
+      result = result.images
+    out.append(np.asarray(result)[: hi - lo])
+  return np.concatenate(out)
 
 
 def evaluate_attack(
@@ -225,14 +204,13 @@ def evaluate_attack(
   targeted = targets is not None
   goal_labels = np.asarray(targets) if targeted else labels
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
-  voting = dict(
-    defense=defense,
-    num_votes=num_votes,
-    chunk_size=chunk_size,
-    batch_size=batch_size,
-  )
-  benign = _batched_votes(
-    benign_key, logits_fn, images, desc="benign votes", **voting
+  voting = dict(defense=defense, num_votes=num_votes, chunk_size=chunk_size)
+  benign = _map_batches(
+    lambda key, x: vote(key, logits_fn, x, **voting),
+    benign_key,
+    [images],
+    batch_size,
+    "benign votes",
   )
   benign_met = goal_met(benign, labels, targets)
   keep = ~benign_met
@@ -248,15 +226,22 @@ def evaluate_attack(
       non_adaptive_key,
     )
   for i, (name, (fn, fn_key)) in enumerate(attacks.items()):
-    adv = _attack_all(
-      fn_key, fn, logits_fn, images[keep], goal_labels[keep], batch_size, name
+    if not keep.any():  # Every sample already meets the goal.
+      results[name], results["num_retained"] = float("nan"), 0
+      continue
+    adv = _map_batches(
+      lambda key, x, y, fn=fn: fn(key, logits_fn, x, y),
+      fn_key,
+      [images[keep], goal_labels[keep]],
+      batch_size,
+      name,
     )
-    adv_pred = _batched_votes(
+    adv_pred = _map_batches(
+      lambda key, x: vote(key, logits_fn, x, **voting),
       jax.random.fold_in(vote_key, i),
-      logits_fn,
-      adv,
-      desc="adversarial votes",
-      **voting,
+      [adv],
+      batch_size,
+      "adversarial votes",
     )
     adv_met = goal_met(
       adv_pred, labels[keep], goal_labels[keep] if targeted else None

@@ -105,14 +105,17 @@ class Registry:
       )
     return functools.partial(fn, **kwargs)
 
-  def lookup(self, spec: str) -> Callable:
-    """Parses a single-term spec and returns the bound function."""
+  def lookup(self, spec: str, **extra: Any) -> Callable:
+    """Parses a single-term spec and returns the bound function.
+
+    `extra` adds non-literal keyword arguments (e.g. a defense function).
+    """
     calls = parse(spec)
     if len(calls) != 1:
       raise ValueError(
         f"Expected one {self.kind}, got a pipeline of {len(calls)}: {spec!r}."
       )
-    return self.bind(calls[0])
+    return self.bind(calls[0], **extra)
 
 
 def _parse_term(node: ast.expr, spec: str) -> Call:

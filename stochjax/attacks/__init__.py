@@ -25,10 +25,7 @@ def lookup(spec: str, **extra):
   Raises:
     ValueError: unknown attack or argument names, or bad values.
   """
-  calls = registry_lib.parse(spec)
-  if len(calls) != 1:
-    raise ValueError(f"Expected one attack, got {len(calls)} in {spec!r}.")
-  return REGISTRY.bind(calls[0], **extra)()
+  return REGISTRY.lookup(spec, **extra)()
 
 
 __all__ = [

@@ -135,6 +135,10 @@ ResNet34 = functools.partial(
 ResNet50 = functools.partial(
   ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock
 )
+# A 3-stage, 16-filter CIFAR-size network (8 weighted layers) for CPU runs.
+ResNet8 = functools.partial(
+  ResNet, stage_sizes=(1, 1, 1), block_cls=BasicBlock, num_filters=16
+)
 # A two-stage, 8-filter network for tests and smoke runs.
 ResNetTiny = functools.partial(
   ResNet, stage_sizes=(1, 1), block_cls=BasicBlock, num_filters=8
@@ -144,6 +148,7 @@ ARCHITECTURES = {
   "ResNet18": ResNet18,
   "ResNet34": ResNet34,
   "ResNet50": ResNet50,
+  "ResNet8": ResNet8,
   "ResNetTiny": ResNetTiny,
 }
 

@@ -1,0 +1,51 @@
+"""Orbax checkpoints of plain pytrees, one per epoch, with resume.
+
+Saves are synchronous (a run killed after `save` returns loses nothing) and
+atomic (Orbax writes to a temporary directory and renames it).
+"""
+
+import logging
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+
+
+def _not_orbax(record: logging.LogRecord) -> bool:
+  return "orbax" not in record.pathname or record.levelno >= logging.WARNING
+
+
+# Orbax logs every save and restore at INFO through absl; keep that out of
+# the user's terminal (warnings still show).
+absl_logging.get_absl_handler().addFilter(_not_orbax)
+logging.getLogger("absl").addFilter(_not_orbax)
+
+
+def manager(directory: str, max_to_keep: int | None = None):
+  """A CheckpointManager keeping every checkpoint (or the last few)."""
+  return ocp.CheckpointManager(
+    os.path.abspath(directory),
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep,
+      create=True,
+      enable_async_checkpointing=False,
+    ),
+  )
+
+
+def save(mngr, step: int, tree: Any) -> None:
+  mngr.save(step, args=ocp.args.StandardSave(tree))
+  mngr.wait_until_finished()
+
+
+def restore_latest(mngr, like: Any) -> tuple[int | None, Any]:
+  """(latest step, tree shaped like `like`), or (None, like) when empty."""
+  step = mngr.latest_step()
+  if step is None:
+    return None, like
+  return step, mngr.restore(step, args=ocp.args.StandardRestore(like))
+
+
+def restore(directory: str, step: int, like: Any) -> Any:
+  return manager(directory).restore(step, args=ocp.args.StandardRestore(like))
