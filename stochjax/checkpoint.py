@@ -45,7 +45,3 @@ def restore_latest(mngr, like: Any) -> tuple[int | None, Any]:
   if step is None:
     return None, like
   return step, mngr.restore(step, args=ocp.args.StandardRestore(like))
-
-
-def restore(directory: str, step: int, like: Any) -> Any:
-  return manager(directory).restore(step, args=ocp.args.StandardRestore(like))

@@ -58,8 +58,8 @@ def check_images(images: Any, *, batched: bool = True, name: str = "images"):
       )
 
 
-def check_labels(labels: Any, num_examples: int, num_classes: int):
-  """Checks integer labels ``(N,)`` with values in ``[0, num_classes)``."""
+def check_labels(labels: Any, num_examples: int, classes: int):
+  """Checks integer labels ``(N,)`` with values in ``[0, classes)``."""
   shape = getattr(labels, "shape", None)
   if shape is None or tuple(shape) != (num_examples,):
     raise ValueError(f"labels must have shape ({num_examples},), got {shape}.")
@@ -67,9 +67,9 @@ def check_labels(labels: Any, num_examples: int, num_classes: int):
     raise ValueError(f"labels must be integers, got dtype {labels.dtype}.")
   if is_concrete(labels) and num_examples:
     values = np.asarray(labels)
-    if values.min() < 0 or values.max() >= num_classes:
+    if values.min() < 0 or values.max() >= classes:
       raise ValueError(
-        f"labels must lie in [0, {num_classes}); got values in "
+        f"labels must lie in [0, {classes}); got values in "
         f"[{values.min()}, {values.max()}]."
       )
 
@@ -129,9 +129,3 @@ def one_of(name: str, value: Any, choices) -> None:
     raise ValueError(
       f"Unknown {name} {value!r}; valid: {', '.join(map(str, choices))}."
     )
-
-
-def in_range(name: str, value: Any, lo: float, hi: float) -> None:
-  """Raises ValueError unless lo <= value <= hi."""
-  if not isinstance(value, int | float) or not lo <= value <= hi:
-    raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value!r}.")
