@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tqdm
 
@@ -105,10 +104,14 @@ def accuracy(logits_fn: types.LogitsFn, dataset, batch_size: int = 256):
   correct = 0
   for start in range(0, len(dataset.labels), batch_size):
     images = dataset.images[start : start + batch_size]
-    predictions = jnp.argmax(logits_fn(jnp.asarray(images)), -1)
     expected = dataset.labels[start : start + len(images)]
-    correct += int(np.sum(np.asarray(predictions) == expected))
+    correct += int(_num_correct(logits_fn, images, expected))
   return correct / max(len(dataset.labels), 1)
+
+
+@jax.jit
+def _num_correct(logits_fn, images, labels):
+  return jnp.sum(jnp.argmax(logits_fn(images), -1) == labels)
 
 
 def train(
@@ -176,13 +179,13 @@ def train(
     range(first_epoch, epochs), desc="epochs", initial=first_epoch, total=epochs
   )
   for epoch in progress:
-    totals = {"loss": 0.0, "accuracy": 0.0}
+    sums = None  # Summed on device; read back once per epoch.
     for images, labels in data_lib.batches(
       jax.random.fold_in(shuffle_key, epoch), train_set, batch_size
     ):
       state, metrics = train_step(state, defense_key, images, labels)
-      for name in totals:
-        totals[name] += float(metrics[name]) / steps_per_epoch
+      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+    totals = {k: float(v) / steps_per_epoch for k, v in sums.items()}
     if not math.isfinite(totals["loss"]):
       raise FloatingPointError(
         f"Training loss became {totals['loss']} in epoch {epoch + 1}; the last "

@@ -118,34 +118,25 @@ class EvaluateAttackTest(absltest.TestCase):
     logits_fn = test_utils.linear_logits_fn(weights)
     labels = np.array(jnp.argmax(logits_fn(images), -1))
     labels[:3] = (labels[:3] + 1) % 4  # 3 samples are already misclassified
-    attack = attacks.make_pgd(eps=1.0, step_size=0.05, num_steps=40)
-    result = evaluate.evaluate_attack(
-      jax.random.key(0),
-      logits_fn,
-      images,
-      labels,
-      attack=attack,
-      defense=None,
-      num_votes=1,
-      batch_size=4,
-    )
-    self.assertEqual(result["num_samples"], 10)
-    self.assertAlmostEqual(result["benign_accuracy"], 0.7)
-    self.assertAlmostEqual(result["benign_success_rate"], 0.3)
-    self.assertEqual(result["num_retained"], 7)
-    self.assertEqual(result["attack_success_rate"], 1.0)
+    strong = attacks.make_pgd(eps=1.0, step_size=0.05, num_steps=40)
     weak = attacks.make_pgd(eps=1e-6, step_size=1e-6, num_steps=1)
     result = evaluate.evaluate_attack(
       jax.random.key(0),
       logits_fn,
       images,
       labels,
-      attack=weak,
+      attack=strong,
+      non_adaptive_attack=weak,
       defense=None,
       num_votes=1,
-      batch_size=4,
+      batch_size=4,  # 7 retained: one full batch and one padded batch
     )
-    self.assertEqual(result["attack_success_rate"], 0.0)
+    self.assertEqual(result["num_samples"], 10)
+    self.assertAlmostEqual(result["benign_accuracy"], 0.7)
+    self.assertAlmostEqual(result["benign_success_rate"], 0.3)
+    self.assertEqual(result["num_retained"], 7)
+    self.assertEqual(result["attack_success_rate"], 1.0)
+    self.assertEqual(result["non_adaptive_success_rate"], 0.0)
 
 
 if __name__ == "__main__":
