@@ -104,13 +104,15 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   key = jax.random.key(config.seed)
   train_key, eval_key = jax.random.split(key)
   train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
-  test_set = data_lib.load(config.dataset, "test", data_dir=config.data_dir)
+  test_set = data_lib.load_arrays(
+    config.dataset, "test", data_dir=config.data_dir
+  )
+  settings = config.defenses
   classifiers = {
     augment: build_classifier(config, workdir, train_key, train_set, augment)
-    for augment in {""} | set(config.train.augment.values())
+    for augment in {""} | {d.model for d in settings.values()}
   }
-  logits_fn = classifiers[""]
-  clean_accuracy = train.accuracy(logits_fn, test_set)
+  clean_accuracy = train.accuracy(classifiers[""], test_set)
   logging.info("clean test accuracy %.4f", clean_accuracy)
   images = test_set.images[: config.num_examples]
   labels = test_set.labels[: config.num_examples]
@@ -119,11 +121,6 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     if config.attack.targeted
     else None
   )
-  pgd = dict(
-    eps=config.attack.eps,
-    step_size=config.attack.step_size,
-    targeted=config.attack.targeted,
-  )
   protocol = dict(
     num_votes=config.attack.num_votes,
     targets=targets,
@@ -131,56 +128,85 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     chunk_size=config.vote_chunk_size,
   )
   steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
-  # The undefended baseline: how strong is the attack at this eps?
-  undefended = evaluate.evaluate_attack(
-    jax.random.fold_in(eval_key, 0),
-    logits_fn,
-    images,
-    labels,
-    attack=attacks.make_pgd(num_steps=max(steps), **pgd),
-    defense=None,
-    **(protocol | {"num_votes": 1}),
-  )
+
+  def pgd(name, **kwargs):
+    setting = settings[name]
+    return attacks.make_pgd(
+      eps=setting.eps,
+      step_size=setting.step_size,
+      targeted=config.attack.targeted,
+      **kwargs,
+    )
+
+  # The undefended baseline per defense: how strong is PGD at its eps, on
+  # the model it attacks, with no defense at all?
+  undefended = {
+    name: evaluate.evaluate_attack(
+      jax.random.fold_in(eval_key, 0),
+      classifiers[setting.model],
+      images,
+      labels,
+      attack=pgd(name, num_steps=max(steps)),
+      defense=None,
+      **(protocol | {"num_votes": 1}),
+    )
+    for name, setting in settings.items()
+  }
   cells = workdir.cells()
   grids, benign, grad_evals = {}, {}, 0
   # One defense object per name, so the jitted votes compile once per defense.
-  built = {
-    name: defenses.lookup(spec) for name, spec in config.defenses.items()
-  }
-  todo = list(itertools.product(built.items(), steps, draws))
+  built = {name: defenses.lookup(s.spec) for name, s in settings.items()}
+  # One attack per (defense, m): PGD-max(k) keeping its iterate after every
+  # k of the grid, which equals PGD-k (step t's draws depend only on t).
+  todo = list(itertools.product(built.items(), draws))
   start = time.time()
-  for (name, defense), k, m in tqdm.tqdm(todo, desc="grid cells"):
-    cell = _cell_name(name, k, m)
-    if cell not in cells:
-      attack = attacks.make_pgd(
-        num_steps=k, eot_samples=m, defense=defense, **pgd
-      )
-      model_fn = classifiers[config.train.augment.get(name, "")]
-      cells[cell] = evaluate.evaluate_attack(
+  for (name, defense), m in tqdm.tqdm(todo, desc="grid rows (defense, m)"):
+    names = [_cell_name(name, k, m) for k in steps]
+    if not all(cell in cells for cell in names):
+      result = evaluate.evaluate_attack(
         jax.random.fold_in(eval_key, 1),
-        model_fn,
+        classifiers[settings[name].model],
         images,
         labels,
-        attack=attack,
+        attack=pgd(
+          name,
+          num_steps=max(steps),
+          eot_samples=m,
+          defense=defense,
+          snapshot_steps=tuple(steps),
+        ),
         defense=defense,
         **protocol,
-      ) | {"grad_evals": k * m}
-      workdir.save_cell(cell, cells[cell])
-      workdir.log_metrics(phase="attack", cell=cell, **cells[cell])
-    result = cells[cell]
-    grids.setdefault(name, np.zeros((len(draws), len(steps))))
-    grids[name][draws.index(m), steps.index(k)] = result["attack_success_rate"]
-    benign[name] = result["benign_accuracy"]
-    grad_evals += k * m * result["num_retained"]
+      )
+      by_steps = result.pop("attack_success_rate_by_steps", {})
+      for k, cell in zip(steps, names, strict=True):
+        cells[cell] = result | {
+          "attack_success_rate": by_steps.get(k, float("nan")),
+          "grad_evals_per_example": k * m,
+        }
+        workdir.save_cell(cell, cells[cell])
+        workdir.log_metrics(phase="attack", cell=cell, **cells[cell])
+    for k, cell in zip(steps, names, strict=True):
+      rate = cells[cell]["attack_success_rate"]
+      grids.setdefault(name, np.zeros((len(draws), len(steps))))
+      grids[name][draws.index(m), steps.index(k)] = rate
+      benign[name] = cells[cell]["benign_accuracy"]
+    # Spent: one run of the largest k per row.
+    grad_evals += max(steps) * m * cells[names[0]]["num_retained"]
+  titles = {
+    name: f"{name}, eps = {255 * s.eps:.3g}/255" for name, s in settings.items()
+  }
   for name, grid in grids.items():
     heatmap(
       grid,
       steps,
       draws,
-      f"{name} ({config.dataset})",
+      f"{titles[name]} ({config.dataset})",
       workdir.file(f"heatmap_{name}.png"),
     )
-  table = markdown_table(grids, steps, draws)
+  table = markdown_table(
+    {titles[name]: grid for name, grid in grids.items()}, steps, draws
+  )
   with open(workdir.file("table.md"), "w") as f:
     f.write(table)
   print(table)

@@ -109,6 +109,15 @@ class Workdir:
       f.flush()
       os.fsync(f.fileno())
 
+  def metrics(self, **match: Any) -> list[dict[str, Any]]:
+    """The metrics.jsonl records whose fields equal `match`, in order."""
+    path = self.file("metrics.jsonl")
+    if not os.path.exists(path):
+      return []
+    with open(path) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
   def write_results(self, results: dict) -> None:
     write_json_atomic(self.file("results.json"), results)
 

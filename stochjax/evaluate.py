@@ -196,7 +196,10 @@ def evaluate_attack(
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
     (fraction whose benign vote already meets the goal), ``num_retained``,
     ``attack_success_rate`` (over retained samples; NaN if none), and
-    ``non_adaptive_success_rate`` when asked. Rates are in [0, 1].
+    ``non_adaptive_success_rate`` when asked. Rates are in [0, 1]. For an
+    attack built with ``snapshot_steps``, ``attack_success_rate_by_steps``
+    maps each snapshot's step count to its rate (the same vote keys for
+    every snapshot), and ``attack_success_rate`` is the last snapshot's.
   """
   images = np.asarray(images)
   labels = np.asarray(labels)
@@ -236,17 +239,27 @@ def evaluate_attack(
       batch_size,
       name,
     )
-    adv_pred = _map_batches(
-      lambda key, x: vote(key, logits_fn, x, **voting),
-      jax.random.fold_in(vote_key, i),
-      [adv],
-      batch_size,
-      "adversarial votes",
-    )
-    adv_met = goal_met(
-      adv_pred, labels[keep], goal_labels[keep] if targeted else None
-    )
-    rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
+    snapshots = getattr(fn, "snapshot_steps", ())
+    # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
+    by_steps = {}
+    for s, images_s in enumerate(
+      [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
+    ):
+      adv_pred = _map_batches(
+        lambda key, x: vote(key, logits_fn, x, **voting),
+        jax.random.fold_in(vote_key, i),
+        [images_s],
+        batch_size,
+        "adversarial votes",
+      )
+      adv_met = goal_met(
+        adv_pred, labels[keep], goal_labels[keep] if targeted else None
+      )
+      rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
+      if snapshots:
+        by_steps[snapshots[s]] = rate
     results[name] = rate
     results["num_retained"] = retained
+    if snapshots:
+      results[f"{name}_by_steps"] = by_steps
   return results

@@ -7,6 +7,7 @@ image with a fresh draw per example per step. Every epoch is checkpointed
 the same final parameters as an uninterrupted run.
 """
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import tqdm
 
@@ -22,6 +24,7 @@ from stochjax import checkpoint, types
 from stochjax import data as data_lib
 from stochjax.attacks import losses
 from stochjax.defenses import core as defense_core
+from stochjax.models import classifier
 
 
 class TrainState(NamedTuple):
@@ -99,14 +102,29 @@ def init_state(model, key, image_shape, optimizer) -> TrainState:
   )
 
 
-def accuracy(logits_fn: types.LogitsFn, dataset, batch_size: int = 256):
-  """Clean top-1 accuracy of `logits_fn` on `dataset`, in [0, 1]."""
-  correct = 0
-  for start in range(0, len(dataset.labels), batch_size):
-    images = dataset.images[start : start + batch_size]
-    expected = dataset.labels[start : start + len(images)]
-    correct += int(_num_correct(logits_fn, images, expected))
-  return correct / max(len(dataset.labels), 1)
+def accuracy(
+  logits_fn: types.LogitsFn,
+  source: data_lib.Source,
+  batch_size: int = 256,
+  *,
+  defense: types.Defense | None = None,
+  key: types.PRNGKey | None = None,
+) -> float:
+  """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
+
+  With a `defense`, each image gets one draw of it (keyed by `key` and its
+  index) before the model: the defended, not the voted, accuracy.
+  """
+  if defense is not None and key is None:
+    raise ValueError("A defended accuracy needs a key.")
+  correct, n = 0, len(source.labels)
+  for start in range(0, n, batch_size):
+    index = np.arange(start, min(start + batch_size, n))
+    images = source.read(index)
+    if defense is not None:
+      images = _defended(defense, jax.random.fold_in(key, start), images)
+    correct += int(_num_correct(logits_fn, images, source.labels[index]))
+  return correct / max(n, 1)
 
 
 @jax.jit
@@ -114,11 +132,16 @@ def _num_correct(logits_fn, images, labels):
   return jnp.sum(jnp.argmax(logits_fn(images), -1) == labels)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _defended(defense, key, images):
+  return defense_core.batched(defense)(key, images)
+
+
 def train(
   *,
   key: types.PRNGKey,
   model: nn.Module,
-  train_set: data_lib.Dataset,
+  train_set: data_lib.Source,
   defense_spec: str | None,
   epochs: int,
   batch_size: int,
@@ -126,6 +149,7 @@ def train(
   weight_decay: float = 1e-2,
   checkpoint_dir: str,
   initial_variables: Any = None,
+  eval_set: data_lib.Source | None = None,
   on_epoch: Callable[[int, dict], None] | None = None,
 ) -> dict:
   """Trains (or fine-tunes) `model`, resuming from `checkpoint_dir`.
@@ -140,6 +164,9 @@ def train(
     learning_rate, weight_decay: AdamW's; the schedule is cosine per epoch.
     checkpoint_dir: where Orbax keeps one checkpoint per epoch.
     initial_variables: start from these (fine-tuning) instead of an init.
+    eval_set: if given, each epoch's metrics add its clean accuracy
+      (``eval_accuracy``) and, with a defense, the accuracy under one draw of
+      it (``eval_defended_accuracy``).
     on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch.
 
   Returns:
@@ -160,8 +187,8 @@ def train(
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
   )
-  init_key, shuffle_key, defense_key = jax.random.split(key, 3)
-  state = init_state(model, init_key, train_set.images.shape[1:], optimizer)
+  init_key, shuffle_key, defense_key, eval_key = jax.random.split(key, 4)
+  state = init_state(model, init_key, train_set.image_shape, optimizer)
   if initial_variables is not None:
     state = state._replace(
       params=initial_variables["params"],
@@ -172,9 +199,8 @@ def train(
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
   state = TrainState(**restored)
   first_epoch = 0 if done is None else done
-  train_step = make_train_step(
-    model, optimizer, defense_core.lookup(defense_spec)
-  )
+  defense = defense_core.lookup(defense_spec)
+  train_step = make_train_step(model, optimizer, defense)
   progress = tqdm.tqdm(
     range(first_epoch, epochs), desc="epochs", initial=first_epoch, total=epochs
   )
@@ -191,6 +217,16 @@ def train(
         f"Training loss became {totals['loss']} in epoch {epoch + 1}; the last "
         f"good checkpoint (epoch {epoch}) is kept in {checkpoint_dir}."
       )
+    if eval_set is not None:
+      logits_fn = classifier.classifier(
+        model, {"params": state.params, "batch_stats": state.batch_stats}
+      )
+      totals["eval_accuracy"] = accuracy(logits_fn, eval_set)
+      if defense_spec:
+        totals["eval_defended_accuracy"] = accuracy(
+          logits_fn, eval_set, defense=defense, key=eval_key
+        )
+    progress.set_postfix({k: f"{v:.3f}" for k, v in totals.items()})
     checkpoint.save(mngr, epoch + 1, state._asdict())
     if on_epoch is not None:
       on_epoch(epoch + 1, totals)

@@ -191,6 +191,25 @@ class AttackBehaviourTest(absltest.TestCase):
     )
     self.assertEqual(counter.traces, traces)
 
+  def test_snapshots_equal_separate_shorter_runs(self):
+    weights, images, labels = _linear_problem(2)
+    logits_fn = test_utils.linear_logits_fn(weights)
+    defense = defenses.lookup("gaussian_noise(sigma=0.05)")
+    common = dict(eps=0.05, step_size=0.01, eot_samples=2, defense=defense)
+    key = jax.random.key(4)
+    kept = attacks.make_pgd(num_steps=7, snapshot_steps=(2, 5, 7), **common)(
+      key, logits_fn, images, labels
+    )
+    self.assertEqual(kept.shape, (N, 3, H, W, C))
+    for slot, k in enumerate((2, 5, 7)):
+      alone = attacks.make_pgd(num_steps=k, **common)(
+        key, logits_fn, images, labels
+      )
+      np.testing.assert_allclose(kept[:, slot], alone, atol=1e-6)
+    self.assertFalse(np.allclose(kept[:, 0], kept[:, 2]))
+    with self.assertRaisesRegex(ValueError, "snapshot_steps"):
+      attacks.make_pgd(num_steps=3, snapshot_steps=(4,), **common)
+
   def test_with_info(self):
     weights, images, labels = _linear_problem()
     attack = attacks.make_pgd(

@@ -6,6 +6,8 @@ import tarfile
 
 import jax
 import numpy as np
+import skimage.data
+import tensorflow_datasets as tfds
 from absl.testing import absltest
 from PIL import Image
 from sklearn import datasets
@@ -70,7 +72,9 @@ class Cifar10Test(absltest.TestCase):
     folder = os.path.join(root, "cifar-10-batches-bin")
     os.makedirs(folder)
     written = {}
-    for i, name in enumerate(data._CIFAR_FILES["train"] + ["test_batch.bin"]):
+    for i, name in enumerate(
+      data.cifar10._CIFAR_FILES["train"] + ["test_batch.bin"]
+    ):
       images, labels = _fake_cifar(i, 3)
       written[name] = (images, labels)
       with open(os.path.join(folder, name), "wb") as f:
@@ -119,6 +123,179 @@ class Cifar10Test(absltest.TestCase):
       data.load("mnist", "train")
     with self.assertRaisesRegex(ValueError, "split"):
       data.load("digits", "validation")
+
+
+def _photo(seed: int, size) -> Image.Image:
+  """A real photo (skimage's astronaut) cropped at a seeded offset."""
+  rng = np.random.default_rng(seed)
+  w, h = size
+  top, left = rng.integers(0, 512 - h + 1), rng.integers(0, 512 - w + 1)
+  return Image.fromarray(
+    skimage.data.astronaut()[top : top + h, left : left + w]
+  )
+
+
+def _write_tree(root, classes, per_class, size, seed=0):
+  """``root/<class>/<i>.JPEG`` files; returns the paths in sorted order."""
+  paths = []
+  for c, name in enumerate(sorted(classes)):
+    os.makedirs(os.path.join(root, name))
+    for i in range(per_class):
+      path = os.path.join(root, name, f"img_{i:03d}.JPEG")
+      _photo(seed + 100 * c + i, size).save(path, quality=90)
+      paths.append(path)
+  return paths
+
+
+def _torchvision_eval(path):
+  """Resize(256) + CenterCrop(224) + ToTensor as torchvision does it on PIL."""
+  image = Image.open(path).convert("RGB")
+  w, h = image.size
+  if w <= h:
+    size = (256, int(256 * h / w))
+  else:
+    size = (int(256 * w / h), 256)
+  image = image.resize(size, Image.BILINEAR)
+  w, h = image.size
+  top, left = int(round((h - 224) / 2.0)), int(round((w - 224) / 2.0))
+  crop = image.crop((left, top, left + 224, top + 224))
+  return np.asarray(crop, np.float32) / 255.0
+
+
+IMAGENETTE_WNIDS = [
+  "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+  "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
+]  # fmt: skip
+
+
+class ImagenetteTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.root = self.create_tempdir().full_path
+    base = os.path.join(self.root, "imagenette2-320")
+    self.val = _write_tree(
+      os.path.join(base, "val"), IMAGENETTE_WNIDS, 2, (427, 320)
+    )
+    _write_tree(os.path.join(base, "train"), IMAGENETTE_WNIDS, 1, (320, 350))
+
+  def test_test_split_is_every_fifth_with_torchvision_preprocessing(self):
+    test = data.load("imagenette", "test", data_dir=self.root)
+    self.assertEqual(test.paths, self.val[::5])
+    np.testing.assert_array_equal(test.labels, [0, 2, 5, 7])
+    images = test.read(np.arange(4))
+    self.assertEqual(images.shape, (4, 224, 224, 3))
+    for i, path in enumerate(self.val[::5]):
+      np.testing.assert_array_equal(images[i], _torchvision_eval(path))
+
+  def test_train_crops_are_random_flipped_and_reproducible(self):
+    train = data.load("imagenette", "train", data_dir=self.root)
+    self.assertLen(train, 10)
+    key = jax.random.key(0)
+    a = train.read(np.arange(10), key)
+    np.testing.assert_array_equal(a, train.read(np.arange(10), key))
+    b = train.read(np.arange(10), jax.random.key(1))
+    self.assertFalse(np.array_equal(a, b))
+    # Every output is a 224 crop of the stored image, possibly mirrored.
+    source = np.asarray(Image.open(train.paths[3]).convert("RGB")) / 255.0
+    crop = a[3]
+    windows = np.lib.stride_tricks.sliding_window_view(source, (224, 224, 3))[
+      ..., 0, :, :, :
+    ]
+    found = any(
+      np.allclose(windows[i, j], c, atol=1e-6)
+      for c in (crop, crop[:, ::-1])
+      for i in range(windows.shape[0])
+      for j in range(windows.shape[1])
+      if np.allclose(windows[i, j, 0, 0], c[0, 0], atol=1e-6)
+    )
+    self.assertTrue(found)
+
+  def test_missing_folder_says_where_and_what(self):
+    with self.assertRaisesRegex(ValueError, "imagenette2-320/.*train,val"):
+      data.load("imagenette", "test", data_dir=self.create_tempdir().full_path)
+
+
+class ImagenetTest(absltest.TestCase):
+  def _flat(self, root, numbers):
+    for n in numbers:
+      _photo(n, (300, 260)).save(
+        os.path.join(root, f"ILSVRC2012_val_{n:08d}.JPEG"), quality=90
+      )
+
+  def test_flat_layout_uses_tfds_labels_in_class_order(self):
+    root = self.create_tempdir().full_path
+    self._flat(root, range(1, 121))
+    wnids = data.folders.imagenet_wnids()
+    truth = data.folders.imagenet_validation_wnids()
+    val = data.folders.imagenet(root, every=1)
+    expected = sorted(
+      range(1, 121), key=lambda n: (wnids.index(truth[n - 1]), n)
+    )
+    self.assertEqual(
+      [os.path.basename(p) for p in val.paths],
+      [f"ILSVRC2012_val_{n:08d}.JPEG" for n in expected],
+    )
+    self.assertEqual(
+      val.labels[0], min(wnids.index(truth[n - 1]) for n in expected)
+    )
+    # Image 2 is class 970 (alp) in ImageNet's validation labels.
+    self.assertEqual(val.labels[expected.index(2)], 970)
+    every = data.load("imagenet", "test", data_dir=root)
+    self.assertEqual(every.paths, val.paths[::50])
+
+  def test_class_folder_layout_matches_flat(self):
+    root = self.create_tempdir().full_path
+    wnids = data.folders.imagenet_wnids()
+    paths = _write_tree(
+      os.path.join(root, "val"), [wnids[3], wnids[900]], 3, (280, 300)
+    )
+    val = data.folders.imagenet(root, every=2)
+    self.assertEqual(val.paths, paths[::2])
+    np.testing.assert_array_equal(val.labels, [3, 3, 900])
+    np.testing.assert_array_equal(val.read([0])[0], _torchvision_eval(paths[0]))
+
+  def test_corrupt_image_is_named(self):
+    root = self.create_tempdir().full_path
+    self._flat(root, [1, 2])
+    path = os.path.join(root, "ILSVRC2012_val_00000002.JPEG")
+    with open(path, "r+b") as f:
+      f.truncate(300)
+    val = data.folders.imagenet(root, every=1)
+    with self.assertRaisesRegex(ValueError, "ILSVRC2012_val_00000002"):
+      val.load()
+
+  def test_missing_data_says_where_and_what(self):
+    with self.assertRaisesRegex(ValueError, "ILSVRC2012_val_%08d.*wnid"):
+      data.load("imagenet", "test", data_dir=self.create_tempdir().full_path)
+    with self.assertRaisesRegex(ValueError, "validation"):
+      data.load("imagenet", "train", data_dir="/nonexistent")
+
+
+class TfdsTest(absltest.TestCase):
+  def test_mock_cifar10_through_data_source(self):
+    with tfds.testing.mock_data(num_examples=6):
+      source = data.load("tfds:cifar10", "test")
+      self.assertEqual(source.num_classes, 10)
+      self.assertEqual(source.image_shape, (32, 32, 3))
+      images = source.read(np.arange(6))
+      raw = tfds.data_source("cifar10", split="test")
+      np.testing.assert_allclose(
+        images[2], np.asarray(raw[2]["image"]) / 255.0, atol=1e-7
+      )
+      np.testing.assert_array_equal(
+        source.labels, [int(raw[i]["label"]) for i in range(6)]
+      )
+
+  def test_variable_size_images_get_the_eval_transform(self):
+    with tfds.testing.mock_data(num_examples=3):
+      source = data.load("tfds:imagenette/320px-v2", "test")
+      images = source.load().images
+    self.assertEqual(images.shape, (3, 224, 224, 3))
+    self.assertTrue(0 <= images.min() and images.max() <= 1)
+
+  def test_unknown_tfds_name(self):
+    with self.assertRaisesRegex(ValueError, "tfds"):
+      data.load("tfds:no_such_dataset_xyz", "test")
 
 
 if __name__ == "__main__":

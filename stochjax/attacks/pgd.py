@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stochjax import types, validation
 from stochjax.attacks import eot as eot_lib
@@ -63,6 +64,7 @@ def make_pgd(
   loss: str = "ce",
   defense: types.Defense | None = None,
   with_info: bool = False,
+  snapshot_steps: tuple[int, ...] | None = None,
   unroll: int | bool = 1,
 ) -> types.Attack:
   """Builds a PGD attack (Madry et al.) with EOT over a stochastic defense.
@@ -86,6 +88,11 @@ def make_pgd(
     loss: "ce" (cross-entropy) or "margin" (CW).
     defense: ``(key, image) -> image``; None attacks the bare model.
     with_info: return an `AttackResult` instead of the images alone.
+    snapshot_steps: also keep the iterates after these step counts (each in
+      1..num_steps): the images become ``(N, S, H, W, C)``, slot s holding
+      PGD-``snapshot_steps[s]``'s result. Step t's draws depend only on the
+      key and t, so these equal separate shorter runs; a grid over k costs
+      one run of the largest k and one compile.
     unroll: passed to `lax.scan` (see the module docstring).
 
   Returns:
@@ -120,6 +127,14 @@ def make_pgd(
       f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
     )
   defense = defense_core.identity if defense is None else defense
+  snapshots = tuple(snapshot_steps or ())
+  for k in snapshots:
+    if not (isinstance(k, int) and 1 <= k <= num_steps):
+      raise ValueError(f"snapshot_steps {snapshots} must be in 1..{num_steps}.")
+  # slot_of[t]: the snapshot slot written after step t (len(snapshots): none).
+  slot_of = np.full(num_steps, len(snapshots), np.int32)
+  for s, k in enumerate(snapshots):
+    slot_of[k - 1] = s
 
   @jax.jit
   def run(key, logits_fn, images, labels):
@@ -137,15 +152,23 @@ def make_pgd(
     if random_init:
       x = norms.random_start(norm, eps, init_key, images)
 
-    def step(x, t):
+    def step(carry, t):
+      x, kept = carry
       step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
       (_, stats), grad = value_and_grad(x, step_keys, labels)
       x = x + step_size * norms.direction(norm, grad)
-      return norms.project(norm, eps, x, images), stats
+      x = norms.project(norm, eps, x, images)
+      if snapshots:
+        slot = jnp.asarray(slot_of)[t]
+        current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
+        update = jnp.where(slot < len(snapshots), x, current)
+        kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+      return (x, kept), stats
 
     steps = jnp.arange(num_steps, dtype=jnp.uint32)
-    x, stats = jax.lax.scan(step, x, steps, unroll=unroll)
-    return jax.lax.stop_gradient(x), stats
+    kept = jnp.zeros((x.shape[0], len(snapshots), *x.shape[1:]), x.dtype)
+    (x, kept), stats = jax.lax.scan(step, (x, kept), steps, unroll=unroll)
+    return jax.lax.stop_gradient(kept if snapshots else x), stats
 
   def attack(key, logits_fn, images, labels):
     validation.check_images(images)
@@ -159,5 +182,6 @@ def make_pgd(
     return AttackResult(adv, stats.loss, stats.goal_rate, grad_evals)
 
   attack.run = run
+  attack.snapshot_steps = snapshots
   attack.grad_evals_per_example = num_steps * eot_samples
   return attack
