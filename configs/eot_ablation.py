@@ -14,10 +14,17 @@ randomized smoothing. Measured numbers are in the README.
 import ml_collections
 
 
-def _defense(spec: str, *, eps: float, model: str) -> ml_collections.ConfigDict:
-  """A defense entry; the PGD step size is eps / 4."""
+def _defense(
+  spec: str, *, eps: float, model: str, weights: str = ""
+) -> ml_collections.ConfigDict:
+  """A defense entry; the PGD step size is eps / 4.
+
+  `model` is the augmentation the attacked model is trained on here ("" =
+  clean); `weights`, if set, is a converted model folder used instead
+  (``python -m stochjax.convert``).
+  """
   return ml_collections.ConfigDict(
-    dict(spec=spec, eps=eps, step_size=eps / 4, model=model)
+    dict(spec=spec, eps=eps, step_size=eps / 4, model=model, weights=weights)
   )
 
 
@@ -80,6 +87,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.grid.steps = (2, 4)
     config.grid.eot_samples = (1, 2)
   elif arg == "paper":
+    # The converted checkpoints (README, "Pretrained weights"): torchvision's
+    # ResNet-50 for BaRT, Cohen et al.'s noise_0.50 model for smoothing.
+    config.defenses.noise_injection.weights = "weights/resnet50_torchvision"
+    config.defenses.smoothing_0_50.weights = "weights/cohen_noise_0.50"
+    config.data_dir = "data/imagenet"
     config.dataset = "imagenet"
     config.num_examples = 1000
     config.model.name = "ResNet50"

@@ -103,17 +103,35 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   """Runs the ablation; returns the results dict (also written to workdir)."""
   key = jax.random.key(config.seed)
   train_key, eval_key = jax.random.split(key)
-  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
   test_set = data_lib.load_arrays(
     config.dataset, "test", data_dir=config.data_dir
   )
   settings = config.defenses
-  classifiers = {
-    augment: build_classifier(config, workdir, train_key, train_set, augment)
-    for augment in {""} | {d.model for d in settings.values()}
+
+  def source(setting):
+    return setting.weights or setting.model
+
+  classifiers = {}
+  for setting in settings.values():
+    if source(setting) in classifiers:
+      continue
+    if setting.weights:
+      classifiers[source(setting)] = models.classifier(
+        *models.load(setting.weights)
+      )
+    else:
+      train_set = data_lib.load(
+        config.dataset, "train", data_dir=config.data_dir
+      )
+      classifiers[source(setting)] = build_classifier(
+        config, workdir, train_key, train_set, setting.model
+      )
+  # Clean (undefended, no noise) test accuracy of each attacked model.
+  clean_accuracy = {
+    name: train.accuracy(classifiers[source(setting)], test_set)
+    for name, setting in settings.items()
   }
-  clean_accuracy = train.accuracy(classifiers[""], test_set)
-  logging.info("clean test accuracy %.4f", clean_accuracy)
+  logging.info("clean test accuracy %s", clean_accuracy)
   images = test_set.images[: config.num_examples]
   labels = test_set.labels[: config.num_examples]
   targets = (
@@ -143,7 +161,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   undefended = {
     name: evaluate.evaluate_attack(
       jax.random.fold_in(eval_key, 0),
-      classifiers[setting.model],
+      classifiers[source(setting)],
       images,
       labels,
       attack=pgd(name, num_steps=max(steps)),
@@ -165,7 +183,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     if not all(cell in cells for cell in names):
       result = evaluate.evaluate_attack(
         jax.random.fold_in(eval_key, 1),
-        classifiers[settings[name].model],
+        classifiers[source(settings[name])],
         images,
         labels,
         attack=pgd(

@@ -87,6 +87,7 @@ def plot(records: list[dict], defense: str, path: str) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   """Fine-tunes; returns before/after accuracies and the per-epoch curve."""
+  defense = defenses.lookup(config.defense)  # A bad spec fails here.
   key = jax.random.key(config.seed)
   pretrain_key, finetune_key, eval_key = jax.random.split(key, 3)
   train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
@@ -95,7 +96,6 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   )
   eval_set = test_set.subset(slice(config.num_eval))
   model = _model(config, test_set.num_classes)
-  defense = defenses.lookup(config.defense)  # Fails early on a bad spec.
   start = start_variables(
     config, workdir, pretrain_key, model, train_set, eval_set
   )

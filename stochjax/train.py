@@ -20,11 +20,10 @@ import numpy as np
 import optax
 import tqdm
 
-from stochjax import checkpoint, types
+from stochjax import checkpoint, models, types
 from stochjax import data as data_lib
 from stochjax.attacks import losses
 from stochjax.defenses import core as defense_core
-from stochjax.models import classifier
 
 
 class TrainState(NamedTuple):
@@ -218,7 +217,7 @@ def train(
         f"good checkpoint (epoch {epoch}) is kept in {checkpoint_dir}."
       )
     if eval_set is not None:
-      logits_fn = classifier.classifier(
+      logits_fn = models.classifier(
         model, {"params": state.params, "batch_stats": state.batch_stats}
       )
       totals["eval_accuracy"] = accuracy(logits_fn, eval_set)

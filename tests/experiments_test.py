@@ -9,7 +9,8 @@ import numpy as np
 from absl.testing import absltest
 
 from configs import eot_ablation as eot_ablation_config
-from stochjax import ablation, app
+from configs import finetune as finetune_config
+from stochjax import ablation, app, data, finetune, models, train
 
 
 class EotAblationSmokeTest(absltest.TestCase):
@@ -25,7 +26,7 @@ class EotAblationSmokeTest(absltest.TestCase):
     results = ablation.run(config, workdir)
     for name in ("table.md", "cells.json", "heatmap_noise_injection.png"):
       self.assertTrue(os.path.exists(workdir.file(name)), name)
-    self.assertTrue(0.0 <= results["clean_accuracy"] <= 1.0)
+    self.assertTrue(0.0 <= results["clean_accuracy"]["noise_injection"] <= 1.0)
     rates = results["success_rate"]["noise_injection"]
     self.assertEqual(len(rates), len(config.grid.eot_samples))
     self.assertTrue(
@@ -41,9 +42,57 @@ class EotAblationSmokeTest(absltest.TestCase):
     )
     self.assertEqual(workdir.cells(), cells)
 
+  def test_converted_weights_replace_training(self):
+    config = eot_ablation_config.get_config("smoke")
+    model = models.get_model("ResNetTiny", num_classes=10, stem="cifar")
+    variables = model.init(jax.random.key(3), np.zeros((1, 32, 32, 3), np.float32))
+    weights = self.create_tempdir().full_path
+    models.save(weights, "ResNetTiny", model, variables)
+    with config.unlocked():
+      del config.defenses["smoothing_0_50"]
+      config.defenses.noise_injection.weights = weights
+      config.grid.steps, config.grid.eot_samples = (2,), (1,)
+    workdir = app.Workdir(self.create_tempdir().full_path)
+    results = ablation.run(config, workdir)
+    expected = train.accuracy(
+      models.classifier(model, variables), data.load("digits", "test")
+    )
+    self.assertEqual(results["clean_accuracy"]["noise_injection"], expected)
+    self.assertFalse(os.path.exists(train.checkpoint_path(workdir.path)))
+
   def test_unknown_variant(self):
     with self.assertRaisesRegex(ValueError, "smoke"):
       eot_ablation_config.get_config("huge")
+
+
+class FinetuneSmokeTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.numpy_dtype_promotion("standard"))
+
+  def test_runs_records_each_epoch_and_resumes(self):
+    config = finetune_config.get_config("smoke")
+    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir.claim(config, overwrite=False)
+    results = finetune.run(config, workdir)
+    curve = results["by_epoch"]
+    self.assertEqual(curve["epoch"], [1, 2])
+    for field in ("clean", "defended"):
+      self.assertTrue(all(0 <= a <= 1 for a in curve[field]))
+    self.assertEqual(results["after"]["clean"], curve["clean"][-1])
+    self.assertTrue(os.path.exists(workdir.file("accuracy_by_epoch.png")))
+    again = finetune.run(config, workdir)  # Restores; trains nothing more.
+    self.assertEqual(again["after"], results["after"])
+    self.assertLen(workdir.metrics(phase="finetune"), 2)
+
+  def test_bad_defense_spec_fails_before_training(self):
+    config = finetune_config.get_config("smoke")
+    with config.unlocked():
+      config.defense = "no_such_defense()"
+    workdir = app.Workdir(self.create_tempdir().full_path)
+    with self.assertRaisesRegex(ValueError, "no_such_defense"):
+      finetune.run(config, workdir)
+    self.assertEqual(workdir.metrics(), [])
 
 
 if __name__ == "__main__":

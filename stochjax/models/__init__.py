@@ -15,11 +15,14 @@ from stochjax.models.resnet import (
   ResNet,
   ResNet8,
   ResNet18,
+  ResNet20,
   ResNet34,
   ResNet50,
+  ResNet110,
   ResNetTiny,
   get_model,
 )
+from stochjax.models.store import load, save
 
 __all__ = [
   "ARCHITECTURES",
@@ -29,13 +32,17 @@ __all__ = [
   "BottleneckBlock",
   "ResNet",
   "ResNet18",
+  "ResNet20",
   "ResNet34",
   "ResNet8",
   "ResNet50",
+  "ResNet110",
   "ResNetTiny",
   "classifier",
   "conv_general_dilated",
   "explicit_conv",
   "explicit_vjp_conv",
   "get_model",
+  "load",
+  "save",
 ]

@@ -135,6 +135,13 @@ ResNet34 = functools.partial(
 ResNet50 = functools.partial(
   ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock
 )
+# Cohen et al.'s CIFAR-10 ResNets (He et al.'s 6n+2 family, 16/32/64 filters).
+ResNet20 = functools.partial(
+  ResNet, stage_sizes=(3, 3, 3), block_cls=BasicBlock, num_filters=16
+)
+ResNet110 = functools.partial(
+  ResNet, stage_sizes=(18, 18, 18), block_cls=BasicBlock, num_filters=16
+)
 # A 3-stage, 16-filter CIFAR-size network (8 weighted layers) for CPU runs.
 ResNet8 = functools.partial(
   ResNet, stage_sizes=(1, 1, 1), block_cls=BasicBlock, num_filters=16
@@ -149,6 +156,8 @@ ARCHITECTURES = {
   "ResNet34": ResNet34,
   "ResNet50": ResNet50,
   "ResNet8": ResNet8,
+  "ResNet20": ResNet20,
+  "ResNet110": ResNet110,
   "ResNetTiny": ResNetTiny,
 }
 

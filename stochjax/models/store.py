@@ -1,0 +1,61 @@
+"""Saving and loading a model with its weights: ``OUT_DIR/model.json`` (the
+architecture) plus ``OUT_DIR/variables`` (an Orbax checkpoint of params and
+batch_stats).
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from stochjax.models import resnet
+
+_FIELDS = ("num_classes", "num_filters", "stem", "mean", "std")
+
+
+def save(directory: str, name: str, model: resnet.ResNet, variables) -> None:
+  """Writes `model` (an `ARCHITECTURES[name]` instance) and `variables`."""
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  spec = {"architecture": name} | {
+    f: list(v) if isinstance(v := getattr(model, f), tuple) else v
+    for f in _FIELDS
+  }
+  path = os.path.join(directory, "variables")
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(path, variables, force=True)
+  tmp = os.path.join(directory, "model.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(spec, f, indent=2)
+  os.replace(tmp, os.path.join(directory, "model.json"))
+
+
+def load(directory: str) -> tuple[resnet.ResNet, Any]:
+  """``(model, variables)`` saved by `save` (e.g. ``stochjax.convert``).
+
+  Raises:
+    ValueError: no model.json / variables there, or they do not match.
+  """
+  directory = os.path.abspath(directory)
+  spec_path = os.path.join(directory, "model.json")
+  if not os.path.exists(spec_path):
+    raise ValueError(
+      f"No model.json in {directory}: expected a folder written by "
+      "`python -m stochjax.convert` or stochjax.models.save."
+    )
+  with open(spec_path) as f:
+    spec = json.load(f)
+  model = resnet.get_model(
+    spec.pop("architecture"),
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()},
+  )
+  like = jax.eval_shape(
+    model.init,
+    jax.random.key(0),
+    jax.ShapeDtypeStruct((1, 32, 32, 3), "float32"),
+  )
+  with ocp.StandardCheckpointer() as checkpointer:
+    variables = checkpointer.restore(os.path.join(directory, "variables"), like)
+  return model, variables
