@@ -121,6 +121,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     defense_spec=config.defense,
     epochs=config.train.epochs,
     initial_variables=start,
+    eval_key=eval_key,
   )
   after = accuracies(final)
   records = workdir.metrics(phase="finetune")

@@ -149,6 +149,7 @@ def train(
   checkpoint_dir: str,
   initial_variables: Any = None,
   eval_set: data_lib.Source | None = None,
+  eval_key: types.PRNGKey | None = None,
   on_epoch: Callable[[int, dict], None] | None = None,
 ) -> dict:
   """Trains (or fine-tunes) `model`, resuming from `checkpoint_dir`.
@@ -166,6 +167,8 @@ def train(
     eval_set: if given, each epoch's metrics add its clean accuracy
       (``eval_accuracy``) and, with a defense, the accuracy under one draw of
       it (``eval_defended_accuracy``).
+    eval_key: the key of those draws (default: derived from `key`); the same
+      every epoch, so epochs differ only by the weights.
     on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch.
 
   Returns:
@@ -186,7 +189,10 @@ def train(
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
   )
-  init_key, shuffle_key, defense_key, eval_key = jax.random.split(key, 4)
+  init_key, shuffle_key, defense_key, default_eval_key = jax.random.split(
+    key, 4
+  )
+  eval_key = default_eval_key if eval_key is None else eval_key
   state = init_state(model, init_key, train_set.image_shape, optimizer)
   if initial_variables is not None:
     state = state._replace(

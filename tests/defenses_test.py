@@ -16,6 +16,13 @@ _SPECS = {
   "gaussian_noise": "gaussian_noise(sigma=0.1)",
   "noise_injection": "noise_injection()",
   "rotation": "rotation(max_degrees=90)",
+  "gaussian_blur": "gaussian_blur()",
+  "median": "median()",
+  # The paper's ranges are for 224 images; keep the swirl inside 32x32.
+  "swirl": "swirl(center_high=32, radius_high=40)",
+  "quantization": "quantization()",
+  "fft_perturbation": "fft_perturbation()",
+  "bart": "bart(k=3)",
 }
 
 

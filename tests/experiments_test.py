@@ -45,7 +45,9 @@ class EotAblationSmokeTest(absltest.TestCase):
   def test_converted_weights_replace_training(self):
     config = eot_ablation_config.get_config("smoke")
     model = models.get_model("ResNetTiny", num_classes=10, stem="cifar")
-    variables = model.init(jax.random.key(3), np.zeros((1, 32, 32, 3), np.float32))
+    variables = model.init(
+      jax.random.key(3), np.zeros((1, 32, 32, 3), np.float32)
+    )
     weights = self.create_tempdir().full_path
     models.save(weights, "ResNetTiny", model, variables)
     with config.unlocked():
@@ -80,6 +82,8 @@ class FinetuneSmokeTest(absltest.TestCase):
     for field in ("clean", "defended"):
       self.assertTrue(all(0 <= a <= 1 for a in curve[field]))
     self.assertEqual(results["after"]["clean"], curve["clean"][-1])
+    # The same evaluation draws every epoch and after: directly comparable.
+    self.assertEqual(results["after"]["defended"], curve["defended"][-1])
     self.assertTrue(os.path.exists(workdir.file("accuracy_by_epoch.png")))
     again = finetune.run(config, workdir)  # Restores; trains nothing more.
     self.assertEqual(again["after"], results["after"])

@@ -7,7 +7,14 @@ Importing this package registers every defense. Build one from a spec::
     out = defenses.batched(defense)(key, images)   # (N, H, W, C) in [0, 1]
 """
 
-from stochjax.defenses import noise, transforms  # noqa: F401  (registration)
+from stochjax.defenses import (  # noqa: F401  (registration)
+  compression,
+  ensemble,
+  filters,
+  noise,
+  transforms,
+)
+from stochjax.defenses.compression import fft_perturb, quantize
 from stochjax.defenses.core import (
   REGISTRY,
   batched,
@@ -19,16 +26,25 @@ from stochjax.defenses.core import (
   lookup,
   straight_through,
 )
+from stochjax.defenses.ensemble import PAPER_STACK, bart
+from stochjax.defenses.filters import gaussian_blur, median_filter
 from stochjax.defenses.noise import (
   NOISE_MODES,
   gaussian_noise,
   inject_noise,
   noise_injection,
 )
-from stochjax.defenses.transforms import rotate, rotation
+from stochjax.defenses.transforms import rotate, rotation, swirl
 
 __all__ = [
   "NOISE_MODES",
+  "PAPER_STACK",
+  "bart",
+  "fft_perturb",
+  "gaussian_blur",
+  "median_filter",
+  "quantize",
+  "swirl",
   "REGISTRY",
   "batched",
   "bpda",

@@ -1,0 +1,74 @@
+"""BaRT: a random ordered subset of k transforms, drawn per image.
+
+Raff et al.'s Barrage of Random Transforms, as the paper's ``Ensemble``:
+for each image a random k-permutation of the members (without replacement)
+is applied in order, each member with its own key. Members are any defense
+specs; the default is the paper's Fig. 3 stack.
+
+Cost: the member at each position is chosen with `lax.switch`; under `vmap`
+(batches, EOT) XLA evaluates every branch and selects, so one draw costs
+k x n member evaluations (36 for the full six-member stack), not k. This is
+the price of drawing the order per image inside one compiled program; it is
+bounded by n^2 and the benchmark (benchmarks/defenses.py) measures it.
+
+Not reproduced: the paper code's attack-time behaviour of one order shared
+by the whole batch in a call (`forward` vs `forward_one`); here the order is
+always per image (what its training does).
+"""
+
+import jax
+
+from stochjax import registry, types
+from stochjax.defenses import core
+
+PAPER_STACK = (
+  "noise_injection()|gaussian_blur()|median()|swirl()|quantization()"
+  "|fft_perturbation()"
+)
+
+
+def members_of(spec: str) -> list[types.Defense]:
+  """The member defenses of a `|` spec (nested ensembles are refused)."""
+  calls = registry.parse(spec)
+  if any(call.name == "bart" for call in calls):
+    raise ValueError("bart members cannot themselves be bart ensembles.")
+  return [core.REGISTRY.bind(call) for call in calls]
+
+
+@core.register("bart", gradient="bpda")
+def bart(
+  key: types.PRNGKey,
+  image: types.Image,
+  *,
+  members: str = PAPER_STACK,
+  k: int | None = None,
+) -> types.Image:
+  """Applies a random ordered subset of `k` of `members` to the image.
+
+  Args:
+    key: the order key and the members' keys.
+    image: ``(H, W, C)`` float32 in [0, 1].
+    members: a spec ``"a()|b(x=1)|..."`` of registered defenses (the paper's
+      prefixes of noise injection, Gaussian blur, median, swirl,
+      quantization, FFT perturbation by default).
+    k: how many members per draw, 1..n; None = all (only the order is
+      random, as in every BaRT experiment of the paper).
+
+  Returns:
+    ``(H, W, C)`` float32 in [0, 1]. Gradients are the members' (BPDA
+    identity for the paper's stack).
+
+  Raises:
+    ValueError: unknown member names, or k outside 1..n.
+  """
+  fns = members_of(members)
+  n = len(fns)
+  k = n if k is None else k
+  if not (isinstance(k, int) and 1 <= k <= n):
+    raise ValueError(f"k must be in 1..{n} (the number of members), got {k}.")
+  order_key, member_key = jax.random.split(key)
+  order = jax.random.permutation(order_key, n)[:k]
+  keys = jax.random.split(member_key, k)
+  for position in range(k):
+    image = jax.lax.switch(order[position], fns, keys[position], image)
+  return image

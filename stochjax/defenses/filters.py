@@ -1,0 +1,142 @@
+"""BaRT's filters with random kernels: Gaussian blur and median.
+
+Kernel sizes are drawn per image from the odd sizes 3..13 per axis (the
+paper's ``randint(2, 14) | 1``). Under `vmap` shapes must be static, so both
+filters work on the largest (13-tap) window and mask the taps outside the
+drawn size; the result equals the filter with the smaller kernel.
+Gradients are BPDA identity, as in the paper's code.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from stochjax import types, validation
+from stochjax.defenses import core
+
+MAX_KERNEL = 13
+
+
+def _odd_size(key, low: int = 2, high: int = 14) -> jax.Array:
+  """``randint(low, high) | 1``: odd sizes 3..13, uniform for (2, 14)."""
+  return jax.random.randint(key, (), low, high) | 1
+
+
+def _taps(size) -> jax.Array:
+  """Offsets -6..6 of the 13-tap window and whether each is inside `size`."""
+  offsets = jnp.arange(MAX_KERNEL) - MAX_KERNEL // 2
+  return offsets, jnp.abs(offsets) <= size // 2
+
+
+def gaussian_kernel(size, sigma) -> jax.Array:
+  """13 taps; the centred `size` of them hold kornia's normalized Gaussian."""
+  offsets, inside = _taps(size)
+  sigma = jnp.asarray(sigma, jnp.float32)
+  x = offsets.astype(jnp.float32)
+  weights = jnp.where(inside, jnp.exp(-(x**2) / (2.0 * sigma**2)), 0.0)
+  return weights / jnp.sum(weights)
+
+
+def _correlate_axis(image, kernel, axis: int) -> jax.Array:
+  """Correlates along `axis` with 'reflect' (scipy 'mirror') borders."""
+  pad = [(0, 0)] * image.ndim
+  pad[axis] = (MAX_KERNEL // 2, MAX_KERNEL // 2)
+  padded = jnp.pad(image, pad, mode="reflect")
+  n = image.shape[axis]
+  return sum(
+    kernel[t] * jax.lax.slice_in_dim(padded, t, t + n, axis=axis)
+    for t in range(MAX_KERNEL)
+  )
+
+
+def gaussian_blur(image: types.Image, *, size, sigma) -> types.Image:
+  """Separable Gaussian blur, ``size = (kh, kw)`` odd <= 13, ``sigma = (sy,
+  sx)``; borders reflect (kornia ``gaussian_blur2d``). Images need H, W > 6.
+  """
+  h, w, _ = image.shape
+  if min(h, w) <= MAX_KERNEL // 2:
+    raise ValueError(f"gaussian_blur needs H, W > 6, got {h}x{w}.")
+  out = _correlate_axis(image, gaussian_kernel(size[0], sigma[0]), 0)
+  return _correlate_axis(out, gaussian_kernel(size[1], sigma[1]), 1)
+
+
+def median_filter(image: types.Image, *, size) -> types.Image:
+  """Median over a ``size = (kh, kw)`` window (odd <= 13), zero padding
+  outside the image (kornia ``median_blur``).
+
+  Memory: 169 shifted copies of the image are sorted per call.
+  """
+  h, w, _ = image.shape
+  r = MAX_KERNEL // 2
+  padded = jnp.pad(image, ((r, r), (r, r), (0, 0)))
+  _, rows_in = _taps(size[0])
+  _, cols_in = _taps(size[1])
+  window = jnp.stack(
+    [
+      jnp.where(
+        rows_in[i] & cols_in[j],
+        padded[i : i + h, j : j + w],
+        jnp.inf,
+      )
+      for i in range(MAX_KERNEL)
+      for j in range(MAX_KERNEL)
+    ]
+  )
+  count = size[0] * size[1]  # Odd: the median is one element.
+  ordered = jnp.sort(window, axis=0)
+  return jnp.take(ordered, count // 2, axis=0)
+
+
+def _random_blur(key, image, *, sigma_range):
+  size_keys = jax.random.split(key, 3)
+  size = (_odd_size(size_keys[0]), _odd_size(size_keys[1]))
+  sigma = jax.random.uniform(
+    size_keys[2], (2,), image.dtype, sigma_range[0], sigma_range[1]
+  )
+  return jnp.clip(gaussian_blur(image, size=size, sigma=sigma), 0.0, 1.0)
+
+
+def _random_median(key, image):
+  row_key, col_key = jax.random.split(key)
+  size = (_odd_size(row_key), _odd_size(col_key))
+  return median_filter(image, size=size)
+
+
+@core.register("gaussian_blur", gradient="bpda")
+def gaussian_blur_defense(
+  key: types.PRNGKey,
+  image: types.Image,
+  *,
+  sigma_low: float = 0.1,
+  sigma_high: float = 3.1,
+) -> types.Image:
+  """BaRT Gaussian blur: kernel (kh, kw) odd in 3..13, sigma per axis in
+  [sigma_low, sigma_high), reflect borders. BPDA identity (as the paper's
+  code, though the blur itself is differentiable).
+
+  Args:
+    key: the kernel-size and sigma key.
+    image: ``(H, W, C)`` float32 in [0, 1], H, W > 6.
+    sigma_low, sigma_high: the sigma range, 0 < low < high.
+  """
+  validation.positive("sigma_low", sigma_low)
+  if sigma_high <= sigma_low:
+    raise ValueError(f"sigma_high {sigma_high} must exceed {sigma_low}.")
+  blur = functools.partial(_random_blur, sigma_range=(sigma_low, sigma_high))
+  return core.bpda(blur)(key, image)
+
+
+_median_bpda = core.bpda(_random_median)
+
+
+@core.register("median", gradient="bpda")
+def median(key: types.PRNGKey, image: types.Image) -> types.Image:
+  """BaRT median filter: kernel (kh, kw) odd in 3..13 per axis, zero
+  padding (dark borders, as the paper's kornia call). BPDA identity.
+
+  Args:
+    key: the kernel-size key.
+    image: ``(H, W, C)`` float32 in [0, 1].
+  """
+  return _median_bpda(key, image)

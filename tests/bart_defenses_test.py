@@ -1,0 +1,159 @@
+"""BaRT's members and ensemble against scipy, scikit-image and NumPy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage
+import skimage.data
+import skimage.transform
+from absl.testing import absltest, parameterized
+
+from stochjax import defenses
+from stochjax.defenses import ensemble, filters
+
+
+def _photo(size=48):
+  """A crop of skimage's astronaut, float32 in [0, 1]."""
+  return (
+    skimage.data.astronaut()[100 : 100 + size, 180 : 180 + size] / 255.0
+  ).astype(np.float32)
+
+
+def _kornia_gaussian(size, sigma):
+  x = np.arange(size) - size // 2
+  weights = np.exp(-(x**2) / (2 * sigma**2))
+  return weights / weights.sum()
+
+
+class FilterTest(parameterized.TestCase):
+  @parameterized.parameters(((3, 3), (0.5, 0.5)), ((13, 5), (3.0, 0.8)),
+                            ((7, 11), (1.2, 2.9)))  # fmt: skip
+  def test_gaussian_blur_matches_scipy(self, size, sigma):
+    image = _photo()
+    ours = defenses.gaussian_blur(jnp.asarray(image), size=size, sigma=sigma)
+    reference = scipy.ndimage.correlate1d(
+      image, _kornia_gaussian(size[0], sigma[0]), axis=0, mode="mirror"
+    )
+    reference = scipy.ndimage.correlate1d(
+      reference, _kornia_gaussian(size[1], sigma[1]), axis=1, mode="mirror"
+    )
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+  @parameterized.parameters((3, 3), (5, 13), (13, 7))
+  def test_median_matches_scipy_zero_padding(self, kh, kw):
+    image = _photo(32)
+    ours = defenses.median_filter(jnp.asarray(image), size=(kh, kw))
+    reference = scipy.ndimage.median_filter(
+      image, size=(kh, kw, 1), mode="constant", cval=0.0
+    )
+    np.testing.assert_array_equal(ours, reference)
+
+  def test_random_kernel_sizes_are_odd_3_to_13_uniform(self):
+    keys = jax.random.split(jax.random.key(0), 6000)
+    sizes = np.asarray(jax.vmap(filters._odd_size)(keys))
+    values, counts = np.unique(sizes, return_counts=True)
+    np.testing.assert_array_equal(values, [3, 5, 7, 9, 11, 13])
+    np.testing.assert_allclose(counts / 6000, 1 / 6, atol=0.02)
+
+  def test_tiny_image_is_refused(self):
+    with self.assertRaisesRegex(ValueError, "H, W > 6"):
+      defenses.gaussian_blur(jnp.zeros((5, 5, 3)), size=(3, 3), sigma=(1, 1))
+
+
+class SwirlTest(parameterized.TestCase):
+  @parameterized.parameters(
+    ((20.0, 30.0), 1.5, 40.0),
+    ((5.0, 50.0), 0.3, 120.0),
+    ((60.0, 2.0), 1.99, 10.0),
+  )
+  def test_matches_skimage(self, center, strength, radius):
+    image = _photo(64)
+    ours = defenses.swirl(
+      jnp.asarray(image), center=center, strength=strength, radius=radius
+    )
+    reference = skimage.transform.swirl(
+      image, center=center, strength=strength, radius=radius, order=1,
+      mode="reflect",
+    )  # fmt: skip
+    self.assertLessEqual(
+      float(np.abs(np.asarray(ours) - reference).max()), 1e-4
+    )
+
+
+class CompressionTest(absltest.TestCase):
+  def test_quantize_matches_numpy(self):
+    image = _photo()
+    scales = np.array([8.0, 57.0, 199.0], np.float32)
+    ours = defenses.quantize(jnp.asarray(image), jnp.asarray(scales))
+    np.testing.assert_allclose(
+      ours, np.round(image * scales) / scales, atol=1e-7
+    )
+
+  def test_fft_perturb_matches_numpy(self):
+    image = _photo()
+    rng = np.random.default_rng(0)
+    fractions = np.array([0.1, 0.45, 0.7], np.float32)
+    factor = rng.uniform(0.98, 1.02, image.shape[:2]).astype(np.float32)
+    ours = defenses.fft_perturb(
+      jnp.asarray(image), jnp.asarray(fractions), jnp.asarray(factor)
+    )
+    h, w, _ = image.shape
+    reference = np.empty_like(image)
+    for c, f in enumerate(fractions):
+      spectrum = np.fft.fft2(image[..., c])
+      spectrum[int(h * f) : int(h * (1 - f)), :] = 0
+      spectrum[:, int(w * f) : int(w * (1 - f))] = 0
+      reference[..., c] = np.clip(
+        np.real(np.fft.ifft2(spectrum * factor)), 0, 1
+      )
+    np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
+class EnsembleTest(absltest.TestCase):
+  def test_applies_a_random_permutation_per_image(self):
+    members = "rotation(max_degrees=30)|quantization(scale_low=4, scale_high=5)"
+    bart = defenses.lookup(f'bart(members="{members}")')
+    rotate, quantize = ensemble.members_of(members)
+    image = jnp.asarray(_photo(24))
+    orders = set()
+    for seed in range(12):
+      key = jax.random.key(seed)
+      order_key, member_key = jax.random.split(key)
+      order = np.asarray(jax.random.permutation(order_key, 2))
+      keys = jax.random.split(member_key, 2)
+      expected = image
+      for position, member in enumerate(order):
+        expected = (rotate, quantize)[member](keys[position], expected)
+      np.testing.assert_allclose(bart(key, image), expected, atol=1e-6)
+      orders.add(tuple(order))
+    self.assertEqual(orders, {(0, 1), (1, 0)})
+
+  def test_k_subset_and_bad_specs(self):
+    out = defenses.lookup("bart(k=2)")(
+      jax.random.key(0), jnp.asarray(_photo(32))
+    )
+    self.assertEqual(out.shape, (32, 32, 3))
+    for spec, message in (
+      ("bart(k=7)", "k must be in 1..6"),
+      ("bart(k=0)", "k must be in 1..6"),
+      ('bart(members="median()|nope()")', "nope"),
+      ('bart(members="bart()")', "cannot themselves"),
+    ):
+      with self.subTest(spec), self.assertRaisesRegex(ValueError, message):
+        defenses.lookup(spec)(jax.random.key(0), jnp.asarray(_photo(32)))
+
+
+class BadParametersTest(parameterized.TestCase):
+  @parameterized.parameters(
+    ("quantization(scale_low=50, scale_high=50)", "scale_low"),
+    ("gaussian_blur(sigma_low=2.0, sigma_high=1.0)", "sigma_high"),
+    ("swirl(radius_low=50, radius_high=20)", "radius"),
+    ("fft_perturbation(max_fraction=1.5)", "max_fraction"),
+  )
+  def test_impossible_ranges(self, spec, message):
+    with self.assertRaisesRegex(ValueError, message):
+      defenses.lookup(spec)(jax.random.key(0), jnp.asarray(_photo(32)))
+
+
+if __name__ == "__main__":
+  absltest.main()
