@@ -48,6 +48,17 @@ class FilterTest(parameterized.TestCase):
     )
     np.testing.assert_array_equal(ours, reference)
 
+  def test_median_of_values_outside_0_1(self):
+    # Exact for any float32 (e.g. after unclipped noise): negative values too.
+    image = (
+      np.random.default_rng(0).normal(0, 2, (20, 20, 2)).astype(np.float32)
+    )
+    ours = defenses.median_filter(jnp.asarray(image), size=(5, 3))
+    reference = scipy.ndimage.median_filter(
+      image, size=(5, 3, 1), mode="constant", cval=0.0
+    )
+    np.testing.assert_array_equal(ours, reference)
+
   def test_random_kernel_sizes_are_odd_3_to_13_uniform(self):
     keys = jax.random.split(jax.random.key(0), 6000)
     sizes = np.asarray(jax.vmap(filters._odd_size)(keys))

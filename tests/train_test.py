@@ -1,8 +1,12 @@
 """Training: resume after an interruption equals an uninterrupted run."""
 
+import functools
+import os
+
 import jax
 import numpy as np
 from absl.testing import absltest
+from PIL import Image
 
 from stochjax import data, models, train
 from tests import test_utils
@@ -29,6 +33,41 @@ def _train(directory, epochs=3, on_epoch=None, learning_rate=1e-3):
     checkpoint_dir=directory,
     on_epoch=on_epoch,
   )
+
+
+class StreamingSourceTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.numpy_dtype_promotion("standard"))
+
+  def test_trains_on_image_files_decoded_per_batch(self):
+    # JPEG files on disk, random 24-pixel crops decoded per batch.
+    root = self.create_tempdir().full_path
+    full = data.load("digits", "train")
+    paths = []
+    for i in range(40):
+      path = os.path.join(root, f"{i:02d}.png")
+      Image.fromarray((full.images[i] * 255).astype(np.uint8)).save(path)
+      paths.append(path)
+    crop = functools.partial(data.images.train_transform, crop=24)
+    source = data.ImageFiles(paths, full.labels[:40], 10, crop, (24, 24, 3))
+    epochs = []
+    variables = train.train(
+      key=jax.random.key(0),
+      model=models.ResNetTiny(num_classes=10, stem="cifar"),
+      train_set=source,
+      defense_spec="noise_injection()",
+      epochs=2,
+      batch_size=8,
+      checkpoint_dir=self.create_tempdir().full_path,
+      eval_set=source,
+      on_epoch=lambda epoch, metrics: epochs.append(metrics),
+    )
+    self.assertLen(epochs, 2)
+    for metrics in epochs:
+      self.assertTrue(np.isfinite(metrics["loss"]))
+      self.assertTrue(0 <= metrics["eval_defended_accuracy"] <= 1)
+    self.assertIn("params", variables)
 
 
 class ResumeTest(absltest.TestCase):

@@ -17,7 +17,7 @@ Small sets come back as an in-memory `Dataset`; image folders as
 A file that cannot be decoded raises a `ValueError` naming it.
 """
 
-from stochjax.data import cifar10, digits, folders
+from stochjax.data import cifar10, digits, folders, images
 from stochjax.data.core import Dataset, ImageFiles, Source, batches
 
 DATASETS = ("digits", "cifar10", "imagenette", "imagenet", "tfds:<name>")
@@ -59,6 +59,10 @@ def load_arrays(name: str, split: str, *, data_dir=None) -> Dataset:
 
 __all__ = [
   "DATASETS",
+  "cifar10",
+  "digits",
+  "folders",
+  "images",
   "Dataset",
   "ImageFiles",
   "Source",

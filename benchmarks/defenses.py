@@ -1,0 +1,138 @@
+"""Images/s of each BaRT defense, stochjax (jit + vmap) vs a per-image loop.
+
+    python benchmarks/defenses.py [--size 224] [--batch 64] [--rounds 3]
+
+The reference is how the paper's code runs these transforms on the CPU: one
+image at a time through scikit-image / SciPy / NumPy (kornia's median and
+blur ran on the GPU there; SciPy's are the CPU stand-ins). Both sides draw
+the paper's parameter ranges per image. Timings are interleaved per round;
+the ratio is the median of per-round ratios (benchmarks/common.py).
+"""
+
+import argparse
+import os
+import random
+import sys
+
+import numpy as np
+import scipy.ndimage
+import skimage.data
+import skimage.transform
+import skimage.util
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+
+import stochjax  # noqa: E402, F401
+from benchmarks import common  # noqa: E402
+from stochjax import defenses  # noqa: E402
+
+_MODES = ("gaussian", "poisson", "salt", "pepper", "s&p", "speckle")
+
+
+def _odd(rng):
+  return rng.integers(2, 14) | 1
+
+
+def ref_noise(x, rng):
+  return skimage.util.random_noise(x, mode=rng.choice(_MODES), rng=rng)
+
+
+def ref_blur(x, rng):
+  size, sigma = (_odd(rng), _odd(rng)), rng.uniform(0.1, 3.1, 2)
+  for axis in (0, 1):
+    t = np.arange(size[axis]) - size[axis] // 2
+    weights = np.exp(-(t**2) / (2 * sigma[axis] ** 2))
+    x = scipy.ndimage.correlate1d(
+      x, weights / weights.sum(), axis, mode="mirror"
+    )
+  return x
+
+
+def ref_median(x, rng):
+  return scipy.ndimage.median_filter(
+    x, size=(_odd(rng), _odd(rng), 1), mode="constant"
+  )
+
+
+def ref_swirl(x, rng):
+  return skimage.transform.swirl(
+    x, center=rng.integers(1, 201, 2), strength=rng.uniform(0.01, 2.0),
+    radius=rng.integers(10, 201), order=1, mode="reflect",
+  )  # fmt: skip
+
+
+def ref_quantization(x, rng):
+  scales = rng.integers(8, 200, 3)
+  return np.round(x * scales) / scales
+
+
+def ref_fft(x, rng):
+  h, w, _ = x.shape
+  factor = rng.uniform(0.98, 1.02, (h, w))
+  out = np.empty_like(x)
+  for c in range(x.shape[-1]):
+    f = rng.uniform(0, 0.95)
+    spectrum = np.fft.fft2(x[..., c])
+    spectrum[int(h * f) : int(h * (1 - f))] = 0
+    spectrum[:, int(w * f) : int(w * (1 - f))] = 0
+    out[..., c] = np.clip(np.real(np.fft.ifft2(spectrum * factor)), 0, 1)
+  return out
+
+
+REFERENCES = {
+  "noise_injection()": ref_noise,
+  "gaussian_blur()": ref_blur,
+  "median()": ref_median,
+  "swirl()": ref_swirl,
+  "quantization()": ref_quantization,
+  "fft_perturbation()": ref_fft,
+}
+
+
+def ref_bart(x, rng):
+  for fn in random.Random(int(rng.integers(1 << 30))).sample(
+    list(REFERENCES.values()), len(REFERENCES)
+  ):
+    x = fn(x, rng)
+  return x
+
+
+REFERENCES["bart()"] = ref_bart
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--size", type=int, default=224)
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--only", default="", help="comma-separated specs")
+  args = parser.parse_args()
+  photo = skimage.transform.resize(skimage.data.astronaut(), (args.size,) * 2)
+  images = np.broadcast_to(photo, (args.batch, *photo.shape)).astype(np.float32)
+  rng = np.random.default_rng(0)
+  specs = args.only.split(",") if args.only else list(REFERENCES)
+  print("| defense | stochjax img/s | per-image loop img/s | speed-up |")
+  print("|---|---|---|---|")
+  for spec in specs:
+    fn = jax.jit(defenses.batched(defenses.lookup(spec)))
+    x = jax.device_put(images)
+    reference = REFERENCES[spec]
+    times = common.interleave(
+      {
+        "jax": lambda fn=fn, x=x: fn(jax.random.key(0), x).block_until_ready(),
+        "loop": lambda ref=reference: [ref(image, rng) for image in images],
+      },
+      rounds=args.rounds,
+    )
+    ours = args.batch / np.median(times["jax"])
+    theirs = args.batch / np.median(times["loop"])
+    ratio = common.paired_ratio(times, "jax", "loop")
+    print(
+      f"| `{spec}` | {ours:.0f} | {theirs:.0f} | {ratio:.1f}× |", flush=True
+    )
+
+
+if __name__ == "__main__":
+  main()
