@@ -81,7 +81,7 @@ def ref_fft(x, rng):
   return out
 
 
-REFERENCES = {
+MEMBERS = {
   "noise_injection()": ref_noise,
   "gaussian_blur()": ref_blur,
   "median()": ref_median,
@@ -92,14 +92,16 @@ REFERENCES = {
 
 
 def ref_bart(x, rng):
+  """The paper's six-member stack in a random order, per image."""
+  members = list(MEMBERS.values())
   for fn in random.Random(int(rng.integers(1 << 30))).sample(
-    list(REFERENCES.values()), len(REFERENCES)
+    members, len(members)
   ):
     x = fn(x, rng)
   return x
 
 
-REFERENCES["bart()"] = ref_bart
+REFERENCES = MEMBERS | {"bart()": ref_bart}
 
 
 def main():

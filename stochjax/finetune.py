@@ -43,17 +43,20 @@ def _train(config, workdir, key, model, train_set, eval_set, *, name, **kw):
   )
 
 
-def start_variables(config, workdir, key, model, train_set, eval_set):
-  """Converted weights if configured, else a clean model trained here."""
+def start_variables(config, workdir, key, train_set, eval_set):
+  """``(model, variables)``: converted weights if configured (their folder
+  names the architecture and normalization), else a clean
+  ``config.model`` trained here first."""
   if config.model.weights:
-    loaded_model, variables = models.load(config.model.weights)
-    if type(loaded_model) is not type(model) or loaded_model != model:
+    model, variables = models.load(config.model.weights)
+    if model.num_classes != eval_set.num_classes:
       raise ValueError(
-        f"{config.model.weights} holds {loaded_model}, but the config asks "
-        f"for {model}."
+        f"{config.model.weights} has {model.num_classes} classes; "
+        f"{config.dataset} has {eval_set.num_classes}."
       )
-    return variables
-  return _train(
+    return model, variables
+  model = _model(config, eval_set.num_classes)
+  variables = _train(
     config,
     workdir,
     key,
@@ -64,6 +67,7 @@ def start_variables(config, workdir, key, model, train_set, eval_set):
     defense_spec=None,
     epochs=config.pretrain_epochs,
   )
+  return model, variables
 
 
 def plot(records: list[dict], defense: str, path: str) -> None:
@@ -95,9 +99,8 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     config.dataset, "test", data_dir=config.data_dir
   )
   eval_set = test_set.subset(slice(config.num_eval))
-  model = _model(config, test_set.num_classes)
-  start = start_variables(
-    config, workdir, pretrain_key, model, train_set, eval_set
+  model, start = start_variables(
+    config, workdir, pretrain_key, train_set, eval_set
   )
 
   def accuracies(variables):

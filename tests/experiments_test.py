@@ -89,6 +89,29 @@ class FinetuneSmokeTest(absltest.TestCase):
     self.assertEqual(again["after"], results["after"])
     self.assertLen(workdir.metrics(phase="finetune"), 2)
 
+  def test_starts_from_converted_weights(self):
+    # A saved model with its own normalization: fine-tuning uses it as is.
+    model = models.get_model(
+      "ResNetTiny", num_classes=10, stem="cifar", mean=(0.4, 0.4, 0.4)
+    )
+    variables = model.init(
+      jax.random.key(1), np.zeros((1, 32, 32, 3), np.float32)
+    )
+    weights = self.create_tempdir().full_path
+    models.save(weights, "ResNetTiny", model, variables)
+    config = finetune_config.get_config("smoke")
+    with config.unlocked():
+      config.model.weights = weights
+      config.train.epochs = 1
+    workdir = app.Workdir(self.create_tempdir().full_path)
+    results = finetune.run(config, workdir)
+    expected = train.accuracy(
+      models.classifier(model, variables),
+      data.load("digits", "test").subset(slice(config.num_eval)),
+    )
+    self.assertEqual(results["before"]["clean"], expected)
+    self.assertEqual(workdir.metrics(phase="pretrain"), [])
+
   def test_bad_defense_spec_fails_before_training(self):
     config = finetune_config.get_config("smoke")
     with config.unlocked():
