@@ -22,7 +22,7 @@ _SPECS = {
   "swirl": "swirl(center_high=32, radius_high=40)",
   "quantization": "quantization()",
   "fft_perturbation": "fft_perturbation()",
-  "bart": "bart(k=3)",
+  "bart": 'bart(members="quantization()|fft_perturbation()|rotation()", k=2)',
 }
 
 

@@ -57,7 +57,7 @@ class DefenseLookupTest(absltest.TestCase):
 
   def test_unknown_defense(self):
     with self.assertRaisesRegex(ValueError, "gaussian_noise"):
-      defenses.lookup("gaussian_blur(sigma=1)")
+      defenses.lookup("gaussian_blurr(sigma=1)")
 
   def test_none_is_identity(self):
     self.assertIs(defenses.lookup(None), defenses.identity)
