@@ -71,7 +71,8 @@ def start_variables(config, workdir, key, train_set, eval_set):
 
 
 def plot(records: list[dict], defense: str, path: str) -> None:
-  """Clean and defended held-out accuracy by fine-tuning epoch."""
+  """Clean and defended held-out accuracy by fine-tuning epoch (0 = the
+  starting model)."""
   epochs = [r["epoch"] for r in records]
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for field, label in (
@@ -130,7 +131,14 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   records = workdir.metrics(phase="finetune")
   by_epoch = {r["epoch"]: r for r in records}  # The last record per epoch.
   curve = [by_epoch[e] for e in sorted(by_epoch)]
-  plot(curve, config.defense, workdir.file("accuracy_by_epoch.png"))
+  start_point = {
+    "epoch": 0,
+    "eval_accuracy": before["clean"],
+    "eval_defended_accuracy": before["defended"],
+  }
+  plot(
+    [start_point, *curve], config.defense, workdir.file("accuracy_by_epoch.png")
+  )
   print(
     f"{config.defense}: clean {100 * before['clean']:.1f}% -> "
     f"{100 * after['clean']:.1f}%, defended {100 * before['defended']:.1f}% "
