@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.fft
 import scipy.ndimage
 import skimage.data
 import skimage.transform
@@ -118,6 +119,36 @@ class CompressionTest(absltest.TestCase):
         np.real(np.fft.ifft2(spectrum * factor)), 0, 1
       )
     np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
+class DeterministicCompressionTest(absltest.TestCase):
+  def test_dct_matches_scipy_blocks(self):
+    image = _photo(20)  # Padded to 24: 2 rows/cols before, 2 after.
+    ours = np.asarray(defenses.dct_quantize(jnp.asarray(image)))
+    padded = np.pad(image, ((2, 2), (2, 2), (0, 0)))
+    q = np.full((8, 8), 30.0)
+    q[:4, :4] = 25.0
+    reference = np.empty_like(padded)
+    for i in range(0, 24, 8):
+      for j in range(0, 24, 8):
+        for c in range(3):
+          block = scipy.fft.dctn(padded[i : i + 8, j : j + 8, c], norm="ortho")
+          block = np.round(block * 255 / q) * q
+          reference[i : i + 8, j : j + 8, c] = (
+            scipy.fft.idctn(block, norm="ortho") / 255
+          )
+    np.testing.assert_allclose(ours, reference[2:22, 2:22], atol=2e-5)
+
+  def test_bit_depth(self):
+    image = _photo()
+    out = defenses.lookup("bit_depth(bits=3)")(
+      jax.random.key(0), jnp.asarray(image)
+    )
+    np.testing.assert_allclose(out, np.round(image * 7) / 7, atol=1e-7)
+    with self.assertRaisesRegex(ValueError, "bits"):
+      defenses.lookup("bit_depth(bits=9)")(
+        jax.random.key(0), jnp.asarray(image)
+      )
 
 
 class EnsembleTest(absltest.TestCase):

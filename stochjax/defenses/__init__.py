@@ -14,7 +14,7 @@ from stochjax.defenses import (  # noqa: F401  (registration)
   noise,
   transforms,
 )
-from stochjax.defenses.compression import fft_perturb, quantize
+from stochjax.defenses.compression import dct_quantize, fft_perturb, quantize
 from stochjax.defenses.core import (
   REGISTRY,
   batched,
@@ -40,6 +40,7 @@ __all__ = [
   "NOISE_MODES",
   "PAPER_STACK",
   "bart",
+  "dct_quantize",
   "fft_perturb",
   "gaussian_blur",
   "median_filter",

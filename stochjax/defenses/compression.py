@@ -105,3 +105,63 @@ def fft_perturbation(
     return _random_fft(key, image, max_fraction=max_fraction)
 
   return core.bpda(fn)(key, image)
+
+
+@core.register("bit_depth", gradient="bpda", deterministic=True)
+def bit_depth(key: types.PRNGKey, image: types.Image, *, bits: int = 3):
+  """Bit-depth reduction (Xu et al.; Guo et al.'s Table 2 row):
+  ``round(x * (2^bits - 1)) / (2^bits - 1)``. Deterministic; BPDA identity.
+
+  Args:
+    key: unused (the defense is deterministic).
+    image: ``(H, W, C)`` float32 in [0, 1].
+    bits: 1..8.
+  """
+  del key
+  if not (isinstance(bits, int) and 1 <= bits <= 8):
+    raise ValueError(f"bits must be an integer in 1..8, got {bits}.")
+  levels = float(2**bits - 1)
+  return core.bpda(lambda _, x: jnp.round(x * levels) / levels)(None, image)
+
+
+DCT_BLOCK = 8
+
+
+def dct_table() -> jax.Array:
+  """The paper code's 8x8 quantization table: 25 top-left 4x4, else 30."""
+  table = jnp.full((DCT_BLOCK, DCT_BLOCK), 30.0)
+  return table.at[:4, :4].set(25.0)
+
+
+def dct_quantize(image: types.Image) -> types.Image:
+  """The paper code's deterministic 8x8 block DCT quantization.
+
+  Zero-pad to a multiple of 8 (computed from the height, split half before,
+  rest after, on both axes, as the code that assumes square images), then
+  per 8x8 block and channel: orthonormal DCT-II, ``round(D * 255 / q) * q``,
+  inverse DCT, ``/ 255``; crop back. Output is not clipped (as the code).
+  """
+  h, w, c = image.shape
+  pad = (-h) % DCT_BLOCK
+  before, after = pad // 2, pad - pad // 2
+  x = jnp.pad(image, ((before, after), (before, after), (0, 0)))
+  hp, wp = x.shape[:2]
+  if hp % DCT_BLOCK or wp % DCT_BLOCK:
+    raise ValueError(f"dct needs a square image (or W padded to 8s): {h}x{w}.")
+  blocks = x.reshape(hp // 8, 8, wp // 8, 8, c).transpose(0, 2, 4, 1, 3)
+  coeffs = jax.scipy.fft.dctn(blocks, axes=(-2, -1), norm="ortho")
+  q = dct_table().reshape(1, 1, 1, DCT_BLOCK, DCT_BLOCK)
+  quantized = jnp.round(coeffs * 255.0 / q) * q
+  out = jax.scipy.fft.idctn(quantized, axes=(-2, -1), norm="ortho") / 255.0
+  out = out.transpose(0, 3, 1, 4, 2).reshape(hp, wp, c)
+  return out[before : before + h, before : before + w].astype(image.dtype)
+
+
+@core.register("dct", gradient="bpda", deterministic=True)
+def dct(key: types.PRNGKey, image: types.Image) -> types.Image:
+  """The paper code's 8x8 block DCT quantization (`dct_quantize`), clipped
+  to [0, 1] (the code does not clip; every stochjax defense stays in
+  range). BPDA identity. Deterministic; no experiment of the paper uses it."""
+  del key
+  quantized = core.bpda(lambda _, x: jnp.clip(dct_quantize(x), 0.0, 1.0))
+  return quantized(None, image)

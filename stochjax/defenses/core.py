@@ -23,11 +23,14 @@ REGISTRY = registry_lib.Registry("defense")
 GRADIENT_MODES = ("exact", "bpda")
 
 
-def register(name: str, *, gradient: str) -> Callable[[Callable], Callable]:
-  """Registers a defense; `gradient` is "exact" or "bpda" (for the README)."""
+def register(
+  name: str, *, gradient: str, deterministic: bool = False
+) -> Callable[[Callable], Callable]:
+  """Registers a defense; `gradient` is "exact" or "bpda" (for the README);
+  `deterministic` defenses ignore their key (e.g. bit-depth reduction)."""
   if gradient not in GRADIENT_MODES:
     raise ValueError(f"gradient must be one of {GRADIENT_MODES}.")
-  return REGISTRY.register(name, gradient=gradient)
+  return REGISTRY.register(name, gradient=gradient, deterministic=deterministic)
 
 
 def identity(key: types.PRNGKey, image: types.Image) -> types.Image:
