@@ -207,8 +207,13 @@ class AttackBehaviourTest(absltest.TestCase):
       )
       np.testing.assert_allclose(kept[:, slot], alone, atol=1e-6)
     self.assertFalse(np.allclose(kept[:, 0], kept[:, 2]))
-    with self.assertRaisesRegex(ValueError, "snapshot_steps"):
-      attacks.make_pgd(num_steps=3, snapshot_steps=(4,), **common)
+    for bad in ((4,), (2, 2), (1.5,)):
+      with self.assertRaisesRegex(ValueError, "snapshot_steps"):
+        attacks.make_pgd(num_steps=3, snapshot_steps=bad, **common)
+    numpy_steps = attacks.make_pgd(
+      num_steps=3, snapshot_steps=tuple(np.arange(1, 4)), **common
+    )
+    self.assertEqual(numpy_steps.snapshot_steps, (1, 2, 3))
 
   def test_with_info(self):
     weights, images, labels = _linear_problem()

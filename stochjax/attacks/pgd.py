@@ -128,9 +128,13 @@ def make_pgd(
     )
   defense = defense_core.identity if defense is None else defense
   snapshots = tuple(snapshot_steps or ())
-  for k in snapshots:
-    if not (isinstance(k, int) and 1 <= k <= num_steps):
-      raise ValueError(f"snapshot_steps {snapshots} must be in 1..{num_steps}.")
+  if not all(
+    isinstance(k, int | np.integer) and 1 <= k <= num_steps for k in snapshots
+  ) or len(set(snapshots)) != len(snapshots):
+    raise ValueError(
+      f"snapshot_steps {snapshots} must be distinct integers in 1..{num_steps}."
+    )
+  snapshots = tuple(int(k) for k in snapshots)
   # slot_of[t]: the snapshot slot written after step t (len(snapshots): none).
   slot_of = np.full(num_steps, len(snapshots), np.int32)
   for s, k in enumerate(snapshots):
