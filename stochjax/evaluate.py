@@ -20,8 +20,8 @@ import numpy as np
 import tqdm
 
 from stochjax import types, validation
+from stochjax.attacks import base as attack_base
 from stochjax.attacks import eot as eot_lib
-from stochjax.attacks import pgd
 from stochjax.defenses import core as defense_core
 
 
@@ -77,7 +77,7 @@ def vote_counts(
   validation.check_images(images)
   validation.positive("num_votes", num_votes, integer=True)
   validation.positive("chunk_size", chunk_size, integer=True)
-  logits_fn = pgd.as_pytree_fn(logits_fn)
+  logits_fn = attack_base.as_pytree_fn(logits_fn)
   validation.num_classes(logits_fn, images)
   return _vote_counts(
     key,
@@ -153,7 +153,7 @@ def _map_batches(fn, key, arrays, batch_size: int, desc: str) -> np.ndarray:
     hi = min(lo + batch_size, n)
     batch = [_padded(np.asarray(a[lo:hi]), size) for a in arrays]
     result = fn(jax.random.fold_in(key, b), *batch)
-    if isinstance(result, pgd.AttackResult):
+    if isinstance(result, attack_base.AttackResult):
       result = result.images
     out.append(np.asarray(result)[: hi - lo])
   return np.concatenate(out)

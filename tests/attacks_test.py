@@ -228,12 +228,12 @@ class AttackBehaviourTest(absltest.TestCase):
     result = attack(
       jax.random.key(0), test_utils.linear_logits_fn(weights), images, labels
     )
-    self.assertEqual(result.losses.shape, (7, N))
-    self.assertEqual(result.goal_rates.shape, (7, N))
+    self.assertEqual(result.losses.shape, (1, 7, N))
+    self.assertEqual(result.goal_rates.shape, (1, 7, N))
     self.assertEqual(result.grad_evals, 7 * 3 * N)
     # The untargeted loss grows along a sign-gradient path on a linear model.
     self.assertGreater(
-      float(result.losses[-1].mean()), float(result.losses[0].mean())
+      float(result.losses[0, -1].mean()), float(result.losses[0, 0].mean())
     )
 
   def test_lookup_builds_pgd(self):
@@ -258,7 +258,9 @@ class BadInputTest(parameterized.TestCase):
     ("eot_samples", dict(eot_samples=0)),
     ("eot_chunk", dict(eot_samples=5, eot_chunk_size=2)),
     ("norm", dict(norm="l1")),
-    ("loss", dict(loss="dlr")),
+    ("loss", dict(loss="kl")),
+    ("eot_mode", dict(eot_mode="mean_probs")),
+    ("restarts", dict(restarts=0)),
   )
   def test_bad_parameters(self, overrides):
     kwargs = dict(eps=0.1, step_size=0.01, num_steps=2) | overrides

@@ -6,10 +6,18 @@ attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
 """
 
 from stochjax import registry as registry_lib
-from stochjax.attacks import losses, norms
-from stochjax.attacks.eot import make_value_and_grad
-from stochjax.attacks.losses import LOSSES, cross_entropy, get_loss, margin
-from stochjax.attacks.pgd import AttackResult, as_pytree_fn, make_pgd
+from stochjax.attacks import base, losses, norms
+from stochjax.attacks.base import AttackResult, Cost, as_pytree_fn
+from stochjax.attacks.eot import make_eot, make_value_and_grad
+from stochjax.attacks.losses import (
+  LOSSES,
+  cross_entropy,
+  dlr,
+  dlr_targeted,
+  get_loss,
+  margin,
+)
+from stochjax.attacks.pgd import make_pgd
 
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
@@ -32,11 +40,16 @@ __all__ = [
   "LOSSES",
   "REGISTRY",
   "AttackResult",
+  "Cost",
   "as_pytree_fn",
+  "base",
   "cross_entropy",
+  "dlr",
+  "dlr_targeted",
   "get_loss",
   "lookup",
   "losses",
+  "make_eot",
   "make_pgd",
   "make_value_and_grad",
   "margin",

@@ -1,11 +1,19 @@
 """Expectation over Transformation: the one place EOT is computed.
 
-The EOT objective of a batch is the mean over `num_draws` independent defense
-draws of the summed per-example loss, so its gradient is, per example, the
-mean of the single-draw gradients (the paper's Eq. 2) and does not depend on
-the batch size. Draws are a `jax.vmap` over keys; with ``chunk_size <
+Two estimators of the gradient over `num_draws` independent defense draws,
+chosen by name:
+
+* ``"mean_grad"`` (the paper's Eq. 2): the mean of the single-draw
+  gradients of the per-example loss; the loss reported is the mean of the
+  single-draw losses.
+* ``"mean_logits"`` (the paper code's AggMo path): the loss of the mean of
+  the draws' logits, differentiated once; the loss reported is that loss.
+
+The objective is summed over examples, so each example's gradient does not
+depend on the batch. Draws are a `jax.vmap` over keys; with ``chunk_size <
 num_draws`` they run as a `lax.scan` over chunks, so memory is set by the
-chunk, not by `num_draws`.
+chunk, not by `num_draws` (for ``"mean_logits"`` each chunk is
+rematerialized in the backward pass: two forwards and one backward per draw).
 """
 
 from typing import NamedTuple
@@ -15,12 +23,28 @@ import jax.numpy as jnp
 
 from stochjax import types
 
+MODES = ("mean_grad", "mean_logits")
+
 
 class DrawStats(NamedTuple):
   """Per-example statistics over the EOT draws of one evaluation."""
 
-  loss: jax.Array  # (N,) mean loss over draws.
+  loss: jax.Array  # (N,) the EOT loss (see the module docstring).
   goal_rate: jax.Array  # (N,) fraction of draws whose argmax meets the goal.
+
+
+class Eot(NamedTuple):
+  """The EOT evaluations of one attack configuration.
+
+  Attributes:
+    value_and_grad: ``(x, keys, labels) -> ((objective, DrawStats), grad)``;
+      the objective is the summed loss, negated when targeted, so an attack
+      always ascends it.
+    statistics: ``(x, keys, labels) -> DrawStats``, forward passes only.
+  """
+
+  value_and_grad: callable
+  statistics: callable
 
 
 def draw_keys(keys: jax.Array, draws: jax.Array) -> jax.Array:
@@ -29,7 +53,24 @@ def draw_keys(keys: jax.Array, draws: jax.Array) -> jax.Array:
   return jax.vmap(fold, in_axes=(None, 0))(keys, draws)
 
 
-def make_value_and_grad(
+def _sum_over_draws(fn, num_draws: int, chunk_size: int, like):
+  """``sum_j fn(draws_chunk_j)`` over chunks of `chunk_size` draw indices.
+
+  `like` is a pytree shaped like one ``fn`` output (the scan's zeros).
+  """
+  draws = jnp.arange(num_draws, dtype=jnp.uint32)
+  if chunk_size == num_draws:
+    return fn(draws)
+
+  def body(acc, chunk_draws):
+    return jax.tree.map(jnp.add, acc, fn(chunk_draws)), None
+
+  zeros = jax.tree.map(jnp.zeros_like, like)
+  total, _ = jax.lax.scan(body, zeros, draws.reshape(-1, chunk_size))
+  return total
+
+
+def make_eot(
   *,
   logits_fn: types.LogitsFn,
   defense: types.Defense,
@@ -37,8 +78,9 @@ def make_value_and_grad(
   targeted: bool,
   num_draws: int,
   chunk_size: int,
-):
-  """``f(x, keys, labels) -> ((objective, DrawStats), grad)``.
+  mode: str = "mean_grad",
+) -> Eot:
+  """Builds the EOT evaluations of one attack configuration.
 
   Args:
     logits_fn: the model, ``(N, H, W, C) -> (N, K)``.
@@ -48,49 +90,84 @@ def make_value_and_grad(
     targeted: whether the objective is ``-loss``.
     num_draws: m, the EOT sample count.
     chunk_size: draws evaluated at once; divides `num_draws`.
+    mode: "mean_grad" or "mean_logits" (see the module docstring).
 
   Returns:
-    A function of ``x (N, H, W, C)``, per-example ``keys (N,)`` and
-    ``labels (N,)`` returning the EOT-mean objective (summed over examples),
-    draw statistics and its gradient with respect to `x`.
+    An `Eot` of functions of ``x (N, H, W, C)``, per-example ``keys (N,)``
+    (draw j of example i uses ``fold_in(keys[i], j)``) and ``labels (N,)``.
   """
+  if mode not in MODES:
+    raise ValueError(f"Unknown EOT mode {mode!r}; valid: {', '.join(MODES)}.")
   sign = -1.0 if targeted else 1.0
   defend = jax.vmap(defense)
 
-  def one_draw(x, keys, labels):
-    logits = logits_fn(defend(keys, x))
+  def logits_of(x, keys, draw):
+    draw_keys_ = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, draw)
+    return logits_fn(defend(draw_keys_, x)).astype(jnp.float32)
+
+  def goal(logits, labels):
+    hit = jnp.argmax(logits, axis=-1) == labels
+    return (hit if targeted else ~hit).astype(jnp.float32)
+
+  def forward_sums(x, keys, labels, draws):
+    """Per-example sums over `draws` of logits, losses and goals."""
+    logits = jax.vmap(logits_of, in_axes=(None, None, 0))(x, keys, draws)
+    losses = jax.vmap(loss_fn, in_axes=(0, None))(logits, labels)
+    goals = jax.vmap(goal, in_axes=(0, None))(logits, labels)
+    return jnp.sum(logits, 0), jnp.sum(losses, 0), jnp.sum(goals, 0)
+
+  def stats_of(sums_fn, x, keys, labels):
+    like = (
+      jnp.zeros((x.shape[0], jax.eval_shape(logits_fn, x).shape[-1])),
+      jnp.zeros(x.shape[:1]),
+      jnp.zeros(x.shape[:1]),
+    )
+    logits, losses, goals = _sum_over_draws(
+      lambda d: sums_fn(x, keys, labels, d), num_draws, chunk_size, like
+    )
+    if mode == "mean_logits":
+      loss = loss_fn(logits / num_draws, labels)
+    else:
+      loss = losses / num_draws
+    return DrawStats(loss, goals / num_draws)
+
+  def statistics(x, keys, labels):
+    return stats_of(forward_sums, jax.lax.stop_gradient(x), keys, labels)
+
+  if mode == "mean_logits":
+    rematerialized = jax.checkpoint(forward_sums)
+
+    def objective(x, keys, labels):
+      stats = stats_of(rematerialized, x, keys, labels)
+      return sign * jnp.sum(stats.loss), stats
+
+    return Eot(jax.value_and_grad(objective, has_aux=True), statistics)
+
+  def one_draw(x, keys, labels, draw):
+    logits = logits_of(x, keys, draw)
     loss = loss_fn(logits, labels)
-    met = jnp.argmax(logits, axis=-1) == labels
-    if not targeted:
-      met = ~met
-    return sign * jnp.sum(loss), (loss, met.astype(jnp.float32))
+    return sign * jnp.sum(loss), (loss, goal(logits, labels))
 
   grad_one = jax.value_and_grad(one_draw, has_aux=True)
 
-  def chunk(x, keys, labels, draws):
-    (obj, (loss, met)), grad = jax.vmap(grad_one, in_axes=(None, 0, None))(
-      x, draw_keys(keys, draws), labels
-    )
+  def grad_sums(x, keys, labels, draws):
+    (obj, (loss, met)), grad = jax.vmap(
+      grad_one, in_axes=(None, None, None, 0)
+    )(x, keys, labels, draws)
     return jnp.sum(obj), jnp.sum(loss, 0), jnp.sum(met, 0), jnp.sum(grad, 0)
 
-  def value_and_grad(x, keys, labels):
-    draws = jnp.arange(num_draws, dtype=jnp.uint32)
-    if chunk_size == num_draws:
-      totals = chunk(x, keys, labels, draws)
-    else:
-
-      def body(acc, chunk_draws):
-        out = chunk(x, keys, labels, chunk_draws)
-        return jax.tree.map(jnp.add, acc, out), None
-
-      zeros = (
-        jnp.zeros(()),
-        jnp.zeros(x.shape[:1]),
-        jnp.zeros(x.shape[:1]),
-        jnp.zeros_like(x),
-      )
-      totals, _ = jax.lax.scan(body, zeros, draws.reshape(-1, chunk_size))
+  def mean_grad(x, keys, labels):
+    n = x.shape[0]
+    like = (jnp.zeros(()), jnp.zeros((n,)), jnp.zeros((n,)), x)
+    totals = _sum_over_draws(
+      lambda d: grad_sums(x, keys, labels, d), num_draws, chunk_size, like
+    )
     obj, loss, met, grad = (t / num_draws for t in totals)
     return (obj, DrawStats(loss, met)), grad
 
-  return value_and_grad
+  return Eot(mean_grad, statistics)
+
+
+def make_value_and_grad(**kwargs):
+  """``make_eot(**kwargs).value_and_grad`` (see `make_eot`)."""
+  return make_eot(**kwargs).value_and_grad

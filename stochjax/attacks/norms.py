@@ -35,16 +35,19 @@ def project(norm: str, eps: float, x: jax.Array, x0: jax.Array) -> jax.Array:
   return x0 + delta
 
 
+def random_delta(norm: str, eps: float, key, like: jax.Array) -> jax.Array:
+  """A perturbation uniform in the eps-ball, per example, shaped like `like`."""
+  if norm == "linf":
+    return jax.random.uniform(key, like.shape, like.dtype, -eps, eps)
+  direction_key, radius_key = jax.random.split(key)
+  g = jax.random.normal(direction_key, like.shape, like.dtype)
+  dim = like[0].size
+  radius = eps * jax.random.uniform(
+    radius_key, (like.shape[0], 1, 1, 1), like.dtype
+  ) ** (1.0 / dim)
+  return radius * g / jnp.maximum(_per_example_l2(g), _TINY)
+
+
 def random_start(norm: str, eps: float, key, x0: jax.Array) -> jax.Array:
   """A uniform point of the eps-ball around `x0`, clipped to [0, 1]."""
-  if norm == "linf":
-    delta = jax.random.uniform(key, x0.shape, x0.dtype, -eps, eps)
-  else:
-    direction_key, radius_key = jax.random.split(key)
-    g = jax.random.normal(direction_key, x0.shape, x0.dtype)
-    dim = x0[0].size
-    radius = eps * jax.random.uniform(
-      radius_key, (x0.shape[0], 1, 1, 1), x0.dtype
-    ) ** (1.0 / dim)
-    delta = radius * g / jnp.maximum(_per_example_l2(g), _TINY)
-  return project(norm, eps, x0 + delta, x0)
+  return project(norm, eps, x0 + random_delta(norm, eps, key, x0), x0)

@@ -11,44 +11,26 @@ the model uses `stochjax.models.conv_general_dilated` (stochjax's ResNets
 do); for other models pass ``unroll=True`` or a small integer.
 """
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stochjax import types, validation
+from stochjax.attacks import base, losses, norms
 from stochjax.attacks import eot as eot_lib
-from stochjax.attacks import losses, norms
 from stochjax.defenses import core as defense_core
 
 
-class AttackResult(NamedTuple):
-  """What an attack returns with ``with_info=True``.
-
-  Attributes:
-    images: ``(N, H, W, C)`` adversarial images in [0, 1] (the last iterate).
-    losses: ``(num_steps, N)`` EOT-mean loss at the iterate of each step,
-      before that step's update.
-    goal_rates: ``(num_steps, N)`` fraction of that step's EOT draws whose
-      prediction met the goal (untargeted: != label; targeted: == target).
-    grad_evals: gradient evaluations (model forward + backward) spent, in all:
-      ``num_steps * eot_samples * N``.
-  """
-
-  images: jax.Array
-  losses: jax.Array
-  goal_rates: jax.Array
-  grad_evals: int
-
-
-def as_pytree_fn(logits_fn: types.LogitsFn) -> jax.tree_util.Partial:
-  """Makes `logits_fn` a valid jit argument (weights traced, fn static)."""
-  if isinstance(logits_fn, jax.tree_util.Partial):
-    return logits_fn
-  if not callable(logits_fn):
-    raise ValueError(f"logits_fn must be callable, got {type(logits_fn)}.")
-  return jax.tree_util.Partial(logits_fn)
+def check_eot(eot_samples: int, eot_chunk_size: int | None) -> int:
+  """Validates the EOT sample count; returns the chunk size."""
+  validation.positive("eot_samples", eot_samples, integer=True)
+  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
+  validation.positive("eot_chunk_size", chunk, integer=True)
+  if eot_samples % chunk:
+    raise ValueError(
+      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
+    )
+  return chunk
 
 
 def make_pgd(
@@ -61,8 +43,12 @@ def make_pgd(
   random_init: bool = False,
   eot_samples: int = 1,
   eot_chunk_size: int | None = None,
+  eot_mode: str = "mean_grad",
   loss: str = "ce",
   defense: types.Defense | None = None,
+  best_point: bool = False,
+  restarts: int = 1,
+  early_stop: bool = False,
   with_info: bool = False,
   snapshot_steps: tuple[int, ...] | None = None,
   unroll: int | bool = 1,
@@ -70,10 +56,11 @@ def make_pgd(
   """Builds a PGD attack (Madry et al.) with EOT over a stochastic defense.
 
   Each step averages the per-example loss gradient over `eot_samples`
-  independent defense draws (the paper's Eq. 2), steps along its sign (linf)
-  or its unit L2 direction, clips to [0, 1] and projects onto the eps-ball.
-  Without `random_init` the attack starts at the clean image, as the paper's
-  ART PGD does; the result is the last iterate.
+  independent defense draws (the paper's Eq. 2; or differentiates the loss
+  of the mean logits), steps along its sign (linf) or its unit L2
+  direction, clips to [0, 1] and projects onto the eps-ball. By default the
+  attack starts at the clean image and returns the last iterate, as the
+  paper's ART PGD does.
 
   Args:
     eps: radius of the threat model, in [0, 1] pixel units (8/255 for linf).
@@ -85,23 +72,34 @@ def make_pgd(
     eot_samples: m, defense draws per gradient.
     eot_chunk_size: draws evaluated at once (memory bound); divides
       `eot_samples`. Default: all at once.
-    loss: "ce" (cross-entropy) or "margin" (CW).
+    eot_mode: "mean_grad" or "mean_logits" (see `stochjax.attacks.eot`).
+    loss: "ce", "margin" (CW) or "dlr" (targeted DLR when `targeted`).
     defense: ``(key, image) -> image``; None attacks the bare model.
+    best_point: return, per example, the best iterate (most EOT draws
+      meeting the goal, then highest objective) instead of the last; the
+      last iterate costs one extra EOT forward evaluation.
+    restarts: independent runs (restart r >= 1 draws from
+      ``fold_in(key, r)``), keeping per example the best final point (each
+      restart's final point is evaluated with one EOT forward pass).
+    early_stop: freeze an example once most draws of its current point meet
+      the goal, and skip steps once the whole batch is frozen. Off by
+      default, as the paper runs every step.
     with_info: return an `AttackResult` instead of the images alone.
     snapshot_steps: also keep the iterates after these step counts (each in
       1..num_steps): the images become ``(N, S, H, W, C)``, slot s holding
       PGD-``snapshot_steps[s]``'s result. Step t's draws depend only on the
       key and t, so these equal separate shorter runs; a grid over k costs
-      one run of the largest k and one compile.
+      one run of the largest k and one compile. Only with the last iterate,
+      one restart and no early stop.
     unroll: passed to `lax.scan` (see the module docstring).
 
   Returns:
     ``attack(key, logits_fn, images (N, H, W, C) float32 in [0, 1],
     labels (N,) int) -> adversarial images (N, H, W, C)`` (or an
-    `AttackResult`).
+    `AttackResult`). ``attack.cost`` is the per-example `base.Cost`.
 
   Raises:
-    ValueError: a parameter out of range, an unknown norm or loss.
+    ValueError: a parameter out of range, an unknown norm, loss or EOT mode.
 
   References:
     Madry et al. Towards Deep Learning Models Resistant to Adversarial
@@ -117,15 +115,11 @@ def make_pgd(
   validation.positive("eps", eps)
   validation.positive("step_size", step_size)
   validation.positive("num_steps", num_steps, integer=True)
-  validation.positive("eot_samples", eot_samples, integer=True)
+  validation.positive("restarts", restarts, integer=True)
   validation.one_of("norm", norm, norms.NORMS)
-  loss_fn = losses.get_loss(loss)
-  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
-  validation.positive("eot_chunk_size", chunk, integer=True)
-  if eot_samples % chunk:
-    raise ValueError(
-      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
-    )
+  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
+  loss_fn = losses.get_loss(loss, targeted)
+  chunk = check_eot(eot_samples, eot_chunk_size)
   defense = defense_core.identity if defense is None else defense
   snapshots = tuple(snapshot_steps or ())
   if not all(
@@ -134,58 +128,96 @@ def make_pgd(
     raise ValueError(
       f"snapshot_steps {snapshots} must be distinct integers in 1..{num_steps}."
     )
+  if snapshots and (best_point or restarts > 1 or early_stop):
+    raise ValueError(
+      "snapshot_steps keeps last iterates: it needs best_point=False, "
+      "restarts=1 and early_stop=False."
+    )
   snapshots = tuple(int(k) for k in snapshots)
   # slot_of[t]: the snapshot slot written after step t (len(snapshots): none).
   slot_of = np.full(num_steps, len(snapshots), np.int32)
   for s, k in enumerate(snapshots):
     slot_of[k - 1] = s
+  evaluate_final = best_point or restarts > 1
 
   @jax.jit
   def run(key, logits_fn, images, labels):
-    value_and_grad = eot_lib.make_value_and_grad(
+    eot = eot_lib.make_eot(
       logits_fn=logits_fn,
       defense=defense,
       loss_fn=loss_fn,
       targeted=targeted,
       num_draws=eot_samples,
       chunk_size=chunk,
+      mode=eot_mode,
     )
-    init_key, loop_key = jax.random.split(key)
-    keys = defense_core.example_keys(loop_key, images.shape[0])
-    x = images
-    if random_init:
-      x = norms.random_start(norm, eps, init_key, images)
+    n = images.shape[0]
 
-    def step(carry, t):
-      x, kept = carry
-      step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
-      (_, stats), grad = value_and_grad(x, step_keys, labels)
-      x = x + step_size * norms.direction(norm, grad)
-      x = norms.project(norm, eps, x, images)
-      if snapshots:
-        slot = jnp.asarray(slot_of)[t]
-        current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
-        update = jnp.where(slot < len(snapshots), x, current)
-        kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
-      return (x, kept), stats
+    def initial_carry(x):
+      kept = jnp.zeros((n, len(snapshots), *x.shape[1:]), x.dtype)
+      done = jnp.zeros((n,), bool)
+      return x, base.worst(images), done, kept, jnp.zeros((), jnp.int32)
 
-    steps = jnp.arange(num_steps, dtype=jnp.uint32)
-    kept = jnp.zeros((x.shape[0], len(snapshots), *x.shape[1:]), x.dtype)
-    (x, kept), stats = jax.lax.scan(step, (x, kept), steps, unroll=unroll)
-    return jax.lax.stop_gradient(kept if snapshots else x), stats
+    def run_once(key):
+      init_key, loop_key = jax.random.split(key)
+      keys = defense_core.example_keys(loop_key, n)
+      x = images
+      if random_init:
+        x = norms.random_start(norm, eps, init_key, images)
 
-  def attack(key, logits_fn, images, labels):
-    validation.check_images(images)
-    logits_fn = as_pytree_fn(logits_fn)
-    k = validation.num_classes(logits_fn, images)
-    validation.check_labels(labels, images.shape[0], k)
-    adv, stats = run(key, logits_fn, images, jnp.asarray(labels, jnp.int32))
-    if not with_info:
-      return adv
-    grad_evals = num_steps * eot_samples * images.shape[0]
-    return AttackResult(adv, stats.loss, stats.goal_rate, grad_evals)
+      def step(carry, t):
+        x, best, done, kept, grads = carry
+        (_, stats), grad = eot.value_and_grad(
+          x, base.step_keys(keys, t), labels
+        )
+        if best_point:
+          best = base.keep_better(best, base.best_of(x, stats, targeted))
+        x_next = norms.project(
+          norm, eps, x + step_size * norms.direction(norm, grad), images
+        )
+        if early_stop:
+          done = done | (stats.goal_rate > 0.5)
+          x_next = base.where_examples(done, x, x_next)
+        if snapshots:
+          slot = jnp.asarray(slot_of)[t]
+          current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
+          update = jnp.where(slot < len(snapshots), x_next, current)
+          kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+        return (x_next, best, done, kept, grads + eot_samples), stats
 
-  attack.run = run
+      init = initial_carry(x)
+      steps = jnp.arange(num_steps, dtype=jnp.uint32)
+      body = step
+      if early_stop:
+        body = base.skip_when(lambda c: jnp.all(c[2]), step, init, steps[0])
+      (x, best, _, kept, grads), stats = jax.lax.scan(
+        body, init, steps, unroll=unroll
+      )
+      forwards = jnp.zeros((), jnp.int32)
+      if evaluate_final:
+        final = eot.statistics(x, base.step_keys(keys, num_steps), labels)
+        final = base.best_of(x, final, targeted)
+        best = base.keep_better(best, final) if best_point else final
+        forwards = forwards + eot_samples
+      else:
+        zeros = jnp.zeros((n,))
+        best = base.Best(kept if snapshots else x, zeros, zeros)
+      return best, stats.loss, stats.goal_rate, grads, forwards
+
+    return base.over_restarts(
+      run_once, key, images, restarts=restarts, early_stop=early_stop
+    )
+
+  per_restart = num_steps * eot_samples
+  cost = base.Cost(
+    num_steps=num_steps,
+    eot_samples=eot_samples,
+    restarts=restarts,
+    grad_evals=restarts * per_restart,
+    forward_evals=restarts * eot_samples if evaluate_final else 0,
+  )
+  attack = base.finish(
+    run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
+  )
   attack.snapshot_steps = snapshots
-  attack.grad_evals_per_example = num_steps * eot_samples
   return attack

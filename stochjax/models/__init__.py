@@ -1,5 +1,6 @@
 """Flax ResNets with normalization inside, and the `logits_fn` boundary."""
 
+from stochjax.models import mlp
 from stochjax.models.classifier import classifier
 from stochjax.models.conv import (
   conv_general_dilated,
@@ -25,6 +26,7 @@ from stochjax.models.resnet import (
 from stochjax.models.store import load, save
 
 __all__ = [
+  "mlp",
   "ARCHITECTURES",
   "IMAGENET_MEAN",
   "IMAGENET_STD",

@@ -1,0 +1,264 @@
+"""AutoPGD (Croce & Hein 2020), EOT-aware, as one jitted `lax.scan`.
+
+Per example, the step size starts at ``2 * eps`` and is halved at
+checkpoints (the first after 22 % of the steps, the intervals shrinking by
+3 % down to 6 %) when the objective rose in at most ``rho`` of the steps
+since the last checkpoint, or when the step was not halved last time and
+the best objective has not improved since; a halving also moves the
+iterate back to the best point. Steps use momentum 0.75 (none on the
+first).
+
+Under EOT every decision uses the EOT loss over the *same* m draws that
+gave the gradient, and success is the fraction of those draws that meet the
+goal; AutoAttack's ``rand`` version and ART take both from a single extra
+draw. Each example returns its best point: most draws meeting the goal,
+then highest objective. ``art_compat=True`` switches to ART 1.9.1's variant
+that the paper ran (`stochjax.attacks.apgd_art`).
+
+Differences from AutoAttack's code, each deliberate: the first oscillation
+count compares the first step with the start point (AutoAttack's index -1
+reads an unwritten zero); the projection clips to [0, 1] before projecting
+(the same point for linf); the random start is uniform in the ball.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stochjax import types, validation
+from stochjax.attacks import apgd_art, base, losses, norms
+from stochjax.attacks import eot as eot_lib
+from stochjax.attacks.pgd import check_eot
+from stochjax.defenses import core as defense_core
+
+
+def checkpoints(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """Where AutoAttack's APGD checks its step size.
+
+  Returns:
+    ``(is_check (T,) bool, interval (T,) int)``: whether the check runs after
+    step i, and the number of steps since the previous check.
+  """
+  first = max(int(0.22 * num_steps), 1)
+  shortest = max(int(0.06 * num_steps), 1)
+  shrink = max(int(0.03 * num_steps), 1)
+  is_check = np.zeros(num_steps, bool)
+  interval = np.ones(num_steps, np.int32)
+  length, since = first, 0
+  for i in range(num_steps):
+    since += 1
+    if since == length:
+      is_check[i], interval[i] = True, length
+      length, since = max(length - shrink, shortest), 0
+  return is_check, interval
+
+
+def make_apgd(
+  *,
+  eps: float,
+  num_steps: int,
+  norm: str = "linf",
+  targeted: bool = False,
+  loss: str = "ce",
+  step_size: float | None = None,
+  random_init: bool = True,
+  restarts: int = 1,
+  eot_samples: int = 1,
+  eot_chunk_size: int | None = None,
+  eot_mode: str = "mean_grad",
+  defense: types.Defense | None = None,
+  momentum: float = 0.75,
+  rho: float = 0.75,
+  early_stop: bool = False,
+  art_compat: bool = False,
+  with_info: bool = False,
+  unroll: int | bool = 1,
+) -> types.Attack:
+  """Builds AutoPGD with EOT over a stochastic defense.
+
+  Args:
+    eps: radius of the threat model in [0, 1] pixel units.
+    num_steps: iterations; the reference variant takes one more gradient
+      (at the start point), so it spends ``(num_steps + 1) * eot_samples``
+      gradients per restart.
+    norm: "linf" or "l2".
+    targeted: drive the prediction to `labels`, read as target classes.
+    loss: "ce", "margin" or "dlr" (targeted DLR when `targeted`).
+    step_size: the initial step; default ``2 * eps`` (the APGD paper).
+      Required with `art_compat` (ART's ``eps_step``, the paper's lr).
+    random_init: start from a uniform point of the eps-ball (ART always
+      does).
+    restarts: independent restarts; per example the best point is kept
+      (ART: ``nb_random_init``, each restart continuing from the last).
+    eot_samples: m, defense draws per gradient and per loss check.
+    eot_chunk_size: draws evaluated at once; divides `eot_samples`.
+    eot_mode: "mean_grad" or "mean_logits".
+    defense: ``(key, image) -> image``; None attacks the bare model.
+    momentum: weight of the new step (0.75); the previous step gets the rest.
+    rho: the oscillation threshold of the first checkpoint condition.
+    early_stop: freeze an example once most draws at its best point meet
+      the goal; skip steps once the whole batch is frozen.
+    art_compat: reproduce ART 1.9.1's APGD (batch-level decisions on
+      single-draw losses, see `stochjax.attacks.apgd_art`).
+    with_info: return an `AttackResult`.
+    unroll: passed to `lax.scan`.
+
+  Returns:
+    ``attack(key, logits_fn, images, labels) -> images`` (or an
+    `AttackResult`), with ``attack.cost``.
+
+  Raises:
+    ValueError: a parameter out of range, an unknown norm, loss or EOT mode.
+
+  References:
+    Croce, Hein. Reliable evaluation of adversarial robustness with an
+    ensemble of diverse parameter-free attacks. ICML 2020.
+    https://arxiv.org/abs/2003.01690
+  """
+  validation.positive("eps", eps)
+  validation.positive("num_steps", num_steps, integer=True)
+  validation.positive("restarts", restarts, integer=True)
+  validation.one_of("norm", norm, norms.NORMS)
+  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
+  loss_fn = losses.get_loss(loss, targeted)
+  chunk = check_eot(eot_samples, eot_chunk_size)
+  for name, value in (("momentum", momentum), ("rho", rho)):
+    if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
+      raise ValueError(f"{name} must lie in (0, 1], got {value!r}.")
+  if step_size is None:
+    if art_compat:
+      raise ValueError("art_compat needs step_size (ART's eps_step).")
+    step_size = 2.0 * eps
+  validation.positive("step_size", step_size)
+  defense = defense_core.identity if defense is None else defense
+  settings = dict(
+    logits_fn=None,
+    defense=defense,
+    loss_fn=loss_fn,
+    targeted=targeted,
+    num_draws=eot_samples,
+    chunk_size=chunk,
+    mode=eot_mode,
+  )
+  geometry = dict(norm=norm, eps=eps, step_size=step_size)
+
+  if art_compat:
+    if (momentum, rho, eot_mode) != (0.75, 0.75, "mean_grad"):
+      raise ValueError(
+        "art_compat fixes momentum = rho = 0.75 and eot_mode='mean_grad'."
+      )
+    run = apgd_art.make_run(
+      settings=settings,
+      geometry=geometry,
+      num_steps=num_steps,
+      restarts=restarts,
+      unroll=unroll,
+    )
+    cost = base.Cost(
+      num_steps=num_steps,
+      eot_samples=eot_samples,
+      restarts=restarts,
+      grad_evals=restarts * num_steps * eot_samples,
+      forward_evals=restarts * apgd_art.forward_evals(num_steps),
+    )
+    return base.finish(
+      run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
+    )
+
+  is_check, interval = checkpoints(num_steps)
+
+  @jax.jit
+  def run(key, logits_fn, images, labels):
+    eot = eot_lib.make_eot(**settings | dict(logits_fn=logits_fn))
+    n = images.shape[0]
+
+    def run_once(key):
+      init_key, loop_key = jax.random.split(key)
+      keys = defense_core.example_keys(loop_key, n)
+      x = images
+      if random_init:
+        x = norms.random_start(norm, eps, init_key, images)
+      (_, stats), grad = eot.value_and_grad(x, base.step_keys(keys, 0), labels)
+      start = base.best_of(x, stats, targeted)
+      state = dict(
+        x=x,
+        x_prev=x,
+        grad=grad,
+        step=jnp.full((n,), step_size, jnp.float32),
+        x_top=x,  # highest objective so far (where halvings return)
+        grad_top=grad,
+        top=start.objective,
+        top_at_check=start.objective,
+        halved_at_check=jnp.ones((n,), bool),
+        last=start.objective,
+        rises=jnp.zeros((n,), jnp.float32),
+        best=start,  # the output: most draws meeting the goal, then loss
+        grads=jnp.zeros((), jnp.int32) + eot_samples,
+      )
+
+      def step(state, i):
+        s = dict(state)
+        x, x_prev = s["x"], s["x_prev"]
+        alpha = jnp.where(i == 0, 1.0, momentum)
+        scale = s["step"].reshape(-1, 1, 1, 1)
+        z = norms.project(
+          norm, eps, x + scale * norms.direction(norm, s["grad"]), images
+        )
+        x_new = norms.project(
+          norm, eps, x + alpha * (z - x) + (1 - alpha) * (x - x_prev), images
+        )
+        if early_stop:
+          x_new = base.where_examples(base.met_vote(s["best"]), x, x_new)
+        (_, stats), grad = eot.value_and_grad(
+          x_new, base.step_keys(keys, i + 1), labels
+        )
+        point = base.best_of(x_new, stats, targeted)
+        s["best"] = base.keep_better(s["best"], point)
+        rose = point.objective > s["top"]
+        s["x_top"] = base.where_examples(rose, x_new, s["x_top"])
+        s["grad_top"] = base.where_examples(rose, grad, s["grad_top"])
+        s["top"] = jnp.maximum(point.objective, s["top"])
+        rise = (point.objective > s["last"]).astype(jnp.float32)
+        s["rises"] = s["rises"] + rise
+        s["last"] = point.objective
+
+        check = jnp.asarray(is_check)[i]
+        oscillating = s["rises"] <= jnp.asarray(rho * interval, jnp.float32)[i]
+        stalled = ~s["halved_at_check"] & (s["top_at_check"] >= s["top"])
+        halve = check & (oscillating | stalled)
+        s["halved_at_check"] = jnp.where(
+          check, oscillating | stalled, s["halved_at_check"]
+        )
+        s["top_at_check"] = jnp.where(check, s["top"], s["top_at_check"])
+        s["rises"] = jnp.where(check, 0.0, s["rises"])
+        s["step"] = jnp.where(halve, s["step"] / 2, s["step"])
+        s["x_prev"] = x
+        s["x"] = base.where_examples(halve, s["x_top"], x_new)
+        s["grad"] = base.where_examples(halve, s["grad_top"], grad)
+        s["grads"] = s["grads"] + eot_samples
+        return s, stats
+
+      steps = jnp.arange(num_steps, dtype=jnp.uint32)
+      body = step
+      if early_stop:
+        body = base.skip_when(
+          lambda s: jnp.all(base.met_vote(s["best"])), step, state, steps[0]
+        )
+      state, stats = jax.lax.scan(body, state, steps, unroll=unroll)
+      zero = jnp.zeros((), jnp.int32)
+      return state["best"], stats.loss, stats.goal_rate, state["grads"], zero
+
+    return base.over_restarts(
+      run_once, key, images, restarts=restarts, early_stop=early_stop
+    )
+
+  cost = base.Cost(
+    num_steps=num_steps,
+    eot_samples=eot_samples,
+    restarts=restarts,
+    grad_evals=restarts * (num_steps + 1) * eot_samples,
+    forward_evals=0,
+  )
+  return base.finish(
+    run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
+  )

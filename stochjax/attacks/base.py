@@ -1,0 +1,267 @@
+"""What every attack shares: results, cost, best points, restarts, checks.
+
+An attack factory builds a jitted ``run(key, logits_fn, images, labels)``
+that returns a `Run`; `finish` wraps it into the public
+``attack(key, logits_fn, images, labels)``, which validates its inputs on the
+host before anything is traced.
+
+Best points are ranked per example first by the fraction of EOT draws that
+meet the goal (a cheap estimate of the vote), then by the attack objective
+(the loss, negated for targeted attacks): on a deterministic model this keeps
+any successful point over any unsuccessful one.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stochjax import types, validation
+from stochjax.attacks import eot as eot_lib
+from stochjax.attacks import losses
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+  """The budget of one attack, per example.
+
+  Attributes:
+    num_steps: k, steps per restart.
+    eot_samples: m, defense draws per gradient.
+    restarts: independent restarts.
+    grad_evals: model forward + backward passes, in all restarts.
+    forward_evals: extra forward-only passes (loss checks, predictions).
+  """
+
+  num_steps: int
+  eot_samples: int
+  restarts: int
+  grad_evals: int
+  forward_evals: int
+
+  @property
+  def strength(self) -> int:
+    """The paper's attack strength k x m (per restart)."""
+    return self.num_steps * self.eot_samples
+
+  def as_dict(self) -> dict[str, int]:
+    return dataclasses.asdict(self) | {"strength": self.strength}
+
+
+class AttackResult(NamedTuple):
+  """What an attack returns with ``with_info=True``.
+
+  Attributes:
+    images: ``(N, H, W, C)`` adversarial images in [0, 1].
+    losses: ``(restarts, num_steps, N)`` EOT loss at the point each step's
+      gradient was taken.
+    goal_rates: ``(restarts, num_steps, N)`` fraction of those draws whose
+      prediction met the goal (untargeted: != label; targeted: == target).
+    grad_evals: gradient evaluations spent on the batch (fewer than the
+      budget when an early stop skipped steps).
+    forward_evals: extra forward-only evaluations spent on the batch.
+    cost: the per-example budget.
+  """
+
+  images: jax.Array
+  losses: jax.Array
+  goal_rates: jax.Array
+  grad_evals: int
+  forward_evals: int
+  cost: Cost
+
+
+class Run(NamedTuple):
+  """What a jitted attack body returns (device values)."""
+
+  images: jax.Array
+  losses: jax.Array  # (restarts, num_steps, N)
+  goal_rates: jax.Array  # (restarts, num_steps, N)
+  grad_evals: jax.Array  # () int32, per example (the batch runs together)
+  forward_evals: jax.Array  # () int32, per example
+
+
+class Best(NamedTuple):
+  """Per-example best point so far."""
+
+  x: jax.Array  # (N, H, W, C)
+  goal_rate: jax.Array  # (N,)
+  objective: jax.Array  # (N,) loss, negated when targeted.
+
+
+def objective(stats: eot_lib.DrawStats, targeted: bool) -> jax.Array:
+  return -stats.loss if targeted else stats.loss
+
+
+def best_of(x: jax.Array, stats: eot_lib.DrawStats, targeted: bool) -> Best:
+  return Best(x, stats.goal_rate, objective(stats, targeted))
+
+
+def better(a: Best, b: Best) -> jax.Array:
+  """``(N,)`` whether `a` strictly beats `b`: goal rate first, then loss."""
+  return (a.goal_rate > b.goal_rate) | (
+    (a.goal_rate == b.goal_rate) & (a.objective > b.objective)
+  )
+
+
+def keep_better(best: Best, candidate: Best) -> Best:
+  """Per example, `candidate` where it strictly beats `best`."""
+  take = better(candidate, best)
+  return jax.tree.map(
+    lambda c, b: jnp.where(take.reshape((-1,) + (1,) * (c.ndim - 1)), c, b),
+    candidate,
+    best,
+  )
+
+
+def met_vote(best: Best) -> jax.Array:
+  """``(N,)`` whether most of the EOT draws at the best point met the goal."""
+  return best.goal_rate > 0.5
+
+
+def where_examples(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a`` for examples where `mask` ``(N,)`` holds, else ``b``."""
+  return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+
+def step_keys(keys: jax.Array, step) -> jax.Array:
+  """Per-example keys of draw set `step`: ``fold_in(keys[i], step)``."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
+
+
+def as_pytree_fn(logits_fn: types.LogitsFn) -> jax.tree_util.Partial:
+  """Makes `logits_fn` a valid jit argument (weights traced, fn static)."""
+  if isinstance(logits_fn, jax.tree_util.Partial):
+    return logits_fn
+  if not callable(logits_fn):
+    raise ValueError(f"logits_fn must be callable, got {type(logits_fn)}.")
+  return jax.tree_util.Partial(logits_fn)
+
+
+@jax.jit
+def _forward(logits_fn, images):
+  return logits_fn(images)
+
+
+def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
+  """Validates an attack call on the host; returns the pytree `logits_fn`.
+
+  Runs the model once on concrete images, so non-finite logits are caught
+  before the attack loop.
+
+  Raises:
+    ValueError: bad images or labels, a `logits_fn` that does not map
+      ``(N, H, W, C)`` to finite ``(N, K)`` logits, or a loss that needs
+      more classes than the model has.
+  """
+  validation.check_images(images)
+  logits_fn = as_pytree_fn(logits_fn)
+  k = validation.num_classes(logits_fn, images)
+  losses.check_num_classes(loss, targeted, k)
+  validation.check_labels(labels, images.shape[0], k)
+  if validation.is_concrete(images) and images.shape[0]:
+    logits = np.asarray(_forward(logits_fn, images))
+    if not np.all(np.isfinite(logits)):
+      raise ValueError("logits_fn returned NaN or infinite logits.")
+  return logits_fn
+
+
+def finish(run, *, cost: Cost, loss: str, targeted: bool, with_info: bool):
+  """The public ``attack(key, logits_fn, images, labels)`` around `run`."""
+
+  def attack(key, logits_fn, images, labels):
+    logits_fn = check_inputs(
+      logits_fn, images, labels, loss=loss, targeted=targeted
+    )
+    out = run(key, logits_fn, images, jnp.asarray(labels, jnp.int32))
+    if not with_info:
+      return out.images
+    return AttackResult(
+      out.images,
+      out.losses,
+      out.goal_rates,
+      int(out.grad_evals) * images.shape[0],
+      int(out.forward_evals) * images.shape[0],
+      cost,
+    )
+
+  attack.run = run
+  attack.cost = cost
+  attack.snapshot_steps = ()
+  return attack
+
+
+def skip_when(is_done, step, carry_like, x_like):
+  """A scan body that runs ``step(carry, x)`` unless ``is_done(carry)``.
+
+  A skipped step keeps the carry and outputs zeros shaped like `step`'s;
+  `carry_like` and `x_like` give the shapes.
+  """
+  out_shapes = jax.eval_shape(step, carry_like, x_like)[1]
+
+  def skip(carry, t):
+    del t
+    return carry, jax.tree.map(
+      lambda s: jnp.zeros(s.shape, s.dtype), out_shapes
+    )
+
+  def body(carry, t):
+    return jax.lax.cond(is_done(carry), skip, step, carry, t)
+
+  return body
+
+
+def worst(images: jax.Array) -> Best:
+  """A `Best` that any evaluated point beats."""
+  n = images.shape[0]
+  return Best(images, jnp.full((n,), -1.0), jnp.full((n,), -jnp.inf))
+
+
+def restart_keys(key: types.PRNGKey, restarts: int) -> jax.Array:
+  """``(restarts,)`` keys: `key` itself, then ``fold_in(key, r)`` for r >= 1.
+
+  Restart 0 uses the attack key unchanged, so adding restarts never changes
+  what the first one does.
+  """
+  later = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+    key, jnp.arange(1, restarts, dtype=jnp.uint32)
+  )
+  return jnp.concatenate([key[None], later])
+
+
+def over_restarts(run_once, key, images, *, restarts: int, early_stop: bool):
+  """Runs `run_once` `restarts` times with independent keys, keeps the best.
+
+  Args:
+    run_once: ``key -> (Best, losses (T, N), goal_rates (T, N), grad_evals,
+      forward_evals)``.
+    key: the attack key (see `restart_keys`).
+    images: ``(N, H, W, C)`` clean images.
+    restarts: how many.
+    early_stop: skip a restart once every example's best point meets the
+      goal on most draws.
+
+  Returns:
+    A `Run` whose images are the per-example best points.
+  """
+  if restarts == 1:
+    best, losses_, rates, grads, forwards = run_once(key)
+    return Run(
+      jax.lax.stop_gradient(best.x), losses_[None], rates[None], grads, forwards
+    )
+
+  def body(carry, key):
+    best, grads, forwards = carry
+    new, losses_, rates, g, f = run_once(key)
+    best = keep_better(best, new)
+    return (best, grads + g, forwards + f), (losses_, rates)
+
+  keys = restart_keys(key, restarts)
+  zero = jnp.zeros((), jnp.int32)
+  init = (worst(images), zero, zero)
+  if early_stop:
+    body = skip_when(lambda c: jnp.all(met_vote(c[0])), body, init, keys[0])
+  (best, grads, forwards), (losses_, rates) = jax.lax.scan(body, init, keys)
+  return Run(jax.lax.stop_gradient(best.x), losses_, rates, grads, forwards)
