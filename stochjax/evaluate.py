@@ -200,6 +200,10 @@ def evaluate_attack(
     attack built with ``snapshot_steps``, ``attack_success_rate_by_steps``
     maps each snapshot's step count to its rate (the same vote keys for
     every snapshot), and ``attack_success_rate`` is the last snapshot's.
+    ``attack_cost`` (and ``non_adaptive_cost``) give the attack's
+    per-example budget (`stochjax.attacks.Cost`: gradient and forward
+    evaluations, k, m, restarts and the strength k x m);
+    ``vote_forward_evals_per_sample`` the forward passes the votes cost.
   """
   images = np.asarray(images)
   labels = np.asarray(labels)
@@ -262,4 +266,15 @@ def evaluate_attack(
     results["num_retained"] = retained
     if snapshots:
       results[f"{name}_by_steps"] = by_steps
+    cost = getattr(fn, "cost", None)
+    if cost is not None:
+      prefix = name.removesuffix("_success_rate")
+      results[f"{prefix}_cost"] = cost.as_dict()
+  # Forward passes per sample spent on votes: benign + one per attack image.
+  adversarial_votes = sum(
+    max(1, len(getattr(fn, "snapshot_steps", ()))) for fn, _ in attacks.values()
+  )
+  results["vote_forward_evals_per_sample"] = num_votes * (
+    1 + adversarial_votes * float(np.mean(keep))
+  )
   return results

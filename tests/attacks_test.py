@@ -1,5 +1,7 @@
 """PGD with EOT: closed-form cases on linear models, keys, compiles, errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,7 +139,114 @@ class EotTest(absltest.TestCase):
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
 
 
+class LossTest(absltest.TestCase):
+  def test_dlr_against_numpy(self):
+    logits = np.random.default_rng(0).normal(size=(7, 6)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 4, 5, 0], np.int32)
+    ordered = np.sort(logits, -1)[:, ::-1]
+    label_logit = logits[np.arange(7), labels]
+    other = np.where(np.eye(6, dtype=bool)[labels], -np.inf, logits).max(-1)
+    expected = -(label_logit - other) / (ordered[:, 0] - ordered[:, 2])
+    np.testing.assert_allclose(
+      attacks.dlr(jnp.asarray(logits), jnp.asarray(labels)), expected, rtol=1e-5
+    )
+    targeted = (other - label_logit) / (
+      ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3])
+    )
+    np.testing.assert_allclose(
+      attacks.dlr_targeted(jnp.asarray(logits), jnp.asarray(labels)),
+      targeted,
+      rtol=1e-5,
+    )
+    # Invariant to shifting and scaling the logits.
+    np.testing.assert_allclose(
+      attacks.dlr(jnp.asarray(3 * logits + 1), jnp.asarray(labels)),
+      expected,
+      rtol=1e-4,
+    )
+
+  def test_get_loss_picks_the_targeted_form(self):
+    self.assertIs(attacks.get_loss("dlr", targeted=True), attacks.dlr_targeted)
+    self.assertIs(attacks.get_loss("ce", targeted=True), attacks.cross_entropy)
+    with self.assertRaisesRegex(ValueError, "Unknown loss"):
+      attacks.get_loss("hinge")
+
+
+class MeanLogitsTest(absltest.TestCase):
+  def test_gradient_of_the_loss_of_mean_logits(self):
+    weights, images, labels = _linear_problem()
+    keys = defenses.example_keys(jax.random.key(0), N)
+    m = 4
+    make = functools.partial(
+      eot.make_eot,
+      logits_fn=test_utils.linear_logits_fn(weights),
+      defense=_EOT_DEFENSE,
+      loss_fn=attacks.cross_entropy,
+      targeted=True,
+      num_draws=m,
+      mode="mean_logits",
+    )
+    (_, stats), grad = make(chunk_size=m).value_and_grad(images, keys, labels)
+    all_keys = eot.draw_keys(keys, jnp.arange(m, dtype=jnp.uint32))
+
+    def explicit(x):
+      logits = [
+        jax.vmap(_EOT_DEFENSE)(k, x).reshape(N, -1) @ weights for k in all_keys
+      ]
+      loss = attacks.cross_entropy(jnp.mean(jnp.stack(logits), 0), labels)
+      return -jnp.sum(loss), loss
+
+    (_, loss), expected = jax.value_and_grad(explicit, has_aux=True)(images)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats.loss, loss, rtol=1e-5)
+    (_, chunked), grad_chunked = make(chunk_size=2).value_and_grad(
+      images, keys, labels
+    )
+    np.testing.assert_allclose(grad_chunked, grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(chunked.loss, stats.loss, rtol=1e-5)
+
+
 class AttackBehaviourTest(absltest.TestCase):
+  def test_best_point_restarts_and_cost(self):
+    weights, images, labels = _linear_problem(2)
+    logits_fn = test_utils.linear_logits_fn(weights)
+    common = dict(eps=0.03, step_size=0.01, num_steps=4, random_init=True)
+    last = attacks.make_pgd(**common)(
+      jax.random.key(1), logits_fn, images, labels
+    )
+    best = attacks.make_pgd(best_point=True, **common)
+    best_images = best(jax.random.key(1), logits_fn, images, labels)
+    # On a linear model CE rises along the path: the best point is the last.
+    np.testing.assert_allclose(best_images, last, atol=1e-6)
+    self.assertEqual(best.cost.forward_evals, 1)
+    restarted = attacks.make_pgd(restarts=3, with_info=True, **common)
+    result = restarted(jax.random.key(1), logits_fn, images, labels)
+    self.assertEqual(result.losses.shape, (3, 4, N))
+    self.assertEqual(result.cost.as_dict()["strength"], 4)
+    self.assertEqual(result.grad_evals, 3 * 4 * N)
+    self.assertEqual(result.forward_evals, 3 * N)
+    loss_of = lambda x: attacks.cross_entropy(logits_fn(x), labels)  # noqa: E731
+    self.assertTrue(np.all(loss_of(result.images) >= loss_of(last) - 1e-5))
+
+  def test_early_stop_freezes_successful_examples(self):
+    weights, images, labels = _linear_problem(2)
+    logits_fn = test_utils.linear_logits_fn(weights)
+    labels = jnp.argmax(logits_fn(images), -1).astype(jnp.int32)
+    attack = attacks.make_pgd(
+      eps=1.0, step_size=0.05, num_steps=40, early_stop=True, with_info=True
+    )
+    result = attack(jax.random.key(0), logits_fn, images, labels)
+    self.assertTrue(np.all(jnp.argmax(logits_fn(result.images), -1) != labels))
+    self.assertLess(result.grad_evals, 40 * N)
+    with self.assertRaisesRegex(ValueError, "snapshot_steps"):
+      attacks.make_pgd(
+        eps=0.1,
+        step_size=0.01,
+        num_steps=3,
+        snapshot_steps=(1,),
+        best_point=True,
+      )
+
   def test_result_inside_ball_with_random_init(self):
     weights, images, labels = _linear_problem(2, 0.0, 1.0)
     attack = attacks.make_pgd(

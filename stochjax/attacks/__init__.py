@@ -6,7 +6,8 @@ attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
 """
 
 from stochjax import registry as registry_lib
-from stochjax.attacks import base, losses, norms
+from stochjax.attacks import apgd, apgd_art, base, losses, norms
+from stochjax.attacks.apgd import make_apgd
 from stochjax.attacks.base import AttackResult, Cost, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
 from stochjax.attacks.losses import (
@@ -21,6 +22,7 @@ from stochjax.attacks.pgd import make_pgd
 
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
+REGISTRY.register("apgd")(make_apgd)
 
 
 def lookup(spec: str, **extra):
@@ -41,6 +43,8 @@ __all__ = [
   "REGISTRY",
   "AttackResult",
   "Cost",
+  "apgd",
+  "apgd_art",
   "as_pytree_fn",
   "base",
   "cross_entropy",
@@ -49,6 +53,7 @@ __all__ = [
   "get_loss",
   "lookup",
   "losses",
+  "make_apgd",
   "make_eot",
   "make_pgd",
   "make_value_and_grad",

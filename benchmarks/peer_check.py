@@ -1,0 +1,120 @@
+"""stochjax's PGD and AutoPGD beside torchattacks' on the same weights.
+
+A tanh MLP is trained on scikit-learn's 8x8 digits (stochjax.models.mlp),
+ported to a torch ``nn.Sequential`` and attacked by both libraries on the
+same test images. Reported: success rates per attack and ε, and for PGD
+without random init (identical algorithms) the largest difference between
+the two libraries' iterates.
+
+Needs torch and torchattacks, installed by hand (not in the install):
+  pip install torch==2.13.0 torchattacks --no-deps
+Run:
+  python -m benchmarks.peer_check [--num_images 200] [--steps 20]
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from stochjax import attacks
+from stochjax.data import digits
+from stochjax.models import mlp
+
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 200, "Test images attacked.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Attack steps (gradients).")
+_EPS = flags.DEFINE_list("eps", ["0.03", "0.06", "0.1"], "linf radii.")
+
+
+def _torch_model(params):
+  import torch  # noqa: PLC0415  (optional, benchmark only)
+
+  w1, b1, w2, b2 = (
+    torch.tensor(np.asarray(params[k]).T if k[0] == "w" else params[k])
+    for k in ("w1", "b1", "w2", "b2")
+  )
+  first = torch.nn.Linear(*w1.shape[::-1])
+  second = torch.nn.Linear(*w2.shape[::-1])
+  with torch.no_grad():
+    first.weight.copy_(w1)
+    first.bias.copy_(b1)
+    second.weight.copy_(w2)
+    second.bias.copy_(b2)
+
+  class Model(torch.nn.Module):
+    """NCHW images -> logits, flattening in stochjax's (H, W, C) order."""
+
+    def __init__(self):
+      super().__init__()
+      self.layers = torch.nn.Sequential(first, torch.nn.Tanh(), second)
+
+    def forward(self, x):
+      return self.layers(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+
+  return Model().eval()
+
+
+def main(argv):
+  del argv
+  import torch  # noqa: PLC0415
+  import torchattacks  # noqa: PLC0415
+
+  train = digits.load_digits("train", size=8)
+  test = digits.load_digits("test", size=8)
+  params = mlp.fit(
+    jax.random.key(0),
+    jnp.asarray(train.images),
+    jnp.asarray(train.labels),
+    classes=10,
+  )
+  logits_fn = mlp.logits_fn(params)
+  model = _torch_model(params)
+  images = test.images[: _NUM_IMAGES.value]
+  labels = test.labels[: _NUM_IMAGES.value]
+  x_torch = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
+  y_torch = torch.tensor(labels, dtype=torch.long)
+  with torch.no_grad():
+    torch_logits = model(x_torch).numpy()
+  print(
+    "max |logits(torch) - logits(jax)|:",
+    float(np.abs(torch_logits - np.asarray(logits_fn(images))).max()),
+  )
+  clean = np.argmax(torch_logits, -1) == labels
+  print(f"clean accuracy: {clean.mean():.3f} on {len(labels)} test images")
+
+  def rate(adv):
+    return float((np.argmax(np.asarray(logits_fn(adv)), -1) != labels).mean())
+
+  def from_torch(adv):
+    return adv.detach().permute(0, 2, 3, 1).numpy()
+
+  k = _STEPS.value
+  print(f"\n{'eps':>6} {'attack':<24} {'stochjax':>9} {'torchattacks':>13}")
+  for eps in map(float, _EPS.value):
+    alpha = eps / 4
+    ours = attacks.make_pgd(eps=eps, step_size=alpha, num_steps=k)(
+      jax.random.key(0), logits_fn, images, labels
+    )
+    theirs = torchattacks.PGD(
+      model, eps=eps, alpha=alpha, steps=k, random_start=False
+    )(x_torch, y_torch)
+    gap = float(np.abs(np.asarray(ours) - from_torch(theirs)).max())
+    print(
+      f"{eps:6.3f} {f'PGD-{k} (no init)':<24} {rate(ours):9.3f} "
+      f"{rate(from_torch(theirs)):13.3f}   max |x_jax - x_torch| = {gap:.2e}"
+    )
+    for loss in ("ce", "dlr"):
+      ours = attacks.make_apgd(eps=eps, num_steps=k - 1, loss=loss)(
+        jax.random.key(0), logits_fn, images, labels
+      )
+      theirs = torchattacks.APGD(
+        model, eps=eps, steps=k - 1, loss=loss, n_restarts=1, seed=0
+      )(x_torch, y_torch)
+      print(
+        f"{eps:6.3f} {f'APGD-{loss.upper()}-{k - 1}':<24} {rate(ours):9.3f} "
+        f"{rate(from_torch(theirs)):13.3f}"
+      )
+
+
+if __name__ == "__main__":
+  app.run(main)
