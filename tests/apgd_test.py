@@ -249,6 +249,19 @@ class BehaviourTest(parameterized.TestCase):
       float(jnp.abs(result.images - images).max()), EPS + 1e-6
     )
 
+  def test_l2_stays_in_the_ball_and_beats_the_start(self):
+    weights, images, labels = _problem(3)
+    fn = test_utils.linear_logits_fn(jnp.asarray(weights))
+    x, y = jnp.asarray(images), jnp.asarray(labels)
+    adv = attacks.make_apgd(eps=0.3, num_steps=10, norm="l2")(
+      jax.random.key(0), fn, x, y
+    )
+    radius = jnp.sqrt(jnp.sum((adv - x) ** 2, axis=(1, 2, 3)))
+    self.assertTrue(np.all(radius <= 0.3 * (1 + 1e-5)))
+    self.assertTrue(np.all((adv >= 0) & (adv <= 1)))
+    margin_of = lambda z: attacks.margin(fn(z), y)  # noqa: E731
+    self.assertTrue(np.all(margin_of(adv) > margin_of(x)))
+
   def test_early_stop_spends_less_and_still_succeeds(self):
     weights, images, labels = _problem()
     fn = test_utils.linear_logits_fn(jnp.asarray(weights))
