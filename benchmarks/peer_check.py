@@ -13,12 +13,10 @@ Run:
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
 from stochjax import attacks
-from stochjax.data import digits
 from stochjax.models import mlp
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 200, "Test images attacked.")
@@ -59,14 +57,7 @@ def main(argv):
   import torch  # noqa: PLC0415
   import torchattacks  # noqa: PLC0415
 
-  train = digits.load_digits("train", size=8)
-  test = digits.load_digits("test", size=8)
-  params = mlp.fit(
-    jax.random.key(0),
-    jnp.asarray(train.images),
-    jnp.asarray(train.labels),
-    classes=10,
-  )
+  params, test = mlp.fit_digits(jax.random.key(0))
   logits_fn = mlp.logits_fn(params)
   model = _torch_model(params)
   images = test.images[: _NUM_IMAGES.value]

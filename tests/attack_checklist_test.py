@@ -23,14 +23,7 @@ from stochjax.models import mlp
 
 @functools.cache
 def _model_and_data():
-  train = digits.load_digits("train", size=8)
-  test = digits.load_digits("test", size=8)
-  params = mlp.fit(
-    jax.random.key(0),
-    jnp.asarray(train.images),
-    jnp.asarray(train.labels),
-    classes=10,
-  )
+  params, test = mlp.fit_digits(jax.random.key(0))
   logits_fn = mlp.logits_fn(params)
   correct = np.argmax(logits_fn(jnp.asarray(test.images)), -1) == test.labels
   keep = np.flatnonzero(correct)[:48]

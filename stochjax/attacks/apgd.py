@@ -26,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from stochjax import types, validation
-from stochjax.attacks import apgd_art, base, losses, norms
+from stochjax.attacks import apgd_art, base, norms
 from stochjax.attacks import eot as eot_lib
-from stochjax.attacks.pgd import check_eot
 from stochjax.defenses import core as defense_core
 
 
@@ -115,13 +114,17 @@ def make_apgd(
     ensemble of diverse parameter-free attacks. ICML 2020.
     https://arxiv.org/abs/2003.01690
   """
-  validation.positive("eps", eps)
-  validation.positive("num_steps", num_steps, integer=True)
-  validation.positive("restarts", restarts, integer=True)
-  validation.one_of("norm", norm, norms.NORMS)
-  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
-  loss_fn = losses.get_loss(loss, targeted)
-  chunk = check_eot(eot_samples, eot_chunk_size)
+  loss_fn, chunk = base.check_parameters(
+    eps=eps,
+    num_steps=num_steps,
+    restarts=restarts,
+    norm=norm,
+    eot_mode=eot_mode,
+    loss=loss,
+    targeted=targeted,
+    eot_samples=eot_samples,
+    eot_chunk_size=eot_chunk_size,
+  )
   for name, value in (("momentum", momentum), ("rho", rho)):
     if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
       raise ValueError(f"{name} must lie in (0, 1], got {value!r}.")

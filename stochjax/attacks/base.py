@@ -20,7 +20,45 @@ import numpy as np
 
 from stochjax import types, validation
 from stochjax.attacks import eot as eot_lib
-from stochjax.attacks import losses
+from stochjax.attacks import losses, norms
+
+
+def check_parameters(
+  *,
+  eps,
+  num_steps,
+  restarts,
+  norm,
+  eot_mode,
+  loss,
+  targeted,
+  eot_samples,
+  eot_chunk_size,
+):
+  """Validates what every attack factory takes.
+
+  Returns:
+    ``(loss_fn, chunk_size)``: the loss in its targeted form if asked, and
+    the EOT chunk size (all draws at once by default).
+
+  Raises:
+    ValueError: a value out of range, an unknown norm, loss or EOT mode, or a
+      chunk size that does not divide `eot_samples`.
+  """
+  validation.positive("eps", eps)
+  validation.positive("num_steps", num_steps, integer=True)
+  validation.positive("restarts", restarts, integer=True)
+  validation.one_of("norm", norm, norms.NORMS)
+  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
+  loss_fn = losses.get_loss(loss, targeted)
+  validation.positive("eot_samples", eot_samples, integer=True)
+  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
+  validation.positive("eot_chunk_size", chunk, integer=True)
+  if eot_samples % chunk:
+    raise ValueError(
+      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
+    )
+  return loss_fn, chunk
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,21 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from stochjax import types, validation
-from stochjax.attacks import base, losses, norms
+from stochjax.attacks import base, norms
 from stochjax.attacks import eot as eot_lib
 from stochjax.defenses import core as defense_core
-
-
-def check_eot(eot_samples: int, eot_chunk_size: int | None) -> int:
-  """Validates the EOT sample count; returns the chunk size."""
-  validation.positive("eot_samples", eot_samples, integer=True)
-  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
-  validation.positive("eot_chunk_size", chunk, integer=True)
-  if eot_samples % chunk:
-    raise ValueError(
-      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
-    )
-  return chunk
 
 
 def make_pgd(
@@ -112,14 +100,18 @@ def make_pgd(
     ...                   eot_samples=5, defense=defense)  # doctest: +SKIP
     >>> adv = attack(key, logits_fn, images, labels)  # doctest: +SKIP
   """
-  validation.positive("eps", eps)
+  loss_fn, chunk = base.check_parameters(
+    eps=eps,
+    num_steps=num_steps,
+    restarts=restarts,
+    norm=norm,
+    eot_mode=eot_mode,
+    loss=loss,
+    targeted=targeted,
+    eot_samples=eot_samples,
+    eot_chunk_size=eot_chunk_size,
+  )
   validation.positive("step_size", step_size)
-  validation.positive("num_steps", num_steps, integer=True)
-  validation.positive("restarts", restarts, integer=True)
-  validation.one_of("norm", norm, norms.NORMS)
-  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
-  loss_fn = losses.get_loss(loss, targeted)
-  chunk = check_eot(eot_samples, eot_chunk_size)
   defense = defense_core.identity if defense is None else defense
   snapshots = tuple(snapshot_steps or ())
   if not all(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from stochjax import types
+from stochjax.data.core import Dataset
 
 
 def init(key: types.PRNGKey, in_dim: int, hidden: int, classes: int) -> dict:
@@ -65,6 +66,18 @@ def fit(
   # Optax's bias correction mixes Python floats with int32 counts.
   with jax.numpy_dtype_promotion("standard"):
     return train(params)
+
+
+def fit_digits(key: types.PRNGKey) -> tuple[dict, Dataset]:
+  """An MLP fitted on the 8x8 digits' train split; returns it and the test
+  split (``(360, 8, 8, 3)`` in [0, 1])."""
+  from stochjax.data import digits  # noqa: PLC0415  (sklearn import)
+
+  train = digits.load_digits("train", size=8)
+  params = fit(
+    key, jnp.asarray(train.images), jnp.asarray(train.labels), classes=10
+  )
+  return params, digits.load_digits("test", size=8)
 
 
 def logits_fn(params: dict) -> jax.tree_util.Partial:
