@@ -25,7 +25,23 @@ _SPECS = {
   "bit_depth": "bit_depth(bits=4)",
   "dct": "dct()",
   "bart": 'bart(members="quantization()|fft_perturbation()|rotation()", k=2)',
+  "jpeg": "jpeg()",
+  "resize_pad": "resize_pad()",
+  "crop": "crop()",
+  "tv_minimization": "tv_minimization(num_iters=20)",
+  "tv_chambolle": "tv_chambolle(num_iters=20)",
+  "hsv_shift": "hsv_shift()",
+  "xyz_shift": "xyz_shift()",
+  "lab_shift": "lab_shift()",
+  "yuv_shift": "yuv_shift()",
+  "gray_mix": "gray_mix()",
+  "gray_partial_mix": "gray_partial_mix()",
+  "gray_mix_two_thirds": "gray_mix_two_thirds()",
+  "one_channel_partial_gray": "one_channel_partial_gray()",
 }
+# Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
+# ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.
+_OUTPUT_SIZE = {"resize_pad": 37, "crop": 18}
 
 
 def _photo(size=32):
@@ -66,7 +82,8 @@ class ContractTest(parameterized.TestCase):
     key = jax.random.key(0)
     out = defense(key, image)
     with self.subTest("shape_dtype_range"):
-      self.assertEqual(out.shape, image.shape)
+      size = _OUTPUT_SIZE.get(name, 32)
+      self.assertEqual(out.shape, (size, size, 3))
       self.assertEqual(out.dtype, jnp.float32)
       self.assertGreaterEqual(float(out.min()), 0.0)
       self.assertLessEqual(float(out.max()), 1.0)

@@ -8,12 +8,17 @@ Importing this package registers every defense. Build one from a spec::
 """
 
 from stochjax.defenses import (  # noqa: F401  (registration)
+  color,
   compression,
+  denoise,
   ensemble,
   filters,
+  jpeg,
   noise,
+  rescaling,
   transforms,
 )
+from stochjax.defenses.color import shift_color
 from stochjax.defenses.compression import dct_quantize, fft_perturb, quantize
 from stochjax.defenses.core import (
   REGISTRY,
@@ -26,14 +31,17 @@ from stochjax.defenses.core import (
   lookup,
   straight_through,
 )
+from stochjax.defenses.denoise import masked_tv, tv_chambolle
 from stochjax.defenses.ensemble import PAPER_STACK, bart
 from stochjax.defenses.filters import gaussian_blur, median_filter
+from stochjax.defenses.jpeg import jpeg_compress
 from stochjax.defenses.noise import (
   NOISE_MODES,
   gaussian_noise,
   inject_noise,
   noise_injection,
 )
+from stochjax.defenses.rescaling import resize_and_pad
 from stochjax.defenses.transforms import rotate, rotation, swirl
 
 __all__ = [
@@ -43,6 +51,11 @@ __all__ = [
   "dct_quantize",
   "fft_perturb",
   "gaussian_blur",
+  "jpeg_compress",
+  "masked_tv",
+  "resize_and_pad",
+  "shift_color",
+  "tv_chambolle",
   "median_filter",
   "quantize",
   "swirl",

@@ -66,6 +66,13 @@ def bart(
   k = n if k is None else k
   if not (isinstance(k, int) and 1 <= k <= n):
     raise ValueError(f"k must be in 1..{n} (the number of members), got {k}.")
+  for call, fn in zip(registry.parse(members), fns, strict=True):
+    shape = jax.eval_shape(fn, key, image).shape
+    if shape != image.shape:
+      raise ValueError(
+        f"bart members must keep the image shape: {call.name} maps "
+        f"{image.shape} to {shape}."
+      )
   order_key, member_key = jax.random.split(key)
   order = jax.random.permutation(order_key, n)[:k]
   keys = jax.random.split(member_key, k)
