@@ -10,15 +10,20 @@ the ratio is the median of per-round ratios (benchmarks/common.py).
 """
 
 import argparse
+import io
 import os
 import random
 import sys
 
 import numpy as np
 import scipy.ndimage
+import skimage.color
 import skimage.data
+import skimage.exposure
+import skimage.restoration
 import skimage.transform
 import skimage.util
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,7 +106,51 @@ def ref_bart(x, rng):
   return x
 
 
-REFERENCES = MEMBERS | {"bart()": ref_bart}
+def ref_jpeg(x, rng):
+  """The paper code's JPEG: truncate to uint8, PIL, back to [0, 1]."""
+  buffer = io.BytesIO()
+  pixels = Image.fromarray((x * 255).astype(np.uint8))
+  pixels.save(buffer, "JPEG", quality=int(rng.integers(55, 75)))
+  return np.asarray(Image.open(buffer), np.float32) / 255
+
+
+def ref_resize_pad(x, rng):
+  size = x.shape[0]
+  out_size = -(-size * 256 // 224)
+  r = int(rng.integers(size, out_size))
+  top, left = rng.integers(0, out_size - r, 2)
+  canvas = np.zeros((out_size, out_size, x.shape[-1]), np.float32)
+  canvas[top : top + r, left : left + r] = skimage.transform.resize(
+    x, (r, r), order=1, anti_aliasing=False
+  )
+  return canvas
+
+
+def ref_tv_chambolle(x, rng):
+  channel_axis = -1 if rng.integers(2) else None
+  return skimage.restoration.denoise_tv_chambolle(
+    x, weight=rng.uniform(0.05, 0.25), channel_axis=channel_axis
+  )
+
+
+def ref_lab_shift(x, rng):
+  lab = skimage.color.rgb2lab(x) + rng.uniform(-1, 1, 3) * [5.0, 2.0, 2.0]
+  lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+  return np.clip(skimage.color.lab2rgb(lab), 0, 1)
+
+
+def ref_histogram_equalization(x, rng):
+  return skimage.exposure.equalize_hist(x, nbins=int(rng.integers(40, 257)))
+
+
+REFERENCES = MEMBERS | {
+  "bart()": ref_bart,
+  "jpeg()": ref_jpeg,
+  "resize_pad()": ref_resize_pad,
+  "tv_chambolle()": ref_tv_chambolle,
+  "lab_shift()": ref_lab_shift,
+  "histogram_equalization()": ref_histogram_equalization,
+}
 
 
 def main():

@@ -29,7 +29,7 @@ _SPECS = {
   "resize_pad": "resize_pad()",
   "crop": "crop()",
   "tv_minimization": "tv_minimization(num_iters=20)",
-  "tv_chambolle": "tv_chambolle(num_iters=20)",
+  "tv_chambolle": "tv_chambolle(max_num_iter=20)",
   "hsv_shift": "hsv_shift()",
   "xyz_shift": "xyz_shift()",
   "lab_shift": "lab_shift()",
@@ -38,6 +38,8 @@ _SPECS = {
   "gray_partial_mix": "gray_partial_mix()",
   "gray_mix_two_thirds": "gray_mix_two_thirds()",
   "one_channel_partial_gray": "one_channel_partial_gray()",
+  "histogram_equalization": "histogram_equalization()",
+  "contrast_stretch": "contrast_stretch()",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.

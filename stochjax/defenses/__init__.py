@@ -10,6 +10,7 @@ Importing this package registers every defense. Build one from a spec::
 from stochjax.defenses import (  # noqa: F401  (registration)
   color,
   compression,
+  contrast,
   denoise,
   ensemble,
   filters,
