@@ -10,7 +10,8 @@ from absl.testing import absltest
 
 from configs import eot_ablation as eot_ablation_config
 from configs import finetune as finetune_config
-from stochjax import ablation, app, data, finetune, models, train
+from configs import section5 as section5_config
+from stochjax import ablation, app, data, finetune, models, section5, train
 
 
 class EotAblationSmokeTest(absltest.TestCase):
@@ -120,6 +121,21 @@ class FinetuneSmokeTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "no_such_defense"):
       finetune.run(config, workdir)
     self.assertEqual(workdir.metrics(), [])
+
+
+class Section5SmokeTest(absltest.TestCase):
+  def test_runs_and_resumes(self):
+    config = section5_config.get_config("smoke")
+    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir.claim(config, overwrite=False)
+    results = section5.run(config, workdir)
+    self.assertTrue(os.path.exists(workdir.file("section5.png")))
+    self.assertEqual(len(results["rows"]), len(config.sigmas))
+    # 10k samples: within a few standard errors of the closed forms.
+    self.assertLess(results["max_abs_simulation_error"], 0.03)
+    json.dumps(results)
+    again = section5.run(config, workdir)
+    self.assertEqual(again["rows"], results["rows"])
 
 
 if __name__ == "__main__":
