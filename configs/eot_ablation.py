@@ -14,17 +14,18 @@ randomized smoothing. Measured numbers are in the README.
 import ml_collections
 
 
-def _defense(
+def defense(
   spec: str, *, eps: float, model: str, weights: str = ""
 ) -> ml_collections.ConfigDict:
-  """A defense entry; the PGD step size is eps / 4.
+  """A defense entry: its spec and the attack's eps (step sizes are
+  ``config.grid.step_fractions`` of eps).
 
   `model` is the augmentation the attacked model is trained on here ("" =
   clean); `weights`, if set, is a converted model folder used instead
   (``python -m stochjax.convert``).
   """
   return ml_collections.ConfigDict(
-    dict(spec=spec, eps=eps, step_size=eps / 4, model=model, weights=weights)
+    dict(spec=spec, eps=eps, model=model, weights=weights)
   )
 
 
@@ -48,8 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.weight_decay = 1e-2
 
   config.attack = ml_collections.ConfigDict()
-  config.attack.targeted = False
-  config.attack.target = 0
+  config.attack.target = 0  # The target class of targeted attacks.
   config.attack.num_votes = 20
 
   # Each defense: its spec, the attack's eps and step size, and the defense
@@ -63,10 +63,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # smoothing model is robust at 2/255 and 8/255 (< 12% success in every
   # cell) and saturates (93%) at 32/255, so it runs at 16/255.
   config.defenses = ml_collections.ConfigDict()
-  config.defenses.noise_injection = _defense(
+  config.defenses.noise_injection = defense(
     "noise_injection()", eps=2 / 255, model=""
   )
-  config.defenses.smoothing_0_50 = _defense(
+  config.defenses.smoothing_0_50 = defense(
     "gaussian_noise(sigma=0.5, clip=False)",
     eps=16 / 255,
     model="gaussian_noise(sigma=0.5, clip=False)",
@@ -75,6 +75,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.grid = ml_collections.ConfigDict()
   config.grid.steps = (10, 20, 50, 100)
   config.grid.eot_samples = (1, 5, 10)
+  config.grid.step_fractions = (0.25,)  # PGD step sizes, as fractions of eps.
+  config.grid.targeted = (False,)
 
   if arg == "smoke":
     config.num_examples = 8
@@ -96,8 +98,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_examples = 1000
     config.model.name = "ResNet50"
     config.model.stem = "imagenet"
-    for defense in config.defenses.values():
-      defense.eps, defense.step_size = 8 / 255, 2 / 255
+    for setting in config.defenses.values():
+      setting.eps = 8 / 255
     config.attack.num_votes = 500
     config.grid.steps = (10, 20, 50, 100, 200, 500, 1000)
   elif arg not in (None, "", "cpu"):

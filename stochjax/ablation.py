@@ -37,7 +37,7 @@ def build_classifier(config, workdir: app.Workdir, key, train_set, augment):
     stem=config.model.stem,
   )
 
-  name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", augment).strip("_") or "clean"
+  name = _file_safe(augment) or "clean"
 
   def on_epoch(epoch, metrics):
     workdir.log_metrics(phase="train", model=name, epoch=epoch, **metrics)
@@ -57,8 +57,32 @@ def build_classifier(config, workdir: app.Workdir, key, train_set, augment):
   return models.classifier(model, variables)
 
 
-def _cell_name(defense: str, steps: int, draws: int) -> str:
-  return f"{defense}/k={steps}/m={draws}"
+def _panel_name(defense: str, goal: str, fraction: float) -> str:
+  """One heatmap: a defense, a goal and a step size (a fraction of eps)."""
+  return f"{defense}/{goal}/step={fraction:g}eps"
+
+
+def _file_safe(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
+
+
+def equal_budget(grid: np.ndarray, steps, draws) -> list[dict]:
+  """Every pair of cells with the same budget k x m, EOT vs no EOT: the
+  paper's Section 4 comparison (e.g. PGD-50 x EOT-1 vs PGD-10 x EOT-5)."""
+  pairs = []
+  for (i, m), (j, k) in itertools.product(enumerate(draws), enumerate(steps)):
+    for (i2, m2), (j2, k2) in itertools.product(
+      enumerate(draws), enumerate(steps)
+    ):
+      if m2 > m == 1 and k * m == k2 * m2:
+        pairs.append(
+          {
+            "budget": k * m,
+            "no_eot": {"k": k, "m": m, "success": grid[i, j]},
+            "eot": {"k": k2, "m": m2, "success": grid[i2, j2]},
+          }
+        )
+  return pairs
 
 
 def heatmap(rates: np.ndarray, steps, draws, title: str, path: str) -> None:
@@ -134,52 +158,55 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   logging.info("clean test accuracy %s", clean_accuracy)
   images = test_set.images[: config.num_examples]
   labels = test_set.labels[: config.num_examples]
-  targets = (
-    np.full_like(labels, config.attack.target)
-    if config.attack.targeted
-    else None
-  )
-  protocol = dict(
-    num_votes=config.attack.num_votes,
-    targets=targets,
-    batch_size=config.batch_size,
-    chunk_size=config.vote_chunk_size,
-  )
   steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
+  goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
+  fractions = list(config.grid.step_fractions)
 
-  def pgd(name, **kwargs):
-    setting = settings[name]
+  def protocol(goal, num_votes=config.attack.num_votes):
+    targets = np.full_like(labels, config.attack.target)
+    return dict(
+      num_votes=num_votes,
+      targets=targets if goal == "targeted" else None,
+      batch_size=config.batch_size,
+      chunk_size=config.vote_chunk_size,
+    )
+
+  def pgd(name, goal, fraction, **kwargs):
+    eps = settings[name].eps
     return attacks.make_pgd(
-      eps=setting.eps,
-      step_size=setting.step_size,
-      targeted=config.attack.targeted,
+      eps=eps,
+      step_size=eps * fraction,
+      targeted=goal == "targeted",
       **kwargs,
     )
 
-  # The undefended baseline per defense: how strong is PGD at its eps, on
-  # the model it attacks, with no defense at all?
+  # The undefended baseline: how strong is PGD at the defense's eps, on the
+  # model it attacks, with no defense at all (the first step size)?
   undefended = {
-    name: evaluate.evaluate_attack(
+    f"{name}/{goal}": evaluate.evaluate_attack(
       jax.random.fold_in(eval_key, 0),
       classifiers[source(setting)],
       images,
       labels,
-      attack=pgd(name, num_steps=max(steps)),
+      attack=pgd(name, goal, fractions[0], num_steps=max(steps)),
       defense=None,
-      **(protocol | {"num_votes": 1}),
+      **protocol(goal, num_votes=1),
     )
     for name, setting in settings.items()
+    for goal in goals
   }
   cells = workdir.cells()
   grids, benign, grad_evals = {}, {}, 0
   # One defense object per name, so the jitted votes compile once per defense.
   built = {name: defenses.lookup(s.spec) for name, s in settings.items()}
-  # One attack per (defense, m): PGD-max(k) keeping its iterate after every
-  # k of the grid, which equals PGD-k (step t's draws depend only on t).
-  todo = list(itertools.product(built.items(), draws))
+  # One attack per row (defense, goal, step size, m): PGD-max(k) keeping its
+  # iterate after every k of the grid, which equals PGD-k (step t's draws
+  # depend only on t).
+  todo = list(itertools.product(built.items(), goals, fractions, draws))
   start = time.time()
-  for (name, defense), m in tqdm.tqdm(todo, desc="grid rows (defense, m)"):
-    names = [_cell_name(name, k, m) for k in steps]
+  for (name, defense), goal, fraction, m in tqdm.tqdm(todo, desc="grid rows"):
+    panel = _panel_name(name, goal, fraction)
+    names = [f"{panel}/k={k}/m={m}" for k in steps]
     if not all(cell in cells for cell in names):
       result = evaluate.evaluate_attack(
         jax.random.fold_in(eval_key, 1),
@@ -188,13 +215,15 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
         labels,
         attack=pgd(
           name,
+          goal,
+          fraction,
           num_steps=max(steps),
           eot_samples=m,
           defense=defense,
           snapshot_steps=tuple(steps),
         ),
         defense=defense,
-        **protocol,
+        **protocol(goal),
       )
       by_steps = result.pop("attack_success_rate_by_steps", {})
       for k, cell in zip(steps, names, strict=True):
@@ -204,27 +233,34 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
         }
         workdir.save_cell(cell, cells[cell])
         workdir.log_metrics(phase="attack", cell=cell, **cells[cell])
-    for k, cell in zip(steps, names, strict=True):
-      rate = cells[cell]["attack_success_rate"]
-      grids.setdefault(name, np.zeros((len(draws), len(steps))))
-      grids[name][draws.index(m), steps.index(k)] = rate
-      benign[name] = cells[cell]["benign_accuracy"]
+    grid = grids.setdefault(panel, np.zeros((len(draws), len(steps))))
+    for j, cell in enumerate(names):
+      grid[draws.index(m), j] = cells[cell]["attack_success_rate"]
+    benign[f"{name}/{goal}"] = cells[names[0]]["benign_accuracy"]
     # Spent: one run of the largest k per row.
     grad_evals += max(steps) * m * cells[names[0]]["num_retained"]
-  titles = {
-    name: f"{name}, eps = {255 * s.eps:.3g}/255" for name, s in settings.items()
-  }
-  for name, grid in grids.items():
+  # Fig. 1's last panels: the best step size per cell.
+  for name, goal in itertools.product(settings, goals):
+    panels = [grids[_panel_name(name, goal, f)] for f in fractions]
+    if len(panels) > 1:
+      grids[f"{name}/{goal}/best step"] = np.max(panels, axis=0)
+  titles = {}
+  for panel, grid in grids.items():
+    name = panel.split("/")[0]
+    titles[panel] = f"{panel}, eps = {255 * settings[name].eps:.3g}/255"
     heatmap(
       grid,
       steps,
       draws,
-      f"{titles[name]} ({config.dataset})",
-      workdir.file(f"heatmap_{name}.png"),
+      f"{titles[panel]} ({config.dataset})",
+      workdir.file(f"heatmap_{_file_safe(panel)}.png"),
     )
   table = markdown_table(
-    {titles[name]: grid for name, grid in grids.items()}, steps, draws
+    {titles[panel]: grid for panel, grid in grids.items()}, steps, draws
   )
+  comparisons = {
+    panel: equal_budget(grid, steps, draws) for panel, grid in grids.items()
+  }
   with open(workdir.file("table.md"), "w") as f:
     f.write(table)
   print(table)
@@ -232,7 +268,8 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     "clean_accuracy": clean_accuracy,
     "undefended_attack": undefended,
     "benign_accuracy": benign,
-    "success_rate": {name: g.tolist() for name, g in grids.items()},
+    "success_rate": {panel: g.tolist() for panel, g in grids.items()},
+    "equal_budget": comparisons,
     "steps": steps,
     "eot_samples": draws,
     "attack_grad_evals": grad_evals,

@@ -45,3 +45,18 @@ def restore_latest(mngr, like: Any) -> tuple[int | None, Any]:
   if step is None:
     return None, like
   return step, mngr.restore(step, args=ocp.args.StandardRestore(like))
+
+
+def restore(mngr, step: int, like: Any) -> Any:
+  """The checkpoint of `step`, shaped like `like`.
+
+  Raises:
+    FileNotFoundError: no checkpoint of that step (the steps kept are
+      listed).
+  """
+  if step not in mngr.all_steps():
+    raise FileNotFoundError(
+      f"No checkpoint of step {step} in {mngr.directory}; kept: "
+      f"{sorted(mngr.all_steps())}."
+    )
+  return mngr.restore(step, args=ocp.args.StandardRestore(like))

@@ -25,7 +25,12 @@ def _model(config, num_classes: int):
   )
 
 
-def _train(config, workdir, key, model, train_set, eval_set, *, name, **kw):
+def train_phase(
+  config, workdir, key, model, train_set, eval_set, *, name, **kw
+):
+  """One `train.train` call checkpointing under ``checkpoints/<name>`` and
+  logging each epoch's metrics with ``phase=<name>``."""
+
   def on_epoch(epoch, metrics):
     workdir.log_metrics(phase=name, epoch=epoch, **metrics)
 
@@ -56,7 +61,7 @@ def start_variables(config, workdir, key, train_set, eval_set):
       )
     return model, variables
   model = _model(config, eval_set.num_classes)
-  variables = _train(
+  variables = train_phase(
     config,
     workdir,
     key,
@@ -114,7 +119,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     }
 
   before = accuracies(start)
-  final = _train(
+  final = train_phase(
     config,
     workdir,
     finetune_key,

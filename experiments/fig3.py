@@ -1,0 +1,18 @@
+"""Fig. 3: BaRT k = 1..6, before and after fine-tuning on the defense.
+
+    python -m experiments.fig3 --config=configs/fig3.py --workdir=runs/fig3
+
+Writes config.json, metrics.jsonl, cells.json, results.json,
+before_after.png and success_by_epoch.png.
+"""
+
+import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
+from stochjax import app, invariance
+
+
+def main(config, workdir):
+  return invariance.run(config, workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

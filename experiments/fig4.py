@@ -1,0 +1,18 @@
+"""Fig. 4: randomized smoothing, before and after fine-tuning on its noise.
+
+    python -m experiments.fig4 --config=configs/fig4.py --workdir=runs/fig4
+
+Writes config.json, metrics.jsonl, cells.json, results.json,
+before_after.png and success_by_epoch.png.
+"""
+
+import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
+from stochjax import app, invariance
+
+
+def main(config, workdir):
+  return invariance.run(config, workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,14 @@
+"""Table 1: random rotation, PGD-k x EOT-m at equal budget k x m.
+
+    python -m experiments.table1 --config=configs/table1.py \
+        --workdir=runs/table1
+
+Writes what `experiments.eot_ablation` writes, for rotation.
+"""
+
+import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
+from experiments.eot_ablation import main
+from stochjax import app
+
+if __name__ == "__main__":
+  app.run(main)
