@@ -1,0 +1,208 @@
+"""One markdown report from experiment workdirs, with the paper's numbers.
+
+Each workdir is recognised by its results.json (an equal-budget grid, a
+fine-tuning invariance run, the Section 5 theory, or a fine-tuning run); a
+workdir named after its experiment (``runs/table1``, ``runs/fig3``, ...)
+also gets the paper's reported numbers beside ours (official_code.md §7).
+Figures are linked relative to the report.
+"""
+
+import math
+import os
+
+from stochjax import app
+
+# The paper's numbers (ImageNet / ImageNette; official_code.md §1.6, §7).
+PAPER = {
+  "table1": {
+    "rotation/untargeted": {"no_eot": 100.0, "eot": 100.0},
+    "rotation/targeted": {"no_eot": 99.0, "eot": 99.0},
+  },
+  "table2": {"guo_crop": 99.0, "xie_resize_pad": 100.0},  # No-EOT ablations.
+  "fig2": {"smoothing_0_50": {"no_eot": 34.8, "eot": 40.3}},
+  "fig3": {
+    "untargeted": {
+      "benign_before": [86.88, 86.75, 74.65, 74.14, 74.01, 72.48],
+      "benign_after": [94.65, 95.29, 92.48, 93.25, 92.48, 92.48],
+      "success_before": [87.39, 59.91, 66.72, 79.55, 80.55, 42.36],
+      "success_after": [98.79, 98.13, 96.97, 94.54, 96.01, 92.84],
+    },
+    "targeted": {
+      "success_before": [92.22, 55.31, 50.14, 50.51, 52.11, 52.95],
+      "success_after": [99.57, 98.02, 90.96, 96.17, 96.59, 95.47],
+    },
+  },
+  "fig4": {
+    "untargeted": {
+      "benign_before": [93.5, 81.53, 56.43, 37.32, 26.5, 21.4, 19.24, 18.34,
+                        17.96, 14.9],
+      "benign_after": [95.92, 95.16, 94.52, 94.78, 93.38, 92.99, 92.99, 93.25,
+                       91.21, 91.72],
+      "success_before": [99.05, 98.75, 94.58, 87.71, 81.73, 74.4, 64.24,
+                         63.89, 62.41, 58.12],
+      "success_after": [99.6, 99.06, 98.79, 98.12, 94.82, 92.33, 90.14, 85.11,
+                        79.33, 75.69],
+    },
+    "targeted": {
+      "success_before": [99.86, 99.44, 91.87, 60.74, 22.44, 5.01, 1.15, 0.89,
+                         0.0, 0.0],
+      "success_after": [99.86, 99.72, 98.16, 95.62, 88.95, 80.0, 73.8, 64.04,
+                        53.6, 49.44],
+    },
+  },
+}  # fmt: skip
+
+
+def _pct(x) -> str:
+  if x is None or (isinstance(x, float) and math.isnan(x)):
+    return "–"
+  return f"{100 * x:.1f}"
+
+
+def _paper_index(experiment: str, name: str) -> int | None:
+  """The paper's column for a Fig. 3 (bart_k<k>) or Fig. 4 (sigma_<100s>)
+  defense, or None."""
+  if experiment == "fig3" and name.startswith("bart_k"):
+    return int(name.removeprefix("bart_k")) - 1
+  if experiment == "fig4" and name.startswith("sigma_"):
+    sigma = int(name.removeprefix("sigma_"))
+    return sigma // 5 - 1 if sigma % 5 == 0 and 5 <= sigma <= 50 else None
+  return None
+
+
+def _figure(path: str, name: str, out_dir: str) -> str:
+  return f"![{name}]({os.path.relpath(path, out_dir)})\n"
+
+
+def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
+  lines = [
+    "| panel | budget k×m | no EOT (k, m) | success | EOT (k, m) | success "
+    "| paper no EOT / EOT |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  paper = PAPER.get(experiment, {})
+  for panel, pairs in results.get("equal_budget", {}).items():
+    defense, goal = panel.split("/")[:2]
+    reported = paper.get(f"{defense}/{goal}", paper.get(defense))
+    if isinstance(reported, dict):
+      reported = f"{reported['no_eot']} / {reported['eot']}"
+    elif reported is not None:
+      reported = f"{reported} / –"
+    for pair in pairs:
+      a, b = pair["no_eot"], pair["eot"]
+      lines.append(
+        f"| {panel} | {pair['budget']} | ({a['k']}, {a['m']}) | "
+        f"{_pct(a['success'])} | ({b['k']}, {b['m']}) | {_pct(b['success'])} "
+        f"| {reported or '–'} |"
+      )
+  lines.append("")
+  lines.append(
+    "Benign vote accuracy: "
+    + ", ".join(
+      f"{k} {_pct(v)} %" for k, v in results["benign_accuracy"].items()
+    )
+    + "."
+  )
+  lines.append("")
+  for file in sorted(os.listdir(workdir)):
+    if file.startswith("heatmap_") and file.endswith(".png"):
+      lines.append(_figure(os.path.join(workdir, file), file, out_dir))
+  return lines
+
+
+def invariance_section(experiment: str, results: dict, workdir, out_dir):
+  lines = [
+    "| defense | goal | benign before → after | success before → after "
+    "| paper benign | paper success |",
+    "|---|---|---|---|---|---|",
+  ]
+  for label, (name, goals) in zip(
+    results["labels"], results["defenses"].items(), strict=True
+  ):
+    index = _paper_index(experiment, name)
+    for goal, s in goals.items():
+      paper = PAPER.get(experiment, {}).get(goal, {})
+
+      def reported(field, paper=paper, index=index):
+        before = paper.get(f"{field}_before")
+        if index is None or before is None:
+          return "–"
+        return f"{before[index]} → {paper[f'{field}_after'][index]}"
+
+      lines.append(
+        f"| {label} | {goal} | {_pct(s['before']['benign_accuracy'])} → "
+        f"{_pct(s['after']['benign_accuracy'])} | "
+        f"{_pct(s['before']['attack_success_rate'])} → "
+        f"{_pct(s['after']['attack_success_rate'])} | {reported('benign')} | "
+        f"{reported('success')} |"
+      )
+  lines.append("")
+  for file in ("before_after.png", "success_by_epoch.png"):
+    lines.append(_figure(os.path.join(workdir, file), file, out_dir))
+  return lines
+
+
+def section5_section(results: dict, workdir: str, out_dir: str):
+  with open(os.path.join(workdir, "table.md")) as f:
+    table = f.read().splitlines()
+  return [
+    "Closed forms (simulated in parentheses); votes with fresh draws.",
+    "",
+    *table,
+    "",
+    f"Largest |simulation - closed form|: "
+    f"{results['max_abs_simulation_error']:.4f}.",
+    "",
+    _figure(os.path.join(workdir, "section5.png"), "section5", out_dir),
+  ]
+
+
+def finetune_section(results: dict):
+  b, a = results["before"], results["after"]
+  return [
+    f"{results['defense']}: clean {_pct(b['clean'])} → {_pct(a['clean'])} %, "
+    f"defended {_pct(b['defended'])} → {_pct(a['defended'])} % "
+    f"({results['num_eval']} held-out images).",
+  ]
+
+
+def section(workdir: str, out_dir: str) -> list[str]:
+  """The report section of one workdir (title, numbers, figures)."""
+  experiment = os.path.basename(os.path.normpath(workdir))
+  results = app.read_json(os.path.join(workdir, "results.json"))
+  lines = [f"## {experiment}", ""]
+  if "success_rate" in results:
+    lines += grid_section(experiment, results, workdir, out_dir)
+  elif "defenses" in results and "goals" in results:
+    lines += invariance_section(experiment, results, workdir, out_dir)
+  elif "max_abs_simulation_error" in results:
+    lines += section5_section(results, workdir, out_dir)
+  elif "by_epoch" in results:
+    lines += finetune_section(results)
+  else:
+    raise ValueError(f"{workdir}/results.json is not from a known experiment.")
+  wall = results.get("wall_seconds")
+  if wall is not None:
+    lines += ["", f"Wall time {wall:.0f} s."]
+  return [*lines, ""]
+
+
+def write(workdirs: list[str], out: str) -> str:
+  """Writes the report for `workdirs` (those without results.json are
+  skipped and listed) to `out`; returns its text."""
+  out_dir = os.path.dirname(os.path.abspath(out))
+  done = [
+    w for w in workdirs if os.path.exists(os.path.join(w, "results.json"))
+  ]
+  missing = sorted(set(workdirs) - set(done))
+  lines = ["# stochjax report", ""]
+  if missing:
+    lines += [f"Not finished (no results.json): {', '.join(missing)}.", ""]
+  for workdir in sorted(done):
+    lines += section(workdir, out_dir)
+  text = "\n".join(lines)
+  tmp = f"{out}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, out)
+  return text

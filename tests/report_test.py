@@ -1,0 +1,91 @@
+"""The markdown report: sections per workdir, with the paper's numbers."""
+
+import os
+
+from absl.testing import absltest
+
+from stochjax import app, report
+
+
+def _workdir(root, name, results, files=()):
+  path = os.path.join(root, name)
+  os.makedirs(path)
+  app.write_json_atomic(os.path.join(path, "results.json"), results)
+  for file, text in files:
+    with open(os.path.join(path, file), "w") as f:
+      f.write(text)
+  return path
+
+
+class ReportTest(absltest.TestCase):
+  def test_sections_and_paper_numbers(self):
+    root = self.create_tempdir().full_path
+    pair = {
+      "budget": 50,
+      "no_eot": {"k": 50, "m": 1, "success": 0.9},
+      "eot": {"k": 10, "m": 5, "success": 0.95},
+    }
+    table1 = _workdir(
+      root,
+      "table1",
+      {
+        "success_rate": {},
+        "equal_budget": {"rotation/untargeted/best step": [pair]},
+        "benign_accuracy": {"rotation/untargeted": 0.5},
+        "wall_seconds": 12.0,
+      },
+      [("heatmap_rotation.png", "")],
+    )
+    summary = {
+      "before": {"benign_accuracy": 0.6, "attack_success_rate": 0.5},
+      "after": {"benign_accuracy": 0.9, "attack_success_rate": 0.8},
+    }
+    fig3 = _workdir(
+      root,
+      "fig3",
+      {
+        "defenses": {"bart_k2": {"untargeted": summary}},
+        "labels": ["k=2"],
+        "goals": ["untargeted"],
+      },
+    )
+    fig4 = _workdir(
+      root,
+      "fig4",
+      {
+        "defenses": {"sigma_010": {"untargeted": summary}},
+        "labels": ["sigma=0.1"],
+        "goals": ["untargeted"],
+      },
+    )
+    unfinished = os.path.join(root, "fig1")
+    os.makedirs(unfinished)
+    out = os.path.join(root, "report.md")
+    text = report.write([table1, fig3, fig4, unfinished], out)
+    with open(out) as f:
+      self.assertEqual(f.read(), text)
+    self.assertIn("Not finished (no results.json): " + unfinished, text)
+    self.assertIn(
+      "| rotation/untargeted/best step | 50 | (50, 1) | 90.0 | (10, 5) | "
+      "95.0 | 100.0 / 100.0 |",
+      text,
+    )
+    self.assertIn("![heatmap_rotation.png](table1/heatmap_rotation.png)", text)
+    # Fig. 3's k = 2 column and Fig. 4's sigma = 0.10 column.
+    self.assertIn(
+      "| k=2 | untargeted | 60.0 → 90.0 | 50.0 → 80.0 | 86.75 → 95.29 | "
+      "59.91 → 98.13 |",
+      text,
+    )
+    self.assertIn("81.53 → 95.16 | 98.75 → 99.06 |", text)
+    self.assertIn("Wall time 12 s.", text)
+
+  def test_unknown_results_are_refused(self):
+    root = self.create_tempdir().full_path
+    odd = _workdir(root, "odd", {"something": 1})
+    with self.assertRaisesRegex(ValueError, "not from a known experiment"):
+      report.write([odd], os.path.join(root, "report.md"))
+
+
+if __name__ == "__main__":
+  absltest.main()
