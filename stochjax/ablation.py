@@ -162,13 +162,19 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
   fractions = list(config.grid.step_fractions)
 
-  def protocol(goal, num_votes=config.attack.num_votes):
+  def protocol(goal, name, num_votes=None):
+    """The evaluation settings; a defense may set its own vote count and
+    aggregation (e.g. Guo et al.'s 30-crop mean softmax)."""
+    setting = settings[name]
     targets = np.full_like(labels, config.attack.target)
     return dict(
-      num_votes=num_votes,
+      num_votes=num_votes
+      or setting.get("num_votes")
+      or config.attack.num_votes,
       targets=targets if goal == "targeted" else None,
       batch_size=config.batch_size,
       chunk_size=config.vote_chunk_size,
+      aggregate=setting.get("aggregate", "hard"),
     )
 
   def pgd(name, goal, fraction, **kwargs):
@@ -190,7 +196,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       labels,
       attack=pgd(name, goal, fractions[0], num_steps=max(steps)),
       defense=None,
-      **protocol(goal, num_votes=1),
+      **protocol(goal, name, num_votes=1),
     )
     for name, setting in settings.items()
     for goal in goals
@@ -223,7 +229,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
           snapshot_steps=tuple(steps),
         ),
         defense=defense,
-        **protocol(goal),
+        **protocol(goal, name),
       )
       by_steps = result.pop("attack_success_rate_by_steps", {})
       for k, cell in zip(steps, names, strict=True):

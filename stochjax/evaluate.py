@@ -2,8 +2,10 @@
 
 A stochastic classifier is judged by the majority of its hard labels over n
 independent defense draws (ties go to the smallest class index, as
-``scipy.stats.mode``). Votes accumulate as per-class counts on device, in
-chunks of draws, so memory is set by the chunk size, not by n.
+``scipy.stats.mode``); ``aggregate="soft"`` instead takes the argmax of the
+mean softmax, as prediction ensembles do (Guo et al.'s 30 crops). Votes
+accumulate as per-class counts on device, in chunks of draws, so memory is
+set by the chunk size, not by n.
 
 Attack success rate (Gao et al., Section 6.1): samples whose benign vote
 already meets the goal are discarded; among the rest, success means the vote
@@ -24,11 +26,15 @@ from stochjax.attacks import base as attack_base
 from stochjax.attacks import eot as eot_lib
 from stochjax.defenses import core as defense_core
 
+AGGREGATES = ("hard", "soft")
+
 
 @functools.partial(
-  jax.jit, static_argnames=("defense", "num_votes", "chunk_size")
+  jax.jit, static_argnames=("defense", "num_votes", "chunk_size", "aggregate")
 )
-def _vote_counts(key, logits_fn, images, *, defense, num_votes, chunk_size):
+def _vote_counts(
+  key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
+):
   keys = defense_core.example_keys(key, images.shape[0])
   defend = jax.vmap(defense)
   num_chunks = -(-num_votes // chunk_size)
@@ -36,18 +42,23 @@ def _vote_counts(key, logits_fn, images, *, defense, num_votes, chunk_size):
 
   def one_draw(draw_keys, valid):
     logits = logits_fn(defend(draw_keys, images))
-    labels = jnp.argmax(logits, -1)
-    hits = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.int32)
-    return jnp.where(valid, hits, 0)
+    if aggregate == "soft":
+      hits = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    else:
+      labels = jnp.argmax(logits, -1)
+      hits = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.int32)
+    return jnp.where(valid, hits, jnp.zeros_like(hits))
+
+  dtype = jnp.float32 if aggregate == "soft" else jnp.int32
 
   def body(counts, chunk_draws):
     hits = jax.vmap(one_draw)(
       eot_lib.draw_keys(keys, chunk_draws), (chunk_draws < num_votes)
     )
-    return counts + jnp.sum(hits, 0, dtype=jnp.int32), None
+    return counts + jnp.sum(hits, 0, dtype=dtype), None
 
   num_classes = jax.eval_shape(logits_fn, images).shape[-1]
-  counts = jnp.zeros((images.shape[0], num_classes), jnp.int32)
+  counts = jnp.zeros((images.shape[0], num_classes), dtype)
   counts, _ = jax.lax.scan(body, counts, draws.reshape(num_chunks, -1))
   return counts
 
@@ -60,6 +71,7 @@ def vote_counts(
   defense: types.Defense | None,
   num_votes: int,
   chunk_size: int = 10,
+  aggregate: str = "hard",
 ) -> jax.Array:
   """Per-class counts of argmax labels over `num_votes` defense draws.
 
@@ -70,11 +82,15 @@ def vote_counts(
     defense: ``(key, image) -> image``, or None for the bare model.
     num_votes: n, the number of draws.
     chunk_size: draws evaluated at once (memory: chunk_size x N images).
+    aggregate: "hard" counts argmax labels; "soft" sums softmax
+      probabilities.
 
   Returns:
-    ``(N, K)`` int32 counts summing to `num_votes` per row.
+    ``(N, K)`` counts summing to `num_votes` per row: int32 for "hard",
+    float32 for "soft".
   """
   validation.check_images(images)
+  validation.one_of("aggregate", aggregate, AGGREGATES)
   validation.positive("num_votes", num_votes, integer=True)
   validation.positive("chunk_size", chunk_size, integer=True)
   logits_fn = attack_base.as_pytree_fn(logits_fn)
@@ -86,11 +102,22 @@ def vote_counts(
     defense=defense_core.identity if defense is None else defense,
     num_votes=num_votes,
     chunk_size=min(chunk_size, num_votes),
+    aggregate=aggregate,
   )
 
 
-def vote(key, logits_fn, images, *, defense, num_votes, chunk_size=10):
-  """Majority hard label ``(N,)`` int32; ties go to the smallest class.
+def vote(
+  key,
+  logits_fn,
+  images,
+  *,
+  defense,
+  num_votes,
+  chunk_size=10,
+  aggregate="hard",
+):
+  """Majority hard label ``(N,)`` int32 (or the argmax of the mean softmax
+  with ``aggregate="soft"``); ties go to the smallest class.
 
   Arguments as `vote_counts`.
   """
@@ -101,6 +128,7 @@ def vote(key, logits_fn, images, *, defense, num_votes, chunk_size=10):
     defense=defense,
     num_votes=num_votes,
     chunk_size=chunk_size,
+    aggregate=aggregate,
   )
   return jnp.argmax(counts, axis=-1).astype(jnp.int32)
 
@@ -172,6 +200,7 @@ def evaluate_attack(
   non_adaptive_attack: types.Attack | None = None,
   batch_size: int = 128,
   chunk_size: int = 10,
+  aggregate: str = "hard",
 ) -> dict[str, float]:
   """Benign accuracy and attack success rate under the paper's protocol.
 
@@ -191,6 +220,8 @@ def evaluate_attack(
     batch_size: images per attack / vote call (the last batch is padded, so
       each function compiles once).
     chunk_size: vote draws evaluated at once.
+    aggregate: "hard" (majority vote, the paper's protocol) or "soft" (mean
+      softmax, a prediction ensemble).
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
@@ -211,7 +242,12 @@ def evaluate_attack(
   targeted = targets is not None
   goal_labels = np.asarray(targets) if targeted else labels
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
-  voting = dict(defense=defense, num_votes=num_votes, chunk_size=chunk_size)
+  voting = dict(
+    defense=defense,
+    num_votes=num_votes,
+    chunk_size=chunk_size,
+    aggregate=aggregate,
+  )
   benign = _map_batches(
     lambda key, x: vote(key, logits_fn, x, **voting),
     benign_key,

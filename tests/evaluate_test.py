@@ -81,6 +81,43 @@ class VoteTest(absltest.TestCase):
     )
 
 
+class SoftVoteTest(absltest.TestCase):
+  def test_mean_softmax_of_the_same_draws(self):
+    # A noisy linear model: hard and soft votes can disagree.
+    weights = jax.random.normal(jax.random.key(0), (4 * 4 * 3, 5))
+
+    def logits_fn(x):
+      return x.reshape(x.shape[0], -1) @ weights
+
+    def noise(key, image):
+      return jnp.clip(image + 0.3 * jax.random.normal(key, image.shape), 0, 1)
+
+    images = test_utils.random_images(1, (16, 4, 4, 3))
+    key = jax.random.key(2)
+    kwargs = dict(defense=noise, num_votes=7)
+    soft = evaluate.vote_counts(
+      key, logits_fn, images, chunk_size=3, aggregate="soft", **kwargs
+    )
+    hard = evaluate.vote_counts(key, logits_fn, images, **kwargs)
+    # The same draws, explicitly: image i, draw j uses fold_in(fold_in(key,
+    # i), j).
+    probs = np.zeros((16, 5))
+    for i in range(16):
+      image_key = jax.random.fold_in(key, i)
+      for j in range(7):
+        x = noise(jax.random.fold_in(image_key, j), images[i])
+        probs[i] += np.asarray(jax.nn.softmax(logits_fn(x[None])[0]))
+    np.testing.assert_allclose(soft, probs, rtol=1e-5, atol=1e-5)
+    self.assertEqual(soft.dtype, jnp.float32)
+    np.testing.assert_array_equal(
+      evaluate.vote(key, logits_fn, images, aggregate="soft", **kwargs),
+      np.argmax(probs, -1),
+    )
+    self.assertEqual(hard.dtype, jnp.int32)
+    with self.assertRaisesRegex(ValueError, "aggregate"):
+      evaluate.vote_counts(key, logits_fn, images, aggregate="mean", **kwargs)
+
+
 class SuccessRateTest(absltest.TestCase):
   def test_hand_made_untargeted(self):
     labels = np.array([0, 1, 2, 3])
