@@ -10,6 +10,7 @@ last checkpoint.
 """
 
 import os
+from typing import Any, NamedTuple
 
 import jax
 import matplotlib.pyplot as plt
@@ -75,6 +76,33 @@ def start_variables(config, workdir, key, train_set, eval_set):
   return model, variables
 
 
+class Setup(NamedTuple):
+  finetune_key: Any
+  eval_key: Any
+  train_set: Any
+  test_set: Any
+  eval_set: Any
+  model: Any
+  start: dict
+
+
+def prepare(config, workdir) -> Setup:
+  """Keys, data (the held-out `num_eval` test images) and the starting
+  model of a fine-tuning experiment (`run` and `stochjax.invariance`)."""
+  key = jax.random.key(config.seed)
+  pretrain_key, finetune_key, eval_key = jax.random.split(key, 3)
+  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
+  test_set = data_lib.load_arrays(
+    config.dataset, "test", data_dir=config.data_dir
+  )
+  eval_set = test_set.subset(slice(config.num_eval))
+  model, start = start_variables(
+    config, workdir, pretrain_key, train_set, eval_set
+  )
+  return Setup(finetune_key, eval_key, train_set, test_set, eval_set, model,
+               start)  # fmt: skip
+
+
 def plot(records: list[dict], defense: str, path: str) -> None:
   """Clean and defended held-out accuracy by fine-tuning epoch (0 = the
   starting model)."""
@@ -98,16 +126,10 @@ def plot(records: list[dict], defense: str, path: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   """Fine-tunes; returns before/after accuracies and the per-epoch curve."""
   defense = defenses.lookup(config.defense)  # A bad spec fails here.
-  key = jax.random.key(config.seed)
-  pretrain_key, finetune_key, eval_key = jax.random.split(key, 3)
-  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
-  test_set = data_lib.load_arrays(
-    config.dataset, "test", data_dir=config.data_dir
-  )
-  eval_set = test_set.subset(slice(config.num_eval))
-  model, start = start_variables(
-    config, workdir, pretrain_key, train_set, eval_set
-  )
+  setup = prepare(config, workdir)
+  finetune_key, eval_key = setup.finetune_key, setup.eval_key
+  train_set, eval_set = setup.train_set, setup.eval_set
+  model, start = setup.model, setup.start
 
   def accuracies(variables):
     logits_fn = models.classifier(model, variables)

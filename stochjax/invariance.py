@@ -32,7 +32,6 @@ from stochjax import (
   models,
   train,
 )
-from stochjax import data as data_lib
 
 
 def epoch_variables(checkpoint_dir: str, epoch: int) -> dict:
@@ -104,16 +103,14 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       f"eval_epochs {config.eval_epochs} must include the last epoch "
       f"{config.train.epochs} (the 'after' point)."
     )
-  key = jax.random.key(config.seed)
-  pretrain_key, finetune_key, eval_key = jax.random.split(key, 3)
-  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
-  test_set = data_lib.load_arrays(
-    config.dataset, "test", data_dir=config.data_dir
+  setup = finetune.prepare(config, workdir)
+  finetune_key, eval_key = setup.finetune_key, setup.eval_key
+  train_set, test_set, eval_set = (
+    setup.train_set,
+    setup.test_set,
+    setup.eval_set,
   )
-  eval_set = test_set.subset(slice(config.num_eval))
-  model, start = finetune.start_variables(
-    config, workdir, pretrain_key, train_set, eval_set
-  )
+  model, start = setup.model, setup.start
   images = test_set.images[: config.num_examples]
   labels = test_set.labels[: config.num_examples]
   cells = workdir.cells()
