@@ -37,6 +37,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_examples = 30
   config.batch_size = 30
   config.vote_chunk_size = 10
+  # Data parallelism: 1 device, N devices, or 0 for all (of every host);
+  # `distributed` calls jax.distributed.initialize() first (multi-host).
+  config.num_devices = 1
+  config.distributed = False
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "ResNet8"

@@ -21,6 +21,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.defense = "noise_injection()"
   config.num_eval = 360  # Held-out images for the per-epoch accuracies.
   config.pretrain_epochs = 10  # Clean training when no weights are given.
+  # Data parallelism: 1 device, N devices, or 0 for all (of every host);
+  # `distributed` calls jax.distributed.initialize() first (multi-host).
+  config.num_devices = 1
+  config.distributed = False
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "ResNet8"

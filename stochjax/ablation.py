@@ -20,7 +20,15 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from stochjax import app, attacks, defenses, evaluate, models, train
+from stochjax import (
+  app,
+  attacks,
+  defenses,
+  evaluate,
+  models,
+  sharding,
+  train,
+)
 from stochjax import data as data_lib
 
 
@@ -49,6 +57,7 @@ def build_classifier(config, workdir: app.Workdir, key, train_set, augment):
     defense_spec=augment or None,
     epochs=config.train.epochs,
     batch_size=config.train.batch_size,
+    mesh=sharding.from_config(config),
     learning_rate=config.train.learning_rate,
     weight_decay=config.train.weight_decay,
     checkpoint_dir=os.path.join(train.checkpoint_path(workdir.path), name),
@@ -152,7 +161,9 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       )
   # Clean (undefended, no noise) test accuracy of each attacked model.
   clean_accuracy = {
-    name: train.accuracy(classifiers[source(setting)], test_set)
+    name: train.accuracy(
+      classifiers[source(setting)], test_set, mesh=sharding.from_config(config)
+    )
     for name, setting in settings.items()
   }
   logging.info("clean test accuracy %s", clean_accuracy)
@@ -174,6 +185,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       targets=targets if goal == "targeted" else None,
       batch_size=config.batch_size,
       chunk_size=config.vote_chunk_size,
+      mesh=sharding.from_config(config),
       aggregate=setting.get("aggregate", "hard"),
     )
 

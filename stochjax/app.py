@@ -3,7 +3,7 @@
     python -m experiments.eot_ablation --config=configs/eot_ablation.py:smoke \
         --workdir=runs/smoke [--config.attack.num_votes=50] [--overwrite]
 
-A workdir holds ``config.json`` (the run's config, versions and devices),
+Files are written by process 0 only (multi-host runs). A workdir holds ``config.json`` (the run's config, versions and devices),
 ``metrics.jsonl`` (one JSON object per line, appended as the run goes) and
 ``results.json`` (written atomically at the end). Re-running on a workdir
 that holds a different config is refused, with the difference shown, unless
@@ -25,6 +25,8 @@ import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from stochjax import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (configs/<name>.py[:variant]).", lock_config=True
@@ -89,6 +91,8 @@ class Workdir:
           f"{self.path} holds a run of a different config ({diff}). Use "
           "another --workdir, or --overwrite to reuse it."
         )
+    if jax.process_index() != 0:
+      return
     write_json_atomic(
       path,
       {
@@ -119,6 +123,8 @@ class Workdir:
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
   def write_results(self, results: dict) -> None:
+    if jax.process_index() != 0:
+      return
     write_json_atomic(self.file("results.json"), results)
 
   def cells(self) -> dict[str, Any]:
@@ -127,6 +133,8 @@ class Workdir:
     return read_json(path) if os.path.exists(path) else {}
 
   def save_cell(self, name: str, value: Any) -> None:
+    if jax.process_index() != 0:
+      return
     cells = self.cells()
     cells[name] = value
     write_json_atomic(self.file("cells.json"), cells)
@@ -153,6 +161,7 @@ def run(main: Callable[[ml_collections.ConfigDict, Workdir], dict]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    sharding.initialize(config.get("distributed", False))
     workdir = Workdir(_WORKDIR.value)
     workdir.claim(config, _OVERWRITE.value)
     logging.info("devices: %s", jax.devices())

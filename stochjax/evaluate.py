@@ -19,9 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
-from stochjax import types, validation
+from stochjax import sharding, types, validation
 from stochjax.attacks import base as attack_base
 from stochjax.attacks import eot as eot_lib
 from stochjax.defenses import core as defense_core
@@ -76,7 +75,9 @@ def vote_counts(
   """Per-class counts of argmax labels over `num_votes` defense draws.
 
   Args:
-    key: the draws' key; image i draws with ``fold_in(fold_in(key, i), j)``.
+    key: the draws' key, or ``(N,)`` per-example keys (see
+      `stochjax.defenses.keys_at`); draw j of image i uses
+      ``fold_in(keys[i], j)`` with ``keys[i] = fold_in(key, i)``.
     logits_fn: ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1].
     defense: ``(key, image) -> image``, or None for the bare model.
@@ -159,32 +160,16 @@ def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
   return float(np.asarray(adversarial_met, bool)[retained].mean()), n
 
 
-def _padded(x: np.ndarray, size: int) -> np.ndarray:
-  """Pads the first axis to `size` by repeating the first row (one compile)."""
-  if len(x) == size:
-    return x
-  return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+def _images(fn):
+  """`fn` returning only the images of an `AttackResult`."""
 
-
-def _map_batches(fn, key, arrays, batch_size: int, desc: str) -> np.ndarray:
-  """Concatenated ``fn(fold_in(key, b), *batch_b)`` over fixed-size batches.
-
-  The last batch is padded (and the padding dropped), so `fn` sees one shape.
-  """
-  n = len(arrays[0])
-  if n == 0:
-    raise ValueError("No samples to evaluate.")
-  size = min(batch_size, n)
-  out = []
-  starts = range(0, n, batch_size)
-  for b, lo in enumerate(tqdm.tqdm(starts, desc=desc, leave=False)):
-    hi = min(lo + batch_size, n)
-    batch = [_padded(np.asarray(a[lo:hi]), size) for a in arrays]
-    result = fn(jax.random.fold_in(key, b), *batch)
+  def images_of(*args):
+    result = fn(*args)
     if isinstance(result, attack_base.AttackResult):
-      result = result.images
-    out.append(np.asarray(result)[: hi - lo])
-  return np.concatenate(out)
+      return result.images
+    return result
+
+  return images_of
 
 
 def evaluate_attack(
@@ -201,6 +186,7 @@ def evaluate_attack(
   batch_size: int = 128,
   chunk_size: int = 10,
   aggregate: str = "hard",
+  mesh=None,
 ) -> dict[str, float]:
   """Benign accuracy and attack success rate under the paper's protocol.
 
@@ -222,6 +208,10 @@ def evaluate_attack(
     chunk_size: vote draws evaluated at once.
     aggregate: "hard" (majority vote, the paper's protocol) or "soft" (mean
       softmax, a prediction ensemble).
+    mesh: a `stochjax.sharding.data_mesh` to split every batch across its
+      devices (the weights are replicated); None runs on one device. Each
+      example's keys come from its index in `images`, so the numbers do not
+      depend on `batch_size` or on the mesh.
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
@@ -242,18 +232,30 @@ def evaluate_attack(
   targeted = targets is not None
   goal_labels = np.asarray(targets) if targeted else labels
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
+  logits_fn = sharding.put_replicated(attack_base.as_pytree_fn(logits_fn), mesh)
+
+  def batches(fn, key, arrays, desc):
+    return sharding.map_batches(
+      _images(fn),
+      key,
+      len(arrays[0]),
+      lambda index: [a[index] for a in arrays],
+      batch_size=batch_size,
+      mesh=mesh,
+      desc=desc,
+    )
+
   voting = dict(
     defense=defense,
     num_votes=num_votes,
     chunk_size=chunk_size,
     aggregate=aggregate,
   )
-  benign = _map_batches(
+  benign = batches(
     lambda key, x: vote(key, logits_fn, x, **voting),
     benign_key,
     [images],
-    batch_size,
-    "benign votes",
+    desc="benign votes",
   )
   benign_met = goal_met(benign, labels, targets)
   keep = ~benign_met
@@ -272,12 +274,11 @@ def evaluate_attack(
     if not keep.any():  # Every sample already meets the goal.
       results[name], results["num_retained"] = float("nan"), 0
       continue
-    adv = _map_batches(
+    adv = batches(
       lambda key, x, y, fn=fn: fn(key, logits_fn, x, y),
       fn_key,
       [images[keep], goal_labels[keep]],
-      batch_size,
-      name,
+      desc=name,
     )
     snapshots = getattr(fn, "snapshot_steps", ())
     # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
@@ -285,12 +286,11 @@ def evaluate_attack(
     for s, images_s in enumerate(
       [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
     ):
-      adv_pred = _map_batches(
+      adv_pred = batches(
         lambda key, x: vote(key, logits_fn, x, **voting),
         jax.random.fold_in(vote_key, i),
         [images_s],
-        batch_size,
-        "adversarial votes",
+        desc="adversarial votes",
       )
       adv_met = goal_met(
         adv_pred, labels[keep], goal_labels[keep] if targeted else None

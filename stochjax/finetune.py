@@ -16,7 +16,7 @@ import jax
 import matplotlib.pyplot as plt
 import ml_collections
 
-from stochjax import app, defenses, models, train
+from stochjax import app, defenses, models, sharding, train
 from stochjax import data as data_lib
 
 
@@ -40,6 +40,7 @@ def train_phase(
     model=model,
     train_set=train_set,
     batch_size=config.train.batch_size,
+    mesh=sharding.from_config(config),
     learning_rate=config.train.learning_rate,
     weight_decay=config.train.weight_decay,
     checkpoint_dir=os.path.join(train.checkpoint_path(workdir.path), name),
@@ -131,12 +132,14 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   train_set, eval_set = setup.train_set, setup.eval_set
   model, start = setup.model, setup.start
 
+  mesh = sharding.from_config(config)
+
   def accuracies(variables):
     logits_fn = models.classifier(model, variables)
     return {
-      "clean": train.accuracy(logits_fn, eval_set),
+      "clean": train.accuracy(logits_fn, eval_set, mesh=mesh),
       "defended": train.accuracy(
-        logits_fn, eval_set, defense=defense, key=eval_key
+        logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
       ),
     }
 

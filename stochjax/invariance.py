@@ -17,7 +17,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
@@ -30,6 +29,7 @@ from stochjax import (
   evaluate,
   finetune,
   models,
+  sharding,
   train,
 )
 
@@ -128,8 +128,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       name=run_name,
       defense_spec=config.defenses[name],
       epochs=config.train.epochs,
-      # Training donates its state: give it a copy, `start` serves again.
-      initial_variables=jax.tree.map(jnp.copy, start),
+      initial_variables=start,
     )
     checkpoint_dir = os.path.join(train.checkpoint_path(workdir.path), run_name)
     for epoch in config.eval_epochs:
@@ -158,6 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
           num_votes=config.num_votes,
           targets=np.full_like(labels, config.target) if targeted else None,
           batch_size=config.batch_size,
+          mesh=sharding.from_config(config),
           chunk_size=config.vote_chunk_size,
         )
         workdir.save_cell(cell, cells[cell])

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 import tqdm
 
-from stochjax import checkpoint, models, types
+from stochjax import checkpoint, models, sharding, types
 from stochjax import data as data_lib
 from stochjax.attacks import losses
 from stochjax.defenses import core as defense_core
@@ -108,32 +108,37 @@ def accuracy(
   *,
   defense: types.Defense | None = None,
   key: types.PRNGKey | None = None,
+  mesh=None,
 ) -> float:
   """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
 
-  With a `defense`, each image gets one draw of it (keyed by `key` and its
-  index) before the model: the defended, not the voted, accuracy.
+  With a `defense`, image i gets one draw of it, keyed by
+  ``fold_in(key, i)``, before the model: the defended, not the voted,
+  accuracy. With a `mesh` (`stochjax.sharding.data_mesh`), batches are split
+  across its devices.
   """
   if defense is not None and key is None:
     raise ValueError("A defended accuracy needs a key.")
-  correct, n = 0, len(source.labels)
-  for start in range(0, n, batch_size):
-    index = np.arange(start, min(start + batch_size, n))
-    images = source.read(index)
-    if defense is not None:
-      images = _defended(defense, jax.random.fold_in(key, start), images)
-    correct += int(_num_correct(logits_fn, images, source.labels[index]))
-  return correct / max(n, 1)
-
-
-@jax.jit
-def _num_correct(logits_fn, images, labels):
-  return jnp.sum(jnp.argmax(logits_fn(images), -1) == labels)
+  logits_fn = sharding.put_replicated(logits_fn, mesh)
+  correct = sharding.map_batches(
+    lambda keys, images, labels: _correct(
+      defense, keys, logits_fn, images, labels
+    ),
+    jax.random.key(0) if key is None else key,
+    len(source.labels),
+    lambda index: (source.read(index), source.labels[index]),
+    batch_size=batch_size,
+    mesh=mesh,
+    desc="accuracy",
+  )
+  return float(np.mean(correct))
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _defended(defense, key, images):
-  return defense_core.batched(defense)(key, images)
+def _correct(defense, keys, logits_fn, images, labels):
+  if defense is not None:
+    images = jax.vmap(defense)(keys, images)
+  return jnp.argmax(logits_fn(images), -1) == labels
 
 
 def train(
@@ -151,6 +156,7 @@ def train(
   eval_set: data_lib.Source | None = None,
   eval_key: types.PRNGKey | None = None,
   on_epoch: Callable[[int, dict], None] | None = None,
+  mesh=None,
 ) -> dict:
   """Trains (or fine-tunes) `model`, resuming from `checkpoint_dir`.
 
@@ -163,13 +169,18 @@ def train(
     batch_size: examples per step (the last partial batch is dropped).
     learning_rate, weight_decay: AdamW's; the schedule is cosine per epoch.
     checkpoint_dir: where Orbax keeps one checkpoint per epoch.
-    initial_variables: start from these (fine-tuning) instead of an init.
+    initial_variables: start from these (fine-tuning) instead of an init;
+      they are copied, not consumed.
     eval_set: if given, each epoch's metrics add its clean accuracy
       (``eval_accuracy``) and, with a defense, the accuracy under one draw of
       it (``eval_defended_accuracy``).
     eval_key: the key of those draws (default: derived from `key`); the same
       every epoch, so epochs differ only by the weights.
     on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch.
+    mesh: a `stochjax.sharding.data_mesh` for data-parallel training: the
+      state is replicated, each step's batch split across the devices (each
+      process reads only its own rows), and `jax.jit` all-reduces the
+      gradients. `batch_size` must be a multiple of the mesh size.
 
   Returns:
     The final variables ``{"params", "batch_stats"}``.
@@ -178,6 +189,11 @@ def train(
     FloatingPointError: the loss became NaN/inf; the last good checkpoint is
       kept.
   """
+  if batch_size % sharding.round_up(1, mesh):
+    raise ValueError(
+      f"batch_size {batch_size} must be a multiple of the {mesh.size} "
+      "devices of the mesh."
+    )
   steps_per_epoch = len(train_set.labels) // batch_size
   if steps_per_epoch < 1:
     raise ValueError(
@@ -195,6 +211,8 @@ def train(
   eval_key = default_eval_key if eval_key is None else eval_key
   state = init_state(model, init_key, train_set.image_shape, optimizer)
   if initial_variables is not None:
+    # Training donates its state: copy, so the caller's arrays stay valid.
+    initial_variables = jax.tree.map(jnp.copy, initial_variables)
     state = state._replace(
       params=initial_variables["params"],
       batch_stats=initial_variables["batch_stats"],
@@ -202,7 +220,7 @@ def train(
     )
   mngr = checkpoint.manager(checkpoint_dir)
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
-  state = TrainState(**restored)
+  state = sharding.put_replicated(TrainState(**restored), mesh)
   first_epoch = 0 if done is None else done
   defense = defense_core.lookup(defense_spec)
   train_step = make_train_step(model, optimizer, defense)
@@ -212,8 +230,12 @@ def train(
   for epoch in progress:
     sums = None  # Summed on device; read back once per epoch.
     for images, labels in data_lib.batches(
-      jax.random.fold_in(shuffle_key, epoch), train_set, batch_size
+      jax.random.fold_in(shuffle_key, epoch),
+      train_set,
+      batch_size,
+      process=sharding.process_rows(mesh),
     ):
+      images, labels = sharding.put_process_rows((images, labels), mesh)
       state, metrics = train_step(state, defense_key, images, labels)
       sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
     totals = {k: float(v) / steps_per_epoch for k, v in sums.items()}
@@ -226,10 +248,10 @@ def train(
       logits_fn = models.classifier(
         model, {"params": state.params, "batch_stats": state.batch_stats}
       )
-      totals["eval_accuracy"] = accuracy(logits_fn, eval_set)
+      totals["eval_accuracy"] = accuracy(logits_fn, eval_set, mesh=mesh)
       if defense_spec:
         totals["eval_defended_accuracy"] = accuracy(
-          logits_fn, eval_set, defense=defense, key=eval_key
+          logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
         )
     progress.set_postfix({k: f"{v:.3f}" for k, v in totals.items()})
     checkpoint.save(mngr, epoch + 1, state._asdict())

@@ -178,10 +178,11 @@ class PortTest(parameterized.TestCase):
       jnp.asarray(images),
       jnp.asarray(goal),
     )
-    init_key = jax.random.split(key, 5)[4]  # restart 0 uses the key itself
+    # Restart 0 uses the example keys themselves; the start is split 5th.
     x0 = jnp.asarray(images)
+    init_keys = attacks.base.split_each(defenses.example_keys(key, len(x0)), 5)
     start = norms.project(
-      "linf", EPS, x0 + norms.random_delta("linf", EPS, init_key, x0), x0
+      "linf", EPS, x0 + norms.random_delta("linf", EPS, init_keys[4], x0), x0
     )
     expected = _art_port(
       weights,

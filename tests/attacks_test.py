@@ -91,9 +91,13 @@ class ProjectionTest(parameterized.TestCase):
   @parameterized.parameters("linf", "l2")
   def test_random_start_inside(self, norm):
     x0 = test_utils.random_images(0, (N, H, W, C))
-    start = norms.random_start(norm, 0.1, jax.random.key(0), x0)
+    keys = defenses.example_keys(jax.random.key(0), N)
+    start = norms.random_start(norm, 0.1, keys, x0)
     np.testing.assert_allclose(norms.project(norm, 0.1, start, x0), start)
     self.assertGreater(float(jnp.abs(start - x0).max()), 0.0)
+    # Example i's start depends on keys[i] alone.
+    alone = norms.random_start(norm, 0.1, keys[1:2], x0[1:2])
+    np.testing.assert_array_equal(alone, start[1:2])
 
 
 _EOT_DEFENSE = defenses.lookup(

@@ -175,12 +175,11 @@ def make_apgd(
     eot = eot_lib.make_eot(**settings | dict(logits_fn=logits_fn))
     n = images.shape[0]
 
-    def run_once(key):
-      init_key, loop_key = jax.random.split(key)
-      keys = defense_core.example_keys(loop_key, n)
+    def run_once(keys):
+      init_keys, keys = base.split_each(keys)
       x = images
       if random_init:
-        x = norms.random_start(norm, eps, init_key, images)
+        x = norms.random_start(norm, eps, init_keys, images)
       (_, stats), grad = eot.value_and_grad(x, base.step_keys(keys, 0), labels)
       start = base.best_of(x, stats, targeted)
       state = dict(
@@ -252,7 +251,11 @@ def make_apgd(
       return state["best"], stats.loss, stats.goal_rate, state["grads"], zero
 
     return base.over_restarts(
-      run_once, key, images, restarts=restarts, early_stop=early_stop
+      run_once,
+      defense_core.example_keys(key, n),
+      images,
+      restarts=restarts,
+      early_stop=early_stop,
     )
 
   cost = base.Cost(

@@ -74,19 +74,16 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
     )
     n = images.shape[0]
 
-    def met(x, key):
+    def met(x, keys):
       """One stochastic prediction per example: does it meet the goal?"""
-      keys = defense_core.example_keys(key, n)
       return single.statistics(x, keys, labels).goal_rate > 0
 
-    def restart(carry, key):
+    def restart(carry, keys):
       x_adv, grads, forwards = carry
-      grad_key, loss_key, start_key, end_key, init_key = jax.random.split(
-        key, 5
+      grad_keys, loss_keys, start_keys, end_keys, init_keys = base.split_each(
+        keys, 5
       )
-      grad_keys = defense_core.example_keys(grad_key, n)
-      loss_keys = defense_core.example_keys(loss_key, n)
-      robust = ~met(x_adv, start_key)
+      robust = ~met(x_adv, start_keys)
       weight = robust.astype(jnp.float32)
 
       def batch_loss(x, t):
@@ -103,7 +100,7 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
         start = norms.project(
           norm,
           eps,
-          x_adv + norms.random_delta(norm, eps, init_key, images),
+          x_adv + norms.random_delta(norm, eps, init_keys, images),
           images,
         )
         direction, stats0 = ascent(start, 0)
@@ -161,7 +158,7 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
           lambda s: s["stopped"], step, state, jnp.uint32(1)
         )
         state, stats = jax.lax.scan(body, state, ks, unroll=unroll)
-        success = met(state["x"], end_key)
+        success = met(state["x"], end_keys)
         x_robust = base.where_examples(success, state["x"], start)
         losses_ = jnp.concatenate([stats0.loss[None], stats.loss])
         rates = jnp.concatenate([stats0.goal_rate[None], stats.goal_rate])
@@ -186,7 +183,9 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
 
     zero = jnp.int32(0)
     (x_adv, grads, forwards), (losses_, rates) = jax.lax.scan(
-      restart, (images, zero, zero), base.restart_keys(key, restarts)
+      restart,
+      (images, zero, zero),
+      base.restart_keys(defense_core.example_keys(key, n), restarts),
     )
     return base.Run(
       jax.lax.stop_gradient(x_adv), losses_, rates, grads, forwards

@@ -257,25 +257,32 @@ def worst(images: jax.Array) -> Best:
   return Best(images, jnp.full((n,), -1.0), jnp.full((n,), -jnp.inf))
 
 
-def restart_keys(key: types.PRNGKey, restarts: int) -> jax.Array:
-  """``(restarts,)`` keys: `key` itself, then ``fold_in(key, r)`` for r >= 1.
+def split_each(keys: jax.Array, num: int = 2) -> tuple[jax.Array, ...]:
+  """`num` arrays of ``(N,)`` keys: ``split(keys[i], num)`` per example."""
+  split = jax.vmap(lambda k: jax.random.split(k, num))(keys)
+  return tuple(split[:, j] for j in range(num))
 
-  Restart 0 uses the attack key unchanged, so adding restarts never changes
-  what the first one does.
+
+def restart_keys(keys: jax.Array, restarts: int) -> jax.Array:
+  """``(restarts, N)`` per-example keys: `keys` itself, then
+  ``fold_in(keys[i], r)`` for r >= 1.
+
+  Restart 0 uses the example keys unchanged, so adding restarts never
+  changes what the first one does.
   """
-  later = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
-    key, jnp.arange(1, restarts, dtype=jnp.uint32)
+  later = jax.vmap(step_keys, in_axes=(None, 0))(
+    keys, jnp.arange(1, restarts, dtype=jnp.uint32)
   )
-  return jnp.concatenate([key[None], later])
+  return jnp.concatenate([keys[None], later])
 
 
-def over_restarts(run_once, key, images, *, restarts: int, early_stop: bool):
+def over_restarts(run_once, keys, images, *, restarts: int, early_stop: bool):
   """Runs `run_once` `restarts` times with independent keys, keeps the best.
 
   Args:
-    run_once: ``key -> (Best, losses (T, N), goal_rates (T, N), grad_evals,
-      forward_evals)``.
-    key: the attack key (see `restart_keys`).
+    run_once: ``keys (N,) -> (Best, losses (T, N), goal_rates (T, N),
+      grad_evals, forward_evals)``.
+    keys: ``(N,)`` per-example attack keys (see `restart_keys`).
     images: ``(N, H, W, C)`` clean images.
     restarts: how many.
     early_stop: skip a restart once every example's best point meets the
@@ -285,7 +292,7 @@ def over_restarts(run_once, key, images, *, restarts: int, early_stop: bool):
     A `Run` whose images are the per-example best points.
   """
   if restarts == 1:
-    best, losses_, rates, grads, forwards = run_once(key)
+    best, losses_, rates, grads, forwards = run_once(keys)
     return Run(
       jax.lax.stop_gradient(best.x), losses_[None], rates[None], grads, forwards
     )
@@ -296,10 +303,14 @@ def over_restarts(run_once, key, images, *, restarts: int, early_stop: bool):
     best = keep_better(best, new)
     return (best, grads + g, forwards + f), (losses_, rates)
 
-  keys = restart_keys(key, restarts)
+  per_restart = restart_keys(keys, restarts)
   zero = jnp.zeros((), jnp.int32)
   init = (worst(images), zero, zero)
   if early_stop:
-    body = skip_when(lambda c: jnp.all(met_vote(c[0])), body, init, keys[0])
-  (best, grads, forwards), (losses_, rates) = jax.lax.scan(body, init, keys)
+    body = skip_when(
+      lambda c: jnp.all(met_vote(c[0])), body, init, per_restart[0]
+    )
+  (best, grads, forwards), (losses_, rates) = jax.lax.scan(
+    body, init, per_restart
+  )
   return Run(jax.lax.stop_gradient(best.x), losses_, rates, grads, forwards)

@@ -24,7 +24,7 @@ def direction(norm: str, grad: jax.Array) -> jax.Array:
   return grad / jnp.maximum(_per_example_l2(grad), _TINY)
 
 
-def project(norm: str, eps: float, x: jax.Array, x0: jax.Array) -> jax.Array:
+def project(norm: str, eps, x: jax.Array, x0: jax.Array) -> jax.Array:
   """Clips `x` to [0, 1], then projects ``x - x0`` onto the eps-ball."""
   delta = jnp.clip(x, 0.0, 1.0) - x0
   if norm == "linf":
@@ -35,19 +35,24 @@ def project(norm: str, eps: float, x: jax.Array, x0: jax.Array) -> jax.Array:
   return x0 + delta
 
 
-def random_delta(norm: str, eps: float, key, like: jax.Array) -> jax.Array:
-  """A perturbation uniform in the eps-ball, per example, shaped like `like`."""
-  if norm == "linf":
-    return jax.random.uniform(key, like.shape, like.dtype, -eps, eps)
-  direction_key, radius_key = jax.random.split(key)
-  g = jax.random.normal(direction_key, like.shape, like.dtype)
-  dim = like[0].size
-  radius = eps * jax.random.uniform(
-    radius_key, (like.shape[0], 1, 1, 1), like.dtype
-  ) ** (1.0 / dim)
-  return radius * g / jnp.maximum(_per_example_l2(g), _TINY)
+def random_delta(norm: str, eps, keys: jax.Array, like: jax.Array):
+  """A perturbation uniform in the eps-ball, shaped like `like`.
+
+  Example i draws from ``keys[i]`` alone (`keys` is ``(N,)``), so it does not
+  depend on the rest of the batch.
+  """
+
+  def one(key, x):
+    if norm == "linf":
+      return jax.random.uniform(key, x.shape, x.dtype, -eps, eps)
+    direction_key, radius_key = jax.random.split(key)
+    g = jax.random.normal(direction_key, x.shape, x.dtype)
+    radius = eps * jax.random.uniform(radius_key, (), x.dtype) ** (1.0 / x.size)
+    return radius * g / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(g))), _TINY)
+
+  return jax.vmap(one)(keys, like)
 
 
-def random_start(norm: str, eps: float, key, x0: jax.Array) -> jax.Array:
+def random_start(norm: str, eps, keys: jax.Array, x0: jax.Array) -> jax.Array:
   """A uniform point of the eps-ball around `x0`, clipped to [0, 1]."""
-  return project(norm, eps, x0 + random_delta(norm, eps, key, x0), x0)
+  return project(norm, eps, x0 + random_delta(norm, eps, keys, x0), x0)

@@ -150,12 +150,11 @@ def make_pgd(
       done = jnp.zeros((n,), bool)
       return x, base.worst(images), done, kept, jnp.zeros((), jnp.int32)
 
-    def run_once(key):
-      init_key, loop_key = jax.random.split(key)
-      keys = defense_core.example_keys(loop_key, n)
+    def run_once(keys):
+      init_keys, keys = base.split_each(keys)
       x = images
       if random_init:
-        x = norms.random_start(norm, eps, init_key, images)
+        x = norms.random_start(norm, eps, init_keys, images)
 
       def step(carry, t):
         x, best, done, kept, grads = carry
@@ -197,7 +196,11 @@ def make_pgd(
       return best, stats.loss, stats.goal_rate, grads, forwards
 
     return base.over_restarts(
-      run_once, key, images, restarts=restarts, early_stop=early_stop
+      run_once,
+      defense_core.example_keys(key, n),
+      images,
+      restarts=restarts,
+      early_stop=early_stop,
     )
 
   per_restart = num_steps * eot_samples

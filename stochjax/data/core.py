@@ -100,15 +100,31 @@ class ImageFiles:
 
 
 def batches(
-  key: jax.Array, source: Source, batch_size: int, *, drop_last: bool = True
+  key: jax.Array,
+  source: Source,
+  batch_size: int,
+  *,
+  drop_last: bool = True,
+  process: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """One epoch of ``(images, labels)`` batches in an order drawn from `key`."""
+  """One epoch of ``(images, labels)`` batches in an order drawn from `key`.
+
+  With ``process=(p, P)`` (multi-host data parallelism), each global batch
+  of `batch_size` is cut into P contiguous parts and only part p is read, so
+  every process reads its own rows; `batch_size` must be a multiple of P.
+  """
+  p, num_processes = (0, 1) if process is None else process
+  if batch_size % num_processes:
+    raise ValueError(
+      f"batch_size {batch_size} does not split over {num_processes} processes."
+    )
+  rows = batch_size // num_processes
   n = len(source.labels)
   order_key, read_key = jax.random.split(key)
   order = np.asarray(jax.random.permutation(order_key, n))
   stop = n - n % batch_size if drop_last else n
   for b, start in enumerate(range(0, stop, batch_size)):
-    index = order[start : start + batch_size]
+    index = order[start : start + batch_size][p * rows : (p + 1) * rows]
     yield (
       source.read(index, jax.random.fold_in(read_key, b)),
       source.labels[index],

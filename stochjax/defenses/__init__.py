@@ -29,6 +29,7 @@ from stochjax.defenses.core import (
   eot,
   example_keys,
   identity,
+  keys_at,
   lookup,
   straight_through,
 )
@@ -66,6 +67,7 @@ __all__ = [
   "compose",
   "eot",
   "example_keys",
+  "keys_at",
   "gaussian_noise",
   "identity",
   "inject_noise",

@@ -106,10 +106,52 @@ def eot(defense: types.Defense, num_draws: int) -> Callable:
   return apply
 
 
+def as_typed_key(key: types.PRNGKey) -> jax.Array:
+  """`key` as a typed key array (raw ``uint32 (..., 2)`` keys are wrapped).
+
+  Raises:
+    ValueError: `key` is neither a typed key nor raw ``uint32`` key data.
+  """
+  key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key
+  if key.dtype == jnp.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
+    return jax.random.wrap_key_data(key)
+  raise ValueError(
+    f"Expected a JAX key (jax.random.key), got {key.dtype} {key.shape}."
+  )
+
+
 def example_keys(key: types.PRNGKey, num: int) -> jax.Array:
-  """Keys ``fold_in(key, i)`` for i in [0, num): independent of batching."""
+  """``(num,)`` per-example keys.
+
+  One key gives ``fold_in(key, i)`` for i in [0, num), so example i's
+  randomness does not depend on the batch size; ``(num,)`` keys (a slice of
+  a larger batch's keys, see `keys_at`) are returned unchanged.
+
+  Raises:
+    ValueError: keys of another shape.
+  """
+  key = as_typed_key(key)
+  if key.shape == (num,):
+    return key
+  if key.shape:
+    raise ValueError(
+      f"Expected one key or ({num},) per-example keys, got shape {key.shape}."
+    )
+  return keys_at(key, jnp.arange(num, dtype=jnp.uint32))
+
+
+def keys_at(key: types.PRNGKey, indices: jax.Array) -> jax.Array:
+  """``fold_in(key, indices[i])``: the keys of examples `indices` of a run.
+
+  Slicing a dataset into batches (or across devices) and passing each
+  batch its ``keys_at(key, batch_indices)`` gives every example the key it
+  would have in one big batch.
+  """
+  key = as_typed_key(key)
   return jax.vmap(functools.partial(jax.random.fold_in, key))(
-    jnp.arange(num, dtype=jnp.uint32)
+    jnp.asarray(indices, jnp.uint32)
   )
 
 

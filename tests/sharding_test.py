@@ -1,0 +1,164 @@
+"""Per-example keys, batch-size independence and data-parallel sharding."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from stochjax import attacks, defenses, evaluate, sharding
+from stochjax import data as data_lib
+from tests import test_utils
+
+N, H, W, C, K = 6, 8, 8, 3, 4
+DEFENSE = defenses.lookup("gaussian_noise(sigma=0.2)|rotation(max_degrees=20)")
+
+
+def _problem():
+  images = test_utils.random_images(0, (N, H, W, C))
+  weights = np.random.RandomState(1).normal(size=(H * W * C, K))
+  labels = np.arange(N, dtype=np.int32) % K
+  return test_utils.linear_logits_fn(weights.astype(np.float32)), images, labels
+
+
+class ExampleKeysTest(parameterized.TestCase):
+  def test_one_key_folds_in_the_index(self):
+    key = jax.random.key(3)
+    keys = defenses.example_keys(key, 4)
+    for i in range(4):
+      np.testing.assert_array_equal(
+        jax.random.key_data(keys[i]),
+        jax.random.key_data(jax.random.fold_in(key, i)),
+      )
+
+  def test_per_example_keys_pass_through_and_raw_keys_wrap(self):
+    keys = defenses.keys_at(jax.random.key(3), np.array([5, 9]))
+    np.testing.assert_array_equal(
+      jax.random.key_data(defenses.example_keys(keys, 2)),
+      jax.random.key_data(keys),
+    )
+    raw = jax.random.key_data(jax.random.key(3))
+    np.testing.assert_array_equal(
+      jax.random.key_data(defenses.example_keys(raw, 3)),
+      jax.random.key_data(defenses.example_keys(jax.random.key(3), 3)),
+    )
+
+  @parameterized.parameters((np.zeros(3, np.float32),), (np.zeros(5, int),))
+  def test_not_a_key(self, key):
+    with self.assertRaisesRegex(ValueError, "JAX key"):
+      defenses.example_keys(key, 3)
+
+  def test_wrong_number_of_keys(self):
+    keys = defenses.example_keys(jax.random.key(0), 3)
+    with self.assertRaisesRegex(ValueError, r"\(4,\) per-example keys"):
+      defenses.example_keys(keys, 4)
+
+
+class BatchIndependenceTest(parameterized.TestCase):
+  """An example's result depends on its key, not on its batch."""
+
+  @parameterized.parameters("pgd", "apgd")
+  def test_attack_on_a_slice_equals_the_slice_of_the_attack(self, name):
+    logits_fn, images, labels = _problem()
+    common = dict(eps=0.1, num_steps=3, eot_samples=2, defense=DEFENSE)
+    if name == "pgd":
+      attack = attacks.make_pgd(step_size=0.03, random_init=True, **common)
+    else:
+      attack = attacks.make_apgd(restarts=2, **common)
+    key = jax.random.key(4)
+    whole = attack(key, logits_fn, images, labels)
+    part = attack(
+      defenses.keys_at(key, np.arange(2, 5)),
+      logits_fn,
+      images[2:5],
+      labels[2:5],
+    )
+    np.testing.assert_allclose(part, whole[2:5], atol=1e-6)
+
+  def test_vote_on_a_slice_equals_the_slice_of_the_vote(self):
+    logits_fn, images, _ = _problem()
+    key = jax.random.key(5)
+    votes = dict(defense=DEFENSE, num_votes=7, chunk_size=3)
+    whole = evaluate.vote_counts(key, logits_fn, images, **votes)
+    part = evaluate.vote_counts(
+      defenses.keys_at(key, np.arange(1, 4)), logits_fn, images[1:4], **votes
+    )
+    np.testing.assert_array_equal(part, whole[1:4])
+
+  def test_protocol_does_not_depend_on_the_batch_size(self):
+    logits_fn, images, labels = _problem()
+    attack = attacks.make_pgd(
+      eps=0.1, step_size=0.03, num_steps=3, eot_samples=2, defense=DEFENSE
+    )
+    results = [
+      evaluate.evaluate_attack(
+        jax.random.key(6),
+        logits_fn,
+        images,
+        labels,
+        attack=attack,
+        defense=DEFENSE,
+        num_votes=5,
+        batch_size=batch_size,
+      )
+      for batch_size in (N, 4, 1)
+    ]
+    self.assertEqual(results[0], results[1])
+    self.assertEqual(results[0], results[2])
+
+
+class MeshTest(absltest.TestCase):
+  def test_mesh_size_is_checked(self):
+    with self.assertRaisesRegex(ValueError, "num_devices=99 must be in 1"):
+      sharding.data_mesh(99)
+    with self.assertRaisesRegex(ValueError, "must be in 1"):
+      sharding.data_mesh(0)
+
+  def test_batch_must_split_over_the_mesh(self):
+    mesh = sharding.data_mesh()
+    self.assertEqual(sharding.round_up(5, mesh), 5)  # one CPU device here
+    out = sharding.put_batch(np.ones((5, 2), np.float32), mesh)
+    np.testing.assert_array_equal(out, np.ones((5, 2)))
+
+  def test_process_rows_cover_each_global_batch(self):
+    source = data_lib.Dataset(
+      np.zeros((12, 2, 2, 1), np.float32), np.arange(12, dtype=np.int32), 12
+    )
+    key = jax.random.key(0)
+    whole = [y for _, y in data_lib.batches(key, source, 6)]
+    parts = [
+      [y for _, y in data_lib.batches(key, source, 6, process=(p, 3))]
+      for p in range(3)
+    ]
+    for b, labels in enumerate(whole):
+      np.testing.assert_array_equal(
+        np.concatenate([part[b] for part in parts]), labels
+      )
+    with self.assertRaisesRegex(ValueError, "does not split over 4"):
+      next(data_lib.batches(key, source, 6, process=(0, 4)))
+
+
+class EightDevicesTest(absltest.TestCase):
+  def test_sharded_runs_equal_single_device_runs(self):
+    """Attack, vote, protocol and training on 8 fake CPU devices."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+      env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    )
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+      [sys.executable, "-m", "tests.multidevice_worker"],
+      env=env,
+      capture_output=True,
+      text=True,
+      check=False,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+    self.assertIn("sharded == single device", done.stdout)
+
+
+if __name__ == "__main__":
+  absltest.main()
