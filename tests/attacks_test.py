@@ -361,6 +361,54 @@ class AttackBehaviourTest(absltest.TestCase):
     self.assertEqual(adv.shape, images.shape)
 
 
+class SweepTest(parameterized.TestCase):
+  """``attack.sweep``: several radii in one compiled program."""
+
+  def _attack(self, name, eps):
+    defense = defenses.lookup("gaussian_noise(sigma=0.2)")
+    common = dict(eps=eps, num_steps=3, eot_samples=2, defense=defense)
+    if name == "pgd":
+      return attacks.make_pgd(step_size=eps / 4, random_init=True, **common)
+    return attacks.make_apgd(**common)
+
+  @parameterized.parameters("pgd", "apgd")
+  def test_sweep_equals_separate_attacks_and_compiles_once(self, name):
+    weights, images, labels = _linear_problem()
+    counter = test_utils.TraceCounter()
+    logits_fn = test_utils.linear_logits_fn(weights, counter)
+    key = jax.random.key(2)
+    radii = [0.02, 0.05, 0.1]
+    swept = self._attack(name, 0.1).sweep(
+      key, logits_fn, images, labels, eps=radii, chunk_size=2
+    )
+    self.assertEqual(swept.shape, (3, *images.shape))
+    for s, eps in enumerate(radii):
+      alone = self._attack(name, eps)(key, logits_fn, images, labels)
+      np.testing.assert_allclose(swept[s], alone, atol=1e-6)
+    attack = self._attack(name, 0.1)
+    attack.sweep(key, logits_fn, images, labels, eps=radii)
+    traces = counter.traces
+    attack.sweep(key, logits_fn, images, labels, eps=[0.01, 0.2, 0.3])
+    self.assertEqual(counter.traces, traces)  # New values, no new compile.
+
+  def test_explicit_step_sizes_and_bad_values(self):
+    weights, images, labels = _linear_problem()
+    logits_fn = test_utils.linear_logits_fn(weights)
+    attack = self._attack("pgd", 0.1)
+    key = jax.random.key(2)
+    swept = attack.sweep(
+      key, logits_fn, images, labels, eps=[0.1, 0.1], step_size=[0.025, 0.05]
+    )
+    np.testing.assert_allclose(
+      swept[0], attack(key, logits_fn, images, labels), atol=1e-6
+    )
+    self.assertGreater(float(jnp.abs(swept[1] - swept[0]).max()), 0.0)
+    with self.assertRaisesRegex(ValueError, "positive eps"):
+      attack.sweep(key, logits_fn, images, labels, eps=[0.1, 0.0])
+    with self.assertRaisesRegex(ValueError, "positive eps"):
+      attack.sweep(key, logits_fn, images, labels, eps=[])
+
+
 class BadInputTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("eps", dict(eps=0.0)),

@@ -21,6 +21,8 @@ reads an unwritten zero); the projection clips to [0, 1] before projecting
 (the same point for linf); the random start is uniform in the ball.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,8 +172,8 @@ def make_apgd(
 
   is_check, interval = checkpoints(num_steps)
 
-  @jax.jit
-  def run(key, logits_fn, images, labels):
+  def run_with(key, logits_fn, images, labels, eps, step_size):
+    """The attack at radius `eps`, initial step `step_size` (traceable)."""
     eot = eot_lib.make_eot(**settings | dict(logits_fn=logits_fn))
     n = images.shape[0]
 
@@ -265,6 +267,9 @@ def make_apgd(
     grad_evals=restarts * (num_steps + 1) * eot_samples,
     forward_evals=0,
   )
-  return base.finish(
+  run = jax.jit(functools.partial(run_with, eps=eps, step_size=step_size))
+  attack = base.finish(
     run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
   )
+  base.add_sweep(attack, run_with, eps=eps, step_size=step_size)
+  return attack

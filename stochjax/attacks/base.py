@@ -12,6 +12,7 @@ any successful point over any unsuccessful one.
 """
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -227,8 +228,69 @@ def finish(run, *, cost: Cost, loss: str, targeted: bool, with_info: bool):
 
   attack.run = run
   attack.cost = cost
+  attack.loss = loss
+  attack.targeted = targeted
   attack.snapshot_steps = ()
   return attack
+
+
+def add_sweep(attack, run_with, *, eps: float, step_size: float) -> None:
+  """Gives `attack` a ``sweep``: the attack at several radii, one compile.
+
+  ``attack.sweep(key, logits_fn, images, labels, *, eps, step_size=None,
+  chunk_size=None)`` returns ``(S, N, H, W, C)``: slot s is the attack with
+  radius ``eps[s]`` and step ``step_size[s]`` (default: the factory's step
+  scaled with the radius), each with the same key, so it equals a separate
+  attack built with those values. The S runs are one `jax.jit` program (a
+  `lax.map` over the values, `chunk_size` of them vmapped at once; default
+  all), so a sweep compiles once instead of once per value.
+
+  Args:
+    attack: the public attack (`finish`'s), given the attribute.
+    run_with: ``(key, logits_fn, images, labels, eps, step_size) -> Run``
+      with traceable `eps` and `step_size`.
+    eps, step_size: the factory's values (for the default step ratio).
+  """
+
+  @functools.partial(jax.jit, static_argnames="chunk_size")
+  def run_sweep(key, logits_fn, images, labels, radii, steps, chunk_size):
+    return jax.lax.map(
+      lambda v: run_with(key, logits_fn, images, labels, *v).images,
+      (radii, steps),
+      batch_size=chunk_size,
+    )
+
+  def sweep(
+    key, logits_fn, images, labels, *, eps, step_size=None, chunk_size=None
+  ):
+    radii = np.asarray(eps, np.float32).reshape(-1)
+    steps = (
+      radii * np.float32(step_size_ratio)
+      if step_size is None
+      else np.broadcast_to(np.asarray(step_size, np.float32), radii.shape)
+    )
+    if not radii.size or not np.all(radii > 0) or not np.all(steps > 0):
+      raise ValueError(
+        f"A sweep needs positive eps and step sizes, got {eps}, {step_size}."
+      )
+    chunk = radii.size if chunk_size is None else chunk_size
+    validation.positive("chunk_size", chunk, integer=True)
+    logits_fn = check_inputs(
+      logits_fn, images, labels, loss=attack.loss, targeted=attack.targeted
+    )
+    return run_sweep(
+      key,
+      logits_fn,
+      images,
+      jnp.asarray(labels, jnp.int32),
+      jnp.asarray(radii),
+      jnp.asarray(steps),
+      chunk,
+    )
+
+  step_size_ratio = step_size / eps
+  attack.sweep = sweep
+  attack.run_sweep = run_sweep
 
 
 def skip_when(is_done, step, carry_like, x_like):

@@ -11,6 +11,8 @@ the model uses `stochjax.models.conv_general_dilated` (stochjax's ResNets
 do); for other models pass ``unroll=True`` or a small integer.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,7 +86,10 @@ def make_pgd(
   Returns:
     ``attack(key, logits_fn, images (N, H, W, C) float32 in [0, 1],
     labels (N,) int) -> adversarial images (N, H, W, C)`` (or an
-    `AttackResult`). ``attack.cost`` is the per-example `base.Cost`.
+    `AttackResult`). ``attack.cost`` is the per-example `base.Cost`;
+    ``attack.sweep(key, logits_fn, images, labels, eps=[...])`` runs it at
+    several radii (and step sizes) as one compiled program (see
+    `base.add_sweep`).
 
   Raises:
     ValueError: a parameter out of range, an unknown norm, loss or EOT mode.
@@ -132,8 +137,8 @@ def make_pgd(
     slot_of[k - 1] = s
   evaluate_final = best_point or restarts > 1
 
-  @jax.jit
-  def run(key, logits_fn, images, labels):
+  def run_with(key, logits_fn, images, labels, eps, step_size):
+    """The attack at radius `eps` and step `step_size` (traceable scalars)."""
     eot = eot_lib.make_eot(
       logits_fn=logits_fn,
       defense=defense,
@@ -211,8 +216,10 @@ def make_pgd(
     grad_evals=restarts * per_restart,
     forward_evals=restarts * eot_samples if evaluate_final else 0,
   )
+  run = jax.jit(functools.partial(run_with, eps=eps, step_size=step_size))
   attack = base.finish(
     run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
   )
   attack.snapshot_steps = snapshots
+  base.add_sweep(attack, run_with, eps=eps, step_size=step_size)
   return attack
