@@ -170,6 +170,31 @@ class EnsembleTest(absltest.TestCase):
       orders.add(tuple(order))
     self.assertEqual(orders, {(0, 1), (1, 0)})
 
+  def test_sequential_and_select_switches_agree_batched(self):
+    """Values and gradients, under one and two vmaps (batch and EOT)."""
+    members = "rotation(max_degrees=30)|quantization()|gaussian_blur()"
+    images = jnp.asarray(np.stack([_photo(24), _photo(24)[::-1]]))
+    keys = defenses.example_keys(jax.random.key(0), 2)
+    draws = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+
+    def run(switch):
+      bart = defenses.lookup(f'bart(members="{members}", switch="{switch}")')
+      eot = jax.vmap(jax.vmap(bart, in_axes=(0, None)))
+
+      def loss(x):
+        return jnp.sum(jnp.sin(3.0 * eot(draws, x)))
+
+      return jax.jit(jax.value_and_grad(loss))(images), eot(draws, images)
+
+    (value_a, grad_a), out_a = run("select")
+    (value_b, grad_b), out_b = run("sequential")
+    np.testing.assert_allclose(out_b, out_a, atol=1e-6)
+    np.testing.assert_allclose(value_b, value_a, rtol=1e-5)  # a float32 sum
+    np.testing.assert_allclose(grad_b, grad_a, atol=1e-5)
+    self.assertGreater(float(jnp.abs(grad_a).max()), 0.0)
+    with self.assertRaisesRegex(ValueError, "Unknown switch mode 'fast'"):
+      defenses.lookup('bart(switch="fast")')(jax.random.key(0), images[0])
+
   def test_k_subset_and_bad_specs(self):
     out = defenses.lookup("bart(k=2)")(
       jax.random.key(0), jnp.asarray(_photo(32))

@@ -5,11 +5,12 @@ for each image a random k-permutation of the members (without replacement)
 is applied in order, each member with its own key. Members are any defense
 specs; the default is the paper's Fig. 3 stack.
 
-Cost: the member at each position is chosen with `lax.switch`; under `vmap`
-(batches, EOT) XLA evaluates every branch and selects, so one draw costs
-k x n member evaluations (36 for the full six-member stack), not k. This is
-the price of drawing the order per image inside one compiled program; it is
-bounded by n^2 and the benchmark (benchmarks/defenses.py) measures it.
+Cost: the member at each position is chosen with `core.switch`. On CPU
+(``switch="auto"`` or ``"sequential"``) a batch runs as a loop over images,
+each running only its k members; with ``"select"`` (the default on GPU/TPU)
+`vmap` evaluates every member at every position and selects, k x n member
+evaluations per draw (36 for the full stack), in parallel. The benchmark
+(benchmarks/defenses.py) measures it.
 
 Not reproduced: the paper code's attack-time behaviour of one order shared
 by the whole batch in a call (`forward` vs `forward_one`); here the order is
@@ -42,6 +43,7 @@ def bart(
   *,
   members: str = PAPER_STACK,
   k: int | None = None,
+  switch: str = "auto",
 ) -> types.Image:
   """Applies a random ordered subset of `k` of `members` to the image.
 
@@ -53,6 +55,8 @@ def bart(
       quantization, FFT perturbation by default).
     k: how many members per draw, 1..n; None = all (only the order is
       random, as in every BaRT experiment of the paper).
+    switch: how a batch chooses members: "auto", "select" or "sequential"
+      (see `core.switch`); the values are the same.
 
   Returns:
     ``(H, W, C)`` float32 in [0, 1]. Gradients are the members' (BPDA
@@ -77,5 +81,7 @@ def bart(
   order = jax.random.permutation(order_key, n)[:k]
   keys = jax.random.split(member_key, k)
   for position in range(k):
-    image = jax.lax.switch(order[position], fns, keys[position], image)
+    image = core.switch(
+      order[position], fns, keys[position], image, mode=switch
+    )
   return image

@@ -100,10 +100,10 @@ _BRANCHES = (
 def inject_noise(key: types.PRNGKey, image: types.Image, *, mode: int):
   """Applies noise mode `mode` (an index into `NOISE_MODES`), then clips.
 
-  `mode` may be a traced integer; under `vmap` every mode is evaluated and
-  the right one selected per image.
+  `mode` may be a traced integer (see `core.switch` for how a batch of
+  modes runs).
   """
-  noisy = jax.lax.switch(mode, _BRANCHES, key, image)
+  noisy = core.switch(mode, _BRANCHES, key, image)
   return jnp.clip(noisy, 0.0, 1.0)
 
 
