@@ -153,6 +153,12 @@ REFERENCES = MEMBERS | {
 }
 
 
+def photos(size: int, batch: int) -> np.ndarray:
+  """``(batch, size, size, 3)`` float32 copies of scikit-image's astronaut."""
+  photo = skimage.transform.resize(skimage.data.astronaut(), (size,) * 2)
+  return np.array(np.broadcast_to(photo, (batch, *photo.shape)), np.float32)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--size", type=int, default=224)
@@ -160,8 +166,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--only", default="", help="comma-separated specs")
   args = parser.parse_args()
-  photo = skimage.transform.resize(skimage.data.astronaut(), (args.size,) * 2)
-  images = np.broadcast_to(photo, (args.batch, *photo.shape)).astype(np.float32)
+  images = photos(args.size, args.batch)
   rng = np.random.default_rng(0)
   specs = args.only.split(",") if args.only else list(REFERENCES)
   print("| defense | stochjax img/s | per-image loop img/s | speed-up |")
