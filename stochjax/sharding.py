@@ -15,6 +15,7 @@ data, loaded the same way), and `put_batch` sends each host's devices only
 their rows of the global batch.
 """
 
+import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -40,12 +41,24 @@ def from_config(config) -> Mesh | None:
 def initialize(distributed: bool) -> None:
   """Starts multi-host JAX (`jax.distributed.initialize`) when asked.
 
-  On TPU pods and SLURM/MPI clusters the coordinator is discovered from the
-  environment; elsewhere set ``JAX_COORDINATOR_ADDRESS``,
-  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``.
+  Call it before any other JAX call. On TPU pods and SLURM/MPI clusters the
+  coordinator is discovered from the environment; elsewhere set
+  ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. CPU processes exchange
+  data through Gloo collectives.
   """
-  if distributed:
-    jax.distributed.initialize()
+  if not distributed:
+    return
+  settings = {}
+  for name, variable in (
+    ("num_processes", "JAX_NUM_PROCESSES"),
+    ("process_id", "JAX_PROCESS_ID"),
+  ):
+    if variable in os.environ:
+      settings[name] = int(os.environ[variable])
+  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**settings)
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _CHANNELS = (1, 3, 4)
@@ -16,6 +17,22 @@ _CHANNELS = (1, 3, 4)
 
 def is_concrete(x: Any) -> bool:
   return not isinstance(x, jax.core.Tracer)
+
+
+@jax.jit
+def _device_summary(x):
+  return jnp.all(jnp.isfinite(x)), jnp.min(x, initial=0), jnp.max(x, initial=0)
+
+
+def _summary(x) -> tuple[bool, float, float]:
+  """(all finite, min, max) of `x`; a JAX array is summarized on device
+  (no copy of the batch; works for arrays sharded across hosts)."""
+  if isinstance(x, jax.Array):
+    finite, lo, hi = _device_summary(x)
+    return bool(finite), float(lo), float(hi)
+  values = np.asarray(x)
+  finite = bool(np.all(np.isfinite(values)))
+  return finite, float(values.min(initial=0)), float(values.max(initial=0))
 
 
 def check_images(images: Any, *, batched: bool = True, name: str = "images"):
@@ -48,10 +65,9 @@ def check_images(images: Any, *, batched: bool = True, name: str = "images"):
       f"{name} must be float32 in [0, 1]; got dtype {images.dtype}{hint}."
     )
   if is_concrete(images):
-    values = np.asarray(images)
-    if not np.all(np.isfinite(values)):
+    finite, lo, hi = _summary(images)
+    if not finite:
       raise ValueError(f"{name} contain NaN or infinite values.")
-    lo, hi = float(values.min(initial=0.0)), float(values.max(initial=0.0))
     if lo < 0.0 or hi > 1.0:
       raise ValueError(
         f"{name} must lie in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]."
@@ -66,11 +82,11 @@ def check_labels(labels: Any, num_examples: int, classes: int):
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"labels must be integers, got dtype {labels.dtype}.")
   if is_concrete(labels) and num_examples:
-    values = np.asarray(labels)
-    if values.min() < 0 or values.max() >= classes:
+    _, lo, hi = _summary(labels)
+    if lo < 0 or hi >= classes:
       raise ValueError(
         f"labels must lie in [0, {classes}); got values in "
-        f"[{values.min()}, {values.max()}]."
+        f"[{int(lo)}, {int(hi)}]."
       )
 
 

@@ -180,8 +180,8 @@ def as_pytree_fn(logits_fn: types.LogitsFn) -> jax.tree_util.Partial:
 
 
 @jax.jit
-def _forward(logits_fn, images):
-  return logits_fn(images)
+def _finite_logits(logits_fn, images):
+  return jnp.all(jnp.isfinite(logits_fn(images)))
 
 
 def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
@@ -201,8 +201,7 @@ def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
   losses.check_num_classes(loss, targeted, k)
   validation.check_labels(labels, images.shape[0], k)
   if validation.is_concrete(images) and images.shape[0]:
-    logits = np.asarray(_forward(logits_fn, images))
-    if not np.all(np.isfinite(logits)):
+    if not bool(_finite_logits(logits_fn, images)):
       raise ValueError("logits_fn returned NaN or infinite logits.")
   return logits_fn
 
