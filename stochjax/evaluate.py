@@ -210,8 +210,9 @@ def evaluate_attack(
       softmax, a prediction ensemble).
     mesh: a `stochjax.sharding.data_mesh` to split every batch across its
       devices (the weights are replicated); None runs on one device. Each
-      example's keys come from its index in `images`, so the numbers do not
-      depend on `batch_size` or on the mesh.
+      example's keys come from its index (in `images` for the benign votes,
+      among the retained samples for the attack and its votes), so the
+      numbers do not depend on `batch_size` or on the mesh.
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``

@@ -117,6 +117,14 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
   goals = [_goal(t) for t in config.goals]
   started = time.time()
   for name, defense in built.items():
+    # One attack per goal, built once: a new attack object is a new jitted
+    # program, and the epochs differ only by the weights (jit arguments).
+    attack_for = {
+      goal: attacks.lookup(
+        config.attack.spec, defense=defense, targeted=goal == "targeted"
+      )
+      for goal in goals
+    }
     run_name = f"finetune_{name}"
     finetune.train_phase(
       config,
@@ -141,9 +149,6 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
       logits_fn = models.classifier(model, variables)
       for goal in todo:
         targeted = goal == "targeted"
-        attack = attacks.lookup(
-          config.attack.spec, defense=defense, targeted=targeted
-        )
         cell = f"{name}/{goal}/epoch={epoch}"
         # The same evaluation key for every epoch: epochs differ only by
         # the weights.
@@ -152,7 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
           logits_fn,
           images,
           labels,
-          attack=attack,
+          attack=attack_for[goal],
           defense=defense,
           num_votes=config.num_votes,
           targets=np.full_like(labels, config.target) if targeted else None,
