@@ -3,7 +3,8 @@
     python -m experiments.eot_ablation --config=configs/eot_ablation.py:smoke \
         --workdir=runs/smoke [--config.attack.num_votes=50] [--overwrite]
 
-Files are written by process 0 only (multi-host runs). A workdir holds ``config.json`` (the run's config, versions and devices),
+Files are written by process 0 only (multi-host runs). A workdir holds
+``config.json`` (the run's config, versions and devices),
 ``metrics.jsonl`` (one JSON object per line, appended as the run goes) and
 ``results.json`` (written atomically at the end). Re-running on a workdir
 that holds a different config is refused, with the difference shown, unless

@@ -105,18 +105,18 @@ def put_batch(tree, mesh: Mesh | None):
   """
   if mesh is None:
     return jax.device_put(tree)
-  sharding = batch_sharding(mesh)
-
-  def put(x):
-    x = np.asarray(x)
+  tree = jax.tree.map(np.asarray, tree)
+  for x in jax.tree.leaves(tree):
     if x.shape[0] % mesh.size:
       raise ValueError(
         f"A batch of {x.shape[0]} does not split over {mesh.size} devices; "
         f"use a multiple of {mesh.size}."
       )
-    return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
-
-  return jax.tree.map(put, tree)
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_callback(x.shape, sharding, lambda i: x[i]),
+    tree,
+  )
 
 
 def process_rows(mesh: Mesh | None) -> tuple[int, int] | None:

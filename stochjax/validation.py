@@ -21,18 +21,21 @@ def is_concrete(x: Any) -> bool:
 
 @jax.jit
 def _device_summary(x):
-  return jnp.all(jnp.isfinite(x)), jnp.min(x, initial=0), jnp.max(x, initial=0)
+  return jnp.all(jnp.isfinite(x)), jnp.min(x), jnp.max(x)
 
 
 def _summary(x) -> tuple[bool, float, float]:
-  """(all finite, min, max) of `x`; a JAX array is summarized on device
-  (no copy of the batch; works for arrays sharded across hosts)."""
+  """(all finite, min, max) of `x` ((True, 0, 0) when empty); a JAX array is
+  summarized on device (no copy of the batch; works for arrays sharded
+  across hosts)."""
+  if not x.size:
+    return True, 0.0, 0.0
   if isinstance(x, jax.Array):
     finite, lo, hi = _device_summary(x)
     return bool(finite), float(lo), float(hi)
   values = np.asarray(x)
   finite = bool(np.all(np.isfinite(values)))
-  return finite, float(values.min(initial=0)), float(values.max(initial=0))
+  return finite, float(values.min()), float(values.max())
 
 
 def check_images(images: Any, *, batched: bool = True, name: str = "images"):

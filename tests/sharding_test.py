@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 
 import jax
 import numpy as np
@@ -125,6 +126,11 @@ class MeshTest(absltest.TestCase):
     self.assertEqual(sharding.round_up(5, mesh), 5)  # one CPU device here
     out = sharding.put_batch(np.ones((5, 2), np.float32), mesh)
     np.testing.assert_array_equal(out, np.ones((5, 2)))
+    four = types.SimpleNamespace(size=4)  # only the size is read first
+    self.assertEqual(sharding.round_up(5, four), 8)
+    self.assertEqual(sharding.round_up(8, four), 8)
+    with self.assertRaisesRegex(ValueError, "batch of 6 does not split over 4"):
+      sharding.put_batch([np.ones((8, 2)), np.ones((6,))], four)
 
   def test_process_rows_cover_each_global_batch(self):
     source = data_lib.Dataset(

@@ -289,7 +289,6 @@ def add_sweep(attack, run_with, *, eps: float, step_size: float) -> None:
 
   step_size_ratio = step_size / eps
   attack.sweep = sweep
-  attack.run_sweep = run_sweep
 
 
 def skip_when(is_done, step, carry_like, x_like):
