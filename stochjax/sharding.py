@@ -174,7 +174,9 @@ def map_batches(
   ``keys_b = keys_at(key, index_b)`` are the examples' own keys, so the
   result does not depend on `batch_size` or on the mesh. The last batch is
   padded with copies of its first example (dropped afterwards), so `fn` sees
-  one shape and compiles once; with a `mesh`, each batch (rounded up to a
+  one shape and compiles once (fewer than `batch_size` examples are padded
+  to a power of two, so subsets of any size share a few shapes); with a
+  `mesh`, each batch (rounded up to a
   multiple of the mesh size) is split across its devices.
 
   Args:
@@ -191,7 +193,9 @@ def map_batches(
   """
   if num == 0:
     raise ValueError("No samples to evaluate.")
-  size = round_up(min(batch_size, num), mesh)
+  # Fewer examples than a batch: the next power of two, so the few shapes
+  # that any count can produce are compiled once each.
+  size = round_up(min(batch_size, 1 << (num - 1).bit_length()), mesh)
   out = []
   for lo in tqdm.tqdm(range(0, num, size), desc=desc, leave=False):
     index = np.arange(lo, lo + size)

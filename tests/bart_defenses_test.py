@@ -188,7 +188,8 @@ class EnsembleTest(absltest.TestCase):
 
     (value_a, grad_a), out_a = run("select")
     (value_b, grad_b), out_b = run("sequential")
-    np.testing.assert_allclose(out_b, out_a, atol=1e-6)
+    # Differently fused rotations round differently (seen: 1.8e-6).
+    np.testing.assert_allclose(out_b, out_a, atol=1e-5)
     np.testing.assert_allclose(value_b, value_a, rtol=1e-5)  # a float32 sum
     np.testing.assert_allclose(grad_b, grad_a, atol=1e-5)
     self.assertGreater(float(jnp.abs(grad_a).max()), 0.0)

@@ -132,6 +132,22 @@ class MeshTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "batch of 6 does not split over 4"):
       sharding.put_batch([np.ones((8, 2)), np.ones((6,))], four)
 
+  def test_small_subsets_share_power_of_two_shapes(self):
+    shapes = []
+
+    def fn(keys, x):
+      shapes.append(x.shape[0])
+      return x * 2
+
+    for num in (23, 25, 30, 12, 45):
+      out = sharding.map_batches(
+        fn, jax.random.key(0), num,
+        lambda index: [index.astype(np.float32)], batch_size=30,
+      )  # fmt: skip
+      np.testing.assert_array_equal(out, 2 * np.arange(num))
+    # 23, 25, 30 -> one batch of 30; 12 -> 16; 45 -> two batches of 30.
+    self.assertEqual(shapes, [30, 30, 30, 16, 30, 30])
+
   def test_process_rows_cover_each_global_batch(self):
     source = data_lib.Dataset(
       np.zeros((12, 2, 2, 1), np.float32), np.arange(12, dtype=np.int32), 12
