@@ -14,12 +14,15 @@ import io
 import os
 import random
 import sys
+import warnings
 
 import numpy as np
 import scipy.ndimage
 import skimage.color
 import skimage.data
 import skimage.exposure
+import skimage.filters.rank
+import skimage.morphology
 import skimage.restoration
 import skimage.transform
 import skimage.util
@@ -143,6 +146,45 @@ def ref_histogram_equalization(x, rng):
   return skimage.exposure.equalize_hist(x, nbins=int(rng.integers(40, 257)))
 
 
+def ref_zoom(x, rng):
+  lo, hi = round(x.shape[0] * 20 / 256), round(x.shape[0] * 50 / 256)
+  top, bottom, left, right = rng.integers(lo, hi + 1, 4)
+  h, w, _ = x.shape
+  return skimage.transform.resize(
+    x[top : h - bottom, left : w - right], x.shape
+  )
+
+
+def _rank_per_channel(x, filter_fn, **draws):
+  """A scikit-image rank filter per channel on 8-bit levels, as BaRT."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "Possible precision loss".
+    levels = skimage.util.img_as_ubyte(np.clip(x, 0, 1))
+  return np.stack(
+    [filter_fn(levels[..., c], **{k: v[c] for k, v in draws.items()})
+     for c in range(x.shape[-1])], axis=-1,
+  ) / 255.0  # fmt: skip
+
+
+def ref_mean_filter(x, rng):
+  radii = np.round(rng.uniform(2, 3, 3)).astype(int)
+  if rng.integers(2):
+    radii[:] = radii[0]
+  return _rank_per_channel(
+    x, lambda c, r: skimage.filters.rank.mean(c, skimage.morphology.disk(r)),
+    r=radii,
+  )  # fmt: skip
+
+
+def ref_mean_bilateral(x, rng):
+  def bilateral(c, r, s0, s1):
+    footprint = skimage.morphology.disk(r)
+    return skimage.filters.rank.mean_bilateral(c, footprint, s0=s0, s1=s1)
+
+  r, s0, s1 = np.round(rng.uniform([[2], [5], [5]], 30, (3, 3))).astype(int)
+  return _rank_per_channel(x, bilateral, r=r, s0=s0, s1=s1)
+
+
 REFERENCES = MEMBERS | {
   "bart()": ref_bart,
   "jpeg()": ref_jpeg,
@@ -150,6 +192,9 @@ REFERENCES = MEMBERS | {
   "tv_chambolle()": ref_tv_chambolle,
   "lab_shift()": ref_lab_shift,
   "histogram_equalization()": ref_histogram_equalization,
+  "zoom()": ref_zoom,
+  "mean_filter()": ref_mean_filter,
+  "mean_bilateral()": ref_mean_bilateral,
 }
 
 

@@ -40,6 +40,9 @@ _SPECS = {
   "one_channel_partial_gray": "one_channel_partial_gray()",
   "histogram_equalization": "histogram_equalization()",
   "contrast_stretch": "contrast_stretch()",
+  "zoom": "zoom()",
+  "mean_filter": "mean_filter()",
+  "mean_bilateral": "mean_bilateral(radius_high=8)",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.

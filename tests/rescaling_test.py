@@ -1,4 +1,7 @@
-"""Xie et al.'s resize-and-pad and Guo et al.'s crop against scikit-image."""
+"""Xie et al.'s resize-and-pad, Guo et al.'s crop and BaRT's zoom against
+scikit-image."""
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +104,49 @@ class CropTest(parameterized.TestCase):
     ))(image)  # fmt: skip
     # Exactly the cropped window receives gradient.
     self.assertEqual(int((np.asarray(grad).sum(-1) > 0).sum()), 16 * 16)
+
+
+class ZoomTest(parameterized.TestCase):
+  @parameterized.parameters((2, 6, 3, 5), (0, 0, 0, 0), (17, 1, 0, 9))
+  def test_matches_skimage_crop_and_resize(self, top, bottom, left, right):
+    image = skimage.transform.resize(
+      skimage.data.astronaut(), (40, 36), anti_aliasing=True
+    ).astype(np.float32)
+    ours = rescaling.zoom_in(
+      jnp.asarray(image), top=top, bottom=bottom, left=left, right=right
+    )
+    expected = skimage.transform.resize(
+      image[top : 40 - bottom, left : 36 - right], (40, 36, 3)
+    )
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+  def test_draws_are_the_bart_ranges(self):
+    # 32 pixels: round(32 * 20 / 256) = 2 .. round(32 * 50 / 256) = 6 a side.
+    image = jnp.asarray(_photo())
+    crops = list(itertools.product(range(2, 7), repeat=4))
+    every = jax.jit(jax.vmap(
+      lambda c: rescaling.zoom_in(image, top=c[0], bottom=c[1], left=c[2],
+                                  right=c[3])
+    ))(jnp.asarray(crops))  # fmt: skip
+    defense = jax.jit(defenses.lookup("zoom()"))
+    seen = set()
+    for seed in range(40):
+      out = defense(jax.random.key(seed), image)
+      error = jnp.abs(every - out[None]).max(axis=(1, 2, 3))
+      self.assertLess(float(error.min()), 1e-6)
+      seen.add(crops[int(jnp.argmin(error))])
+    for side in range(4):
+      self.assertEqual({c[side] for c in seen}, set(range(2, 7)))
+
+  def test_bad_ranges(self):
+    with self.assertRaisesRegex(ValueError, "low <= high"):
+      defenses.lookup("zoom(low=0.3, high=0.2)")(
+        jax.random.key(0), jnp.asarray(_photo())
+      )
+    with self.assertRaisesRegex(ValueError, "too small"):
+      defenses.lookup("zoom(high=0.49)")(
+        jax.random.key(0), jnp.zeros((4, 4, 3))
+      )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from stochjax.defenses import (  # noqa: F401  (registration)
   compression,
   contrast,
   denoise,
+  disk_filters,
   ensemble,
   filters,
   jpeg,

@@ -1,6 +1,6 @@
-"""Xie et al.'s random resize-and-pad and Guo et al.'s random crop.
+"""Xie et al.'s random resize-and-pad, Guo et al.'s random crop, BaRT's zoom.
 
-These two change the image size: `resize_pad` returns ``(out, out, C)``,
+The first two change the image size: `resize_pad` returns ``(out, out, C)``,
 `crop` returns ``(size, size, C)`` unless ``rescale=True``. The drawn sizes
 and offsets are traced, so outputs are computed by sampling a fixed-size
 grid (one compiled program for every draw). Both are differentiable and
@@ -163,3 +163,80 @@ def crop(
   if rescale:
     out = jnp.clip(jax.image.resize(out, (h, w, c), "linear"), 0.0, 1.0)
   return out
+
+
+def _mirrored_rows(out_size: int, start, length) -> jax.Array:
+  """Source rows of ``length`` rows from `start` stretched to `out_size`
+  rows: half-pixel bilinear coordinates mirrored about the window's first
+  and last rows (`skimage.transform.resize`, order 1, mode "reflect")."""
+  length = jnp.asarray(length, jnp.float32)
+  local = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * (
+    length / out_size
+  ) - 0.5
+  local = jnp.abs(local)
+  local = jnp.where(local > length - 1.0, 2.0 * (length - 1.0) - local, local)
+  return jnp.asarray(start, jnp.float32) + local
+
+
+def zoom_in(image: types.Image, *, top, bottom, left, right) -> types.Image:
+  """Crops `top`, `bottom`, `left`, `right` pixels off the sides and resizes
+  the rest back to ``(H, W)``: ``skimage.transform.resize(image[top:H -
+  bottom, left:W - right], (H, W, C))`` (bilinear, mirrored borders).
+
+  Args:
+    image: ``(H, W, C)`` float32 in [0, 1].
+    top, bottom, left, right: integers (may be traced), leaving at least one
+      row and column.
+
+  Returns:
+    ``(H, W, C)`` float32 in [0, 1]; differentiable.
+  """
+  h, w, _ = image.shape
+  rows = _mirrored_rows(h, top, h - top - bottom)
+  cols = _mirrored_rows(w, left, w - left - right)
+  grid = jnp.meshgrid(rows, cols, indexing="ij")
+
+  def sample(channel):
+    return jax.scipy.ndimage.map_coordinates(channel, grid, order=1)
+
+  return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+
+
+@core.register("zoom", gradient="exact")
+def zoom(
+  key: types.PRNGKey,
+  image: types.Image,
+  *,
+  low: float = 20 / 256,
+  high: float = 50 / 256,
+) -> types.Image:
+  """BaRT random zoom: crop an integer number of pixels, drawn uniformly from
+  ``[round(low * S), round(high * S)]`` for each side (S = H for the top and
+  bottom, W for the left and right; 20..50 of 256, Raff et al.'s zoom
+  scaled to the image as in public BaRT code), and resize back (`zoom_in`).
+
+  BaRT's other zoom, seam-carving expansion, is not implemented: seam
+  carving removes data-dependent paths one at a time.
+
+  Args:
+    key: the crop key.
+    image: ``(H, W, C)`` float32 in [0, 1].
+    low, high: fractions of the side, ``0 <= low <= high < 0.5``.
+
+  Returns:
+    ``(H, W, C)`` float32 in [0, 1]; the gradient is exact.
+  """
+  if not 0.0 <= low <= high < 0.5:
+    raise ValueError(f"Need 0 <= low <= high < 0.5, got {low}, {high}.")
+  h, w, _ = image.shape
+  row_key, col_key = jax.random.split(key)
+
+  def draws(key, side):
+    lo, hi = round(low * side), round(high * side)
+    if side - 2 * hi < 1:
+      raise ValueError(f"zoom crops up to {hi} pixels a side: {h}x{w} is "
+                       "too small.")  # fmt: skip
+    return jax.random.randint(key, (2,), lo, hi + 1)
+
+  (top, bottom), (left, right) = draws(row_key, h), draws(col_key, w)
+  return zoom_in(image, top=top, bottom=bottom, left=left, right=right)
