@@ -185,6 +185,21 @@ def ref_mean_bilateral(x, rng):
   return _rank_per_channel(x, bilateral, r=r, s0=s0, s1=s1)
 
 
+def ref_clahe(x, rng):
+  side = min(x.shape[:2])
+  sizes = np.round(rng.uniform(side / 10, side / 6, (3, 2))).astype(int)
+  clips = rng.uniform(0.01, 0.04, 3)
+  if rng.integers(2):
+    return skimage.exposure.equalize_adapthist(
+      x, kernel_size=tuple(sizes[0]), clip_limit=clips[0]
+    )
+  return np.stack(
+    [skimage.exposure.equalize_adapthist(
+      x[..., c], kernel_size=tuple(sizes[c]), clip_limit=clips[c]
+    ) for c in range(3)], axis=-1,
+  )  # fmt: skip
+
+
 REFERENCES = MEMBERS | {
   "bart()": ref_bart,
   "jpeg()": ref_jpeg,
@@ -195,6 +210,7 @@ REFERENCES = MEMBERS | {
   "zoom()": ref_zoom,
   "mean_filter()": ref_mean_filter,
   "mean_bilateral()": ref_mean_bilateral,
+  "adaptive_histogram_equalization()": ref_clahe,
 }
 
 

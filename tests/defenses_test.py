@@ -43,6 +43,7 @@ _SPECS = {
   "zoom": "zoom()",
   "mean_filter": "mean_filter()",
   "mean_bilateral": "mean_bilateral(radius_high=8)",
+  "adaptive_histogram_equalization": "adaptive_histogram_equalization()",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.

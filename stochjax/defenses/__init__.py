@@ -8,6 +8,7 @@ Importing this package registers every defense. Build one from a spec::
 """
 
 from stochjax.defenses import (  # noqa: F401  (registration)
+  clahe,
   color,
   compression,
   contrast,

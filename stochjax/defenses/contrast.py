@@ -5,7 +5,7 @@ gradient is BPDA identity. The random parameters are keyword arguments
 (bins, percentiles); the defaults are our reading of Raff et al.'s
 appendix, which the paper's code does not include.
 
-Not implemented: BaRT's adaptive histogram equalization (CLAHE).
+BaRT's adaptive histogram equalization (CLAHE) is in `clahe`.
 """
 
 import jax
