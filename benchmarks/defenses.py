@@ -200,6 +200,29 @@ def ref_clahe(x, rng):
   )  # fmt: skip
 
 
+def ref_nl_means(x, rng):
+  size, distance = int(rng.integers(5, 8)), int(rng.integers(6, 12))
+  factor = rng.uniform(0.6, 1.15)
+  if rng.integers(2):
+    sigma = np.mean(_haar_sigma(x))
+    return skimage.restoration.denoise_nl_means(
+      x, patch_size=size, patch_distance=distance, h=factor * sigma,
+      fast_mode=True, channel_axis=-1,
+    )  # fmt: skip
+  return np.stack(
+    [skimage.restoration.denoise_nl_means(
+      x[..., c], patch_size=size, patch_distance=distance,
+      h=factor * _haar_sigma(x)[c], fast_mode=True,
+    ) for c in range(x.shape[-1])], axis=-1,
+  )  # fmt: skip
+
+
+def _haar_sigma(x):
+  """Per channel: median |finest diagonal Haar coefficient| / 0.6745."""
+  d = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2
+  return np.median(np.abs(d).reshape(-1, x.shape[-1]), axis=0) / 0.6745
+
+
 REFERENCES = MEMBERS | {
   "bart()": ref_bart,
   "jpeg()": ref_jpeg,
@@ -211,6 +234,7 @@ REFERENCES = MEMBERS | {
   "mean_filter()": ref_mean_filter,
   "mean_bilateral()": ref_mean_bilateral,
   "adaptive_histogram_equalization()": ref_clahe,
+  "nl_means()": ref_nl_means,
 }
 
 

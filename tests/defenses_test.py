@@ -44,6 +44,7 @@ _SPECS = {
   "mean_filter": "mean_filter()",
   "mean_bilateral": "mean_bilateral(radius_high=8)",
   "adaptive_histogram_equalization": "adaptive_histogram_equalization()",
+  "nl_means": "nl_means(distances=(2, 4))",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.

@@ -17,6 +17,7 @@ from stochjax.defenses import (  # noqa: F401  (registration)
   ensemble,
   filters,
   jpeg,
+  nl_means,
   noise,
   rescaling,
   transforms,
