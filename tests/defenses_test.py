@@ -45,6 +45,7 @@ _SPECS = {
   "mean_bilateral": "mean_bilateral(radius_high=8)",
   "adaptive_histogram_equalization": "adaptive_histogram_equalization()",
   "nl_means": "nl_means(distances=(2, 4))",
+  "wavelet_denoise": "wavelet_denoise()",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.
@@ -55,6 +56,19 @@ def _photo(size=32):
   """A real photo (skimage's astronaut), resized, float32 in [0, 1]."""
   photo = jnp.asarray(skimage.data.astronaut(), jnp.float32) / 255.0
   return jax.image.resize(photo, (size, size, 3), "linear").clip(0.0, 1.0)
+
+
+# Thresholds on reductions (band variances, medians) can flip a coefficient
+# when differently fused code sums in another order; the flip moves pixels
+# by about the threshold (seen: 7e-4).
+_REDUCTION_TOLERANCE = {"wavelet_denoise": 2e-3}
+
+
+def _assert_same(name, actual, desired):
+  if name in _REDUCTION_TOLERANCE:
+    np.testing.assert_allclose(actual, desired, atol=_REDUCTION_TOLERANCE[name])
+  else:
+    _assert_equal_but_rare_flips(actual, desired)
 
 
 def _assert_equal_but_rare_flips(actual, desired):
@@ -102,7 +116,7 @@ class ContractTest(parameterized.TestCase):
       deterministic = defenses.REGISTRY.entry(name).info["deterministic"]
       self.assertEqual(differ, not deterministic)
     with self.subTest("jit_equals_eager"):
-      _assert_equal_but_rare_flips(jax.jit(defense)(key, image), out)
+      _assert_same(name, jax.jit(defense)(key, image), out)
     with self.subTest("vmap_equals_loop"):
       images = jnp.stack([image, image[::-1], image[:, ::-1]])
       keys = jax.random.split(key, 3)
@@ -110,7 +124,7 @@ class ContractTest(parameterized.TestCase):
       looped = jnp.stack(
         [jitted(k, x) for k, x in zip(keys, images, strict=True)]
       )
-      _assert_equal_but_rare_flips(jax.vmap(defense)(keys, images), looped)
+      _assert_same(name, jax.vmap(defense)(keys, images), looped)
     with self.subTest("finite_nonzero_gradient"):
       grad = jax.grad(lambda x: jnp.sum(defense(key, x) ** 2))(image)
       self.assertTrue(np.all(np.isfinite(grad)))

@@ -21,6 +21,7 @@ from stochjax.defenses import (  # noqa: F401  (registration)
   noise,
   rescaling,
   transforms,
+  wavelet,
 )
 from stochjax.defenses.color import shift_color
 from stochjax.defenses.compression import dct_quantize, fft_perturb, quantize

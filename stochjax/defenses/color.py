@@ -32,6 +32,15 @@ YUV_FROM_RGB = np.array(
     [0.61497538, -0.51496512, -0.10001026],
   ]
 )
+# Y in [16, 235], Cb and Cr in [16, 240] for RGB in [0, 1].
+YCBCR_FROM_RGB = np.array(
+  [
+    [65.481, 128.553, 24.966],
+    [-37.797, -74.203, 112.0],
+    [112.0, -93.786, -18.214],
+  ]
+)
+YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 
@@ -136,6 +145,22 @@ def rgb_to_yuv(image: types.Image) -> jax.Array:
 def yuv_to_rgb(yuv: jax.Array) -> jax.Array:
   """YUV -> RGB, unclipped (`skimage.color.yuv2rgb`)."""
   return _apply(_inverse(YUV_FROM_RGB), yuv)
+
+
+def rgb_to_ycbcr(image: types.Image) -> jax.Array:
+  """sRGB -> YCbCr (`skimage.color.rgb2ycbcr`, studio range)."""
+  return _apply(YCBCR_FROM_RGB, image) + _ycbcr_offset(image)
+
+
+def ycbcr_to_rgb(ycbcr: jax.Array) -> jax.Array:
+  """YCbCr -> RGB, unclipped (`skimage.color.ycbcr2rgb`)."""
+  return _apply(_inverse(YCBCR_FROM_RGB), ycbcr - _ycbcr_offset(ycbcr))
+
+
+def _ycbcr_offset(like: jax.Array) -> jax.Array:
+  """`YCBCR_OFFSET` shaped to broadcast against ``(..., 3)``."""
+  shape = (1,) * (like.ndim - 1) + (3,)
+  return jnp.asarray(YCBCR_OFFSET, like.dtype).reshape(shape)
 
 
 def _check_rgb(image, name):
