@@ -35,7 +35,7 @@ def _vote_counts(
   key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
 ):
   keys = defense_core.example_keys(key, images.shape[0])
-  defend = jax.vmap(defense)
+  defend = defense_core.over_batch(defense)
   num_chunks = -(-num_votes // chunk_size)
   draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
 

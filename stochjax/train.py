@@ -137,7 +137,7 @@ def accuracy(
 @functools.partial(jax.jit, static_argnums=0)
 def _correct(defense, keys, logits_fn, images, labels):
   if defense is not None:
-    images = jax.vmap(defense)(keys, images)
+    images = defense_core.over_batch(defense)(keys, images)
   return jnp.argmax(logits_fn(images), -1) == labels
 
 

@@ -170,6 +170,38 @@ class EnsembleTest(absltest.TestCase):
       orders.add(tuple(order))
     self.assertEqual(orders, {(0, 1), (1, 0)})
 
+  def test_shared_order_is_one_per_call(self):
+    members = "dct()|bit_depth(bits=2)"  # Deterministic, non-commuting.
+    dct, bits = ensemble.members_of(members)
+    key = jax.random.key(0)
+    images = jnp.asarray(
+      np.stack([_photo(16)[::s, ::t] for s in (1, -1) for t in (1, -1)] * 2)
+    )
+    orders = {
+      "dct first": jax.vmap(lambda x: bits(key, dct(key, x)))(images),
+      "bits first": jax.vmap(lambda x: dct(key, bits(key, x)))(images),
+    }
+
+    def drawn_orders(order, call_key):
+      spec = f'bart(members="{members}", order="{order}")'
+      out = jax.jit(defenses.batched(defenses.lookup(spec)))(call_key, images)
+      return [
+        [n for n, o in orders.items() if np.allclose(out[i], o[i], atol=1e-6)]
+        for i in range(len(images))
+      ]
+
+    calls = [drawn_orders("shared", jax.random.key(s)) for s in range(6)]
+    for drawn in calls:
+      self.assertLen({tuple(d) for d in drawn}, 1)  # One order per call,
+    self.assertLen({tuple(c[0]) for c in calls}, 2)  # new at every call.
+    per_image = drawn_orders("per_image", jax.random.key(0))
+    self.assertLen({tuple(d) for d in per_image}, 2)
+    # Outside a batch the shared order is the image's own.
+    single = defenses.lookup(f'bart(members="{members}", order="shared")')
+    self.assertEqual(single(key, images[0]).shape, images[0].shape)
+    with self.assertRaisesRegex(ValueError, "Unknown order 'batch'"):
+      defenses.lookup('bart(order="batch")')(key, images[0])
+
   def test_sequential_and_select_switches_agree_batched(self):
     """Values and gradients, under one and two vmaps (batch and EOT)."""
     members = "rotation(max_degrees=30)|quantization()|gaussian_blur()"

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from stochjax import types
+from stochjax.defenses import core as defense_core
 
 MODES = ("mean_grad", "mean_logits")
 
@@ -99,7 +100,7 @@ def make_eot(
   if mode not in MODES:
     raise ValueError(f"Unknown EOT mode {mode!r}; valid: {', '.join(MODES)}.")
   sign = -1.0 if targeted else 1.0
-  defend = jax.vmap(defense)
+  defend = defense_core.over_batch(defense)
 
   def logits_of(x, keys, draw):
     draw_keys_ = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, draw)

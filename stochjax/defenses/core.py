@@ -2,8 +2,10 @@
 
 A defense is ``defense(key, image) -> image`` on one ``(H, W, C)`` float32
 image in [0, 1]; it returns an image of the same shape and dtype, also in
-[0, 1]. Defenses never see a batch axis: `batched` and `eot` add one with
-`jax.vmap` over split keys, and nothing else in stochjax does.
+[0, 1]. Defenses never see a batch axis: `over_batch` (under `batched`,
+the attacks, votes and training) and `eot` add one with `jax.vmap` over
+split keys, and nothing else in stochjax does; `batch_first` lets a defense
+share one draw across a batch, as the paper code's BaRT does in attacks.
 
 Gradients: a defense is either differentiable ("exact"), or its forward pass
 is wrapped by `bpda`, which is the only way stochjax gives a non-differentiable
@@ -84,6 +86,28 @@ def lookup(spec: str | None) -> types.Defense:
   return compose([REGISTRY.bind(call) for call in calls])
 
 
+BATCH_AXIS = "examples"
+
+
+def over_batch(defense: types.Defense) -> Callable:
+  """``(keys (N,), images (N, H, W, C)) -> (N, H, W, C)``: the defense
+  vmapped over examples, the axis named `BATCH_AXIS` (see `batch_first`).
+  Every batched use of a defense (attacks, votes, training) goes through
+  here."""
+  return jax.vmap(defense, axis_name=BATCH_AXIS)
+
+
+def batch_first(key: types.PRNGKey) -> jax.Array:
+  """The key of the batch's first example under `over_batch`, the key
+  itself outside it: randomness shared by a whole batch in one call (the
+  paper code's attack-time BaRT order)."""
+  try:
+    data = jax.lax.all_gather(jax.random.key_data(key), BATCH_AXIS)
+  except NameError:  # Not vmapped over a batch: a batch of one.
+    return key
+  return jax.random.wrap_key_data(data[0], impl=jax.random.key_impl(key))
+
+
 def batched(defense: types.Defense) -> Callable:
   """``(key, images (N, H, W, C)) -> (N, H, W, C)``, one draw per image.
 
@@ -92,7 +116,7 @@ def batched(defense: types.Defense) -> Callable:
   """
 
   def apply(key: types.PRNGKey, images: types.Batch) -> types.Batch:
-    return jax.vmap(defense)(example_keys(key, images.shape[0]), images)
+    return over_batch(defense)(example_keys(key, images.shape[0]), images)
 
   return apply
 

@@ -14,9 +14,12 @@ each running only its k members; with ``"select"`` (the default on GPU/TPU)
 evaluations per draw (36 for the full stack), in parallel. The benchmark
 (benchmarks/defenses.py) measures it.
 
-Not reproduced: the paper code's attack-time behaviour of one order shared
-by the whole batch in a call (`forward` vs `forward_one`); here the order is
-always per image (what its training does).
+The order is drawn per image by default (what the paper code's training
+does); ``order="shared"`` draws one order per call for the whole batch, as
+the paper code's `forward` does during attacks and votes: the order comes
+from the batch's first example key (`core.batch_first`), so it changes with
+every call (PGD step, EOT draw, vote) and the members still draw their own
+parameters per image.
 """
 
 import jax
@@ -24,6 +27,7 @@ import jax
 from stochjax import registry, types
 from stochjax.defenses import core
 
+ORDERS = ("per_image", "shared")
 PAPER_STACK = (
   "noise_injection()|gaussian_blur()|median()|swirl()|quantization()"
   "|fft_perturbation()"
@@ -46,6 +50,7 @@ def bart(
   members: str = PAPER_STACK,
   k: int | None = None,
   switch: str = "auto",
+  order: str = "per_image",
 ) -> types.Image:
   """Applies a random ordered subset of `k` of `members` to the image.
 
@@ -59,14 +64,17 @@ def bart(
       random, as in every BaRT experiment of the paper).
     switch: how a batch chooses members: "auto", "select" or "sequential"
       (see `core.switch`); the values are the same.
+    order: "per_image" or "shared" (one order per call for the batch).
 
   Returns:
     ``(H, W, C)`` float32 in [0, 1]. Gradients are the members' (BPDA
     identity for the paper's stack).
 
   Raises:
-    ValueError: unknown member names, or k outside 1..n.
+    ValueError: unknown member names or order mode, or k outside 1..n.
   """
+  if order not in ORDERS:
+    raise ValueError(f"Unknown order {order!r}; valid: {', '.join(ORDERS)}.")
   fns = members_of(members)
   n = len(fns)
   k = n if k is None else k
@@ -80,7 +88,9 @@ def bart(
         f"{image.shape} to {shape}."
       )
   order_key, member_key = jax.random.split(key)
-  order = jax.random.permutation(order_key, n)[:k]
+  if order == "shared":
+    order_key = jax.random.split(core.batch_first(key))[0]
+  sequence = jax.random.permutation(order_key, n)[:k]
   keys = jax.random.split(member_key, k)
 
   def apply(image, position):
@@ -88,5 +98,5 @@ def bart(
     return core.switch(index, fns, member_key, image, mode=switch), None
 
   # A scan, not a Python loop: the members are compiled once, not k times.
-  image, _ = jax.lax.scan(apply, image, (order, keys))
+  image, _ = jax.lax.scan(apply, image, (sequence, keys))
   return image
