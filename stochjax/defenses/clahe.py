@@ -63,13 +63,8 @@ def clip_histogram(hist: jax.Array, limit) -> jax.Array:
     wrapped = index == hist.size - 1
     stalled = wrapped & (excess > 0) & (excess == at_pass_start)
     at_pass_start = jnp.where(wrapped, excess, at_pass_start)
-    return (
-      hist,
-      excess,
-      jnp.where(wrapped, 0, index + 1),
-      at_pass_start,
-      (stalled),
-    )
+    next_index = jnp.where(wrapped, 0, index + 1)
+    return hist, excess, next_index, at_pass_start, stalled
 
   state = (hist, excess, jnp.int32(0), excess, jnp.bool_(False))
   return jax.lax.while_loop(running, step, state)[0]
