@@ -9,7 +9,7 @@ import skimage.data
 import skimage.transform
 from absl.testing import absltest, parameterized
 
-from stochjax import defenses
+from stochjax import defenses, registry
 from stochjax.defenses import ensemble, filters
 
 
@@ -201,6 +201,31 @@ class EnsembleTest(absltest.TestCase):
     self.assertEqual(single(key, images[0]).shape, images[0].shape)
     with self.assertRaisesRegex(ValueError, "Unknown order 'batch'"):
       defenses.lookup('bart(order="batch")')(key, images[0])
+
+  def test_one_of_picks_each_member_uniformly(self):
+    members = "bit_depth(bits=1)|bit_depth(bits=2)|dct()"  # Deterministic.
+    fns = ensemble.members_of(members)
+    image = jnp.asarray(_photo(16))
+    outputs = [np.asarray(f(jax.random.key(0), image)) for f in fns]
+    pick = jax.jit(defenses.batched(defenses.lookup(
+      f'one_of(members="{members}")'
+    )))(jax.random.key(1), jnp.stack([image] * 300))  # fmt: skip
+    chosen = [
+      [i for i, o in enumerate(outputs) if np.allclose(p, o, atol=1e-6)]
+      for p in np.asarray(pick)
+    ]
+    self.assertTrue(all(len(c) == 1 for c in chosen))
+    counts = np.bincount([c[0] for c in chosen], minlength=3)
+    self.assertGreater(counts.min(), 70)  # 100 expected each.
+
+  def test_raff_groups_build(self):
+    calls = registry.parse(defenses.RAFF_GROUPS)
+    self.assertLen(calls, 10)
+    members = ensemble.members_of(defenses.RAFF_GROUPS)
+    groups = [c.kwargs["members"] for c in calls if c.name == "one_of"]
+    # 6 single transforms + 4 + 3 + 4 + 7 group members: BaRT's 24 here.
+    self.assertEqual(6 + sum(len(registry.parse(g)) for g in groups), 24)
+    self.assertLen(members, 10)
 
   def test_sequential_and_select_switches_agree_batched(self):
     """Values and gradients, under one and two vmaps (batch and EOT)."""

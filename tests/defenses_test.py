@@ -46,6 +46,7 @@ _SPECS = {
   "adaptive_histogram_equalization": "adaptive_histogram_equalization()",
   "nl_means": "nl_means(distances=(2, 4))",
   "wavelet_denoise": "wavelet_denoise()",
+  "one_of": "one_of()",
 }
 # Defenses that change the 32x32 test image's size: Xie et al.'s canvas is
 # ceil(32 * 256 / 224) = 37, Guo et al.'s crop round(32 * 128 / 224) = 18.

@@ -38,7 +38,7 @@ from stochjax.defenses.core import (
   straight_through,
 )
 from stochjax.defenses.denoise import masked_tv, tv_chambolle
-from stochjax.defenses.ensemble import PAPER_STACK, bart
+from stochjax.defenses.ensemble import PAPER_STACK, RAFF_GROUPS, bart
 from stochjax.defenses.filters import gaussian_blur, median_filter
 from stochjax.defenses.jpeg import jpeg_compress
 from stochjax.defenses.noise import (
@@ -53,6 +53,7 @@ from stochjax.defenses.transforms import rotate, rotation, swirl
 __all__ = [
   "NOISE_MODES",
   "PAPER_STACK",
+  "RAFF_GROUPS",
   "bart",
   "dct_quantize",
   "fft_perturb",

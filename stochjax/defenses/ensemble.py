@@ -34,6 +34,28 @@ PAPER_STACK = (
 )
 
 
+# Raff et al.'s ten groups (BaRT proper): five single transforms, then one
+# of each group's members per image. Blur and median are the paper's
+# (kornia-style) versions. E.g. ``bart(members=RAFF_GROUPS, k=5)``.
+RAFF_GROUPS = "|".join(
+  [
+    "quantization()",
+    "jpeg(quality_low=55, quality_high=96)",
+    "swirl()",
+    "noise_injection()",
+    "fft_perturbation()",
+    "zoom()",
+    "one_of(members='hsv_shift()|xyz_shift()|lab_shift()|yuv_shift()')",
+    "one_of(members='histogram_equalization()"
+    "|adaptive_histogram_equalization()|contrast_stretch()')",
+    "one_of(members='gray_mix()|gray_partial_mix()|gray_mix_two_thirds()"
+    "|one_channel_partial_gray()')",
+    "one_of(members='gaussian_blur()|median()|mean_filter()"
+    "|mean_bilateral()|tv_chambolle()|wavelet_denoise()|nl_means()')",
+  ]
+)
+
+
 def members_of(spec: str) -> list[types.Defense]:
   """The member defenses of a `|` spec (nested ensembles are refused)."""
   calls = registry.parse(spec)
@@ -80,13 +102,7 @@ def bart(
   k = n if k is None else k
   if not (isinstance(k, int) and 1 <= k <= n):
     raise ValueError(f"k must be in 1..{n} (the number of members), got {k}.")
-  for call, fn in zip(registry.parse(members), fns, strict=True):
-    shape = jax.eval_shape(fn, key, image).shape
-    if shape != image.shape:
-      raise ValueError(
-        f"bart members must keep the image shape: {call.name} maps "
-        f"{image.shape} to {shape}."
-      )
+  _check_shapes(members, fns, key, image)
   order_key, member_key = jax.random.split(key)
   if order == "shared":
     order_key = jax.random.split(core.batch_first(key))[0]
@@ -100,3 +116,37 @@ def bart(
   # A scan, not a Python loop: the members are compiled once, not k times.
   image, _ = jax.lax.scan(apply, image, (sequence, keys))
   return image
+
+
+def _check_shapes(members: str, fns, key, image) -> None:
+  for call, fn in zip(registry.parse(members), fns, strict=True):
+    shape = jax.eval_shape(fn, key, image).shape
+    if shape != image.shape:
+      raise ValueError(
+        f"ensemble members must keep the image shape: {call.name} maps "
+        f"{image.shape} to {shape}."
+      )
+
+
+@core.register("one_of", gradient="bpda")
+def one_of(
+  key: types.PRNGKey,
+  image: types.Image,
+  *,
+  members: str = "hsv_shift()|xyz_shift()|lab_shift()|yuv_shift()",
+  switch: str = "auto",
+) -> types.Image:
+  """One of `members`, uniformly per image: a BaRT group (default: the
+  colour-space group). Gradients are the chosen member's.
+
+  Args:
+    key: the choice key and the member's key.
+    image: ``(H, W, C)`` float32 in [0, 1].
+    members: a spec ``"a()|b(x=1)|..."``; members must keep the shape.
+    switch: as `bart`.
+  """
+  fns = members_of(members)
+  _check_shapes(members, fns, key, image)
+  choice_key, member_key = jax.random.split(key)
+  index = jax.random.randint(choice_key, (), 0, len(fns))
+  return core.switch(index, fns, member_key, image, mode=switch)
