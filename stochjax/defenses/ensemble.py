@@ -34,9 +34,10 @@ PAPER_STACK = (
 )
 
 
-# Raff et al.'s ten groups (BaRT proper): five single transforms, then one
-# of each group's members per image. Blur and median are the paper's
-# (kornia-style) versions. E.g. ``bart(members=RAFF_GROUPS, k=5)``.
+# Raff et al.'s ten groups (BaRT proper): six single transforms (zoom for
+# the zoom group), then one of each remaining group's members per image.
+# Blur and median are the paper's (kornia-style) versions. E.g.
+# ``bart(members=RAFF_GROUPS, k=5)``.
 RAFF_GROUPS = "|".join(
   [
     "quantization()",
