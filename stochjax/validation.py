@@ -143,6 +143,17 @@ def positive(name: str, value: Any, *, integer: bool = False) -> None:
     raise ValueError(f"{name} must be a positive {kind}, got {value!r}.")
 
 
+def int_range(name: str, low: Any, high: Any, minimum: int) -> None:
+  """Raises ValueError unless ``minimum <= low <= high`` are integers."""
+  ints = all(
+    isinstance(v, int) and not isinstance(v, bool) for v in (low, high)
+  )
+  if not (ints and minimum <= low <= high):
+    raise ValueError(
+      f"{name} needs integers {minimum} <= low <= high, got {low}, {high}."
+    )
+
+
 def one_of(name: str, value: Any, choices) -> None:
   if value not in choices:
     raise ValueError(

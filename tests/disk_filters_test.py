@@ -13,7 +13,7 @@ import skimage.transform
 from absl.testing import absltest, parameterized
 
 from stochjax import defenses
-from stochjax.defenses import disk_filters
+from stochjax.defenses import core, disk_filters
 
 
 def _photo():
@@ -73,7 +73,7 @@ class RankFilterTest(parameterized.TestCase):
                       1e-6)  # fmt: skip
 
   def test_drawn_parameters_cover_the_ranges(self):
-    draws = disk_filters._rounded_uniform(jax.random.key(0), 2, 30, (4000,))
+    draws = core.rounded_uniform(jax.random.key(0), 2, 30, (4000,))
     counts = np.bincount(np.asarray(draws), minlength=31)[2:]
     self.assertEqual(counts.nonzero()[0].tolist(), list(range(29)))
     # round(uniform): the two end values get half the weight.

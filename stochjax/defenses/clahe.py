@@ -197,9 +197,7 @@ def adaptive_histogram_equalization(
 
   def draws(key, image):
     size_key, clip_key = jax.random.split(key)
-    sizes = jnp.round(
-      jax.random.uniform(size_key, (c, 2), jnp.float32, low, high)
-    ).astype(jnp.int32)
+    sizes = core.rounded_uniform(size_key, low, high, (c, 2))
     clips = jax.random.uniform(clip_key, (c,), jnp.float32, clip_low,
                                clip_high)  # fmt: skip
     return sizes, clips
@@ -220,9 +218,7 @@ def adaptive_histogram_equalization(
                                   kernel_bounds=bounds)  # fmt: skip
 
   def fn(key, image):
-    mode_key, key = jax.random.split(key)
-    mode = jax.random.bernoulli(mode_key).astype(jnp.int32)
-    out = core.switch(mode, [joint, per_channel], key, image)
+    out = core.random_branch(key, [joint, per_channel], image)
     return jnp.clip(out, 0.0, 1.0)
 
   return core.bpda(fn)(key, image)

@@ -237,6 +237,28 @@ def switch(
   return _sequential_switch(tuple(branches))(index, key, image)
 
 
+def rounded_uniform(key: types.PRNGKey, low, high, shape=()) -> jax.Array:
+  """BaRT's integer draws, ``round(uniform(low, high))`` as int32
+  (half-to-even, as NumPy): the two end values get half the weight."""
+  draw = jax.random.uniform(key, shape, jnp.float32, low, high)
+  return jnp.round(draw).astype(jnp.int32)
+
+
+def random_branch(
+  key: types.PRNGKey,
+  branches: Sequence[types.Defense],
+  image: types.Image,
+  *,
+  mode: str = "auto",
+) -> types.Image:
+  """``branches[i](branch_key, image)`` for i uniform in the branches: a
+  random choice between variants of a transform (BaRT's groups and modes),
+  only the chosen one running per image on CPU (see `switch`)."""
+  choice_key, branch_key = jax.random.split(key)
+  index = jax.random.randint(choice_key, (), 0, len(branches))
+  return switch(index, branches, branch_key, image, mode=mode)
+
+
 def _sequential_switch(branches: tuple[types.Defense, ...]) -> Callable:
   """``(index, key, image) -> image``: one branch per image, even batched."""
 

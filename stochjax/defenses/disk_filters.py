@@ -18,7 +18,7 @@ which gives the two end values half the weight of the others.
 import jax
 import jax.numpy as jnp
 
-from stochjax import types
+from stochjax import types, validation
 from stochjax.defenses import core
 
 
@@ -78,21 +78,6 @@ def rank_mean_bilateral(levels, radius, s0, s1, *, max_radius: int):
   return jnp.where(count > 0, total // jnp.maximum(count, 1), 0)
 
 
-def _rounded_uniform(key, low: int, high: int, shape=()) -> jax.Array:
-  """``round(uniform(low, high))`` as int32 (half-to-even, as NumPy)."""
-  draw = jax.random.uniform(key, shape, jnp.float32, low, high)
-  return jnp.round(draw).astype(jnp.int32)
-
-
-def _check_range(name: str, low, high, minimum: int) -> None:
-  if not (
-    isinstance(low, int) and isinstance(high, int) and minimum <= low <= high
-  ):
-    raise ValueError(
-      f"{name} needs integers {minimum} <= low <= high, got {low}, {high}."
-    )
-
-
 def _per_channel(filter_fn, image, *params):
   """``filter_fn(levels_c, *params_c)`` for each channel, back in [0, 1]."""
   levels = jnp.moveaxis(to_levels(image), -1, 0)
@@ -117,11 +102,11 @@ def mean_filter(
     image: ``(H, W, C)`` float32 in [0, 1].
     radius_low, radius_high: integers, 0 <= low <= high.
   """
-  _check_range("mean_filter radius", radius_low, radius_high, 0)
+  validation.int_range("mean_filter radius", radius_low, radius_high, 0)
 
   def fn(key, image):
     radius_key, shared_key = jax.random.split(key)
-    radii = _rounded_uniform(radius_key, radius_low, radius_high,
+    radii = core.rounded_uniform(radius_key, radius_low, radius_high,
                              image.shape[-1:])  # fmt: skip
     radii = jnp.where(jax.random.bernoulli(shared_key), radii[0], radii)
     return _per_channel(
@@ -154,14 +139,14 @@ def mean_bilateral(
     radius_low, radius_high: integers, 0 <= low <= high.
     s_low, s_high: integers, 1 <= low <= high (in 8-bit levels).
   """
-  _check_range("mean_bilateral radius", radius_low, radius_high, 0)
-  _check_range("mean_bilateral s", s_low, s_high, 1)
+  validation.int_range("mean_bilateral radius", radius_low, radius_high, 0)
+  validation.int_range("mean_bilateral s", s_low, s_high, 1)
 
   def fn(key, image):
     radius_key, s_key = jax.random.split(key)
     channels = image.shape[-1:]
-    radii = _rounded_uniform(radius_key, radius_low, radius_high, channels)
-    s0, s1 = _rounded_uniform(s_key, s_low, s_high, (2, *channels))
+    radii = core.rounded_uniform(radius_key, radius_low, radius_high, channels)
+    s0, s1 = core.rounded_uniform(s_key, s_low, s_high, (2, *channels))
     return _per_channel(
       lambda x, r, a, b: rank_mean_bilateral(
         x, r, a, b, max_radius=radius_high

@@ -148,6 +148,4 @@ def one_of(
   """
   fns = members_of(members)
   _check_shapes(members, fns, key, image)
-  choice_key, member_key = jax.random.split(key)
-  index = jax.random.randint(choice_key, (), 0, len(fns))
-  return core.switch(index, fns, member_key, image, mode=switch)
+  return core.random_branch(key, fns, image, mode=switch)

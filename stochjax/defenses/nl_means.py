@@ -30,7 +30,7 @@ References:
 import jax
 import jax.numpy as jnp
 
-from stochjax import types
+from stochjax import types, validation
 from stochjax.defenses import core
 
 _CUTOFF = 5.0
@@ -173,13 +173,8 @@ def nl_means_defense(
     patch_sizes, distances: ``(low, high)`` integers, 1 <= low <= high.
     h_factors: ``(low, high)``, 0 < low <= high.
   """
-  for name, (low, high) in (("patch_sizes", patch_sizes),
-                            ("distances", distances)):  # fmt: skip
-    if not (isinstance(low, int) and isinstance(high, int) and
-            1 <= low <= high):  # fmt: skip
-      raise ValueError(
-        f"{name} needs integers 1 <= low <= high, got {low}, {high}."
-      )
+  validation.int_range("patch_sizes", *patch_sizes, 1)
+  validation.int_range("distances", *distances, 1)
   if not 0.0 < h_factors[0] <= h_factors[1]:
     raise ValueError(f"h_factors needs 0 < low <= high, got {h_factors}.")
   reach = patch_sizes[1] // 2 + distances[1] + 1
@@ -212,9 +207,7 @@ def nl_means_defense(
     )(image)
 
   def fn(key, image):
-    mode_key, key = jax.random.split(key)
-    mode = jax.random.bernoulli(mode_key).astype(jnp.int32)
-    out = core.switch(mode, [joint, per_channel], key, image)
+    out = core.random_branch(key, [joint, per_channel], image)
     return jnp.clip(out, 0.0, 1.0)
 
   return core.bpda(fn)(key, image)

@@ -32,6 +32,17 @@ def _source_coordinates(out_size: int, in_size: int, scaled_size, offset):
   return jnp.clip(source, 0.0, in_size - 1.0), inside
 
 
+def _bilinear(image: types.Image, rows, cols) -> types.Image:
+  """``(len(rows), len(cols), C)``: the image bilinearly sampled at every
+  (row, col) source coordinate pair (inside the image)."""
+  grid = jnp.meshgrid(rows, cols, indexing="ij")
+
+  def sample(channel):
+    return jax.scipy.ndimage.map_coordinates(channel, grid, order=1)
+
+  return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+
+
 def resize_and_pad(
   image: types.Image, *, size, top, left, out_size: int, pad_value=0.0
 ) -> types.Image:
@@ -55,12 +66,7 @@ def resize_and_pad(
   cols, cols_in = _source_coordinates(
     out_size, in_size, size, jnp.asarray(left)
   )
-  grid = jnp.meshgrid(rows, cols, indexing="ij")
-
-  def sample(channel):
-    return jax.scipy.ndimage.map_coordinates(channel, grid, order=1)
-
-  resized = jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+  resized = _bilinear(image, rows, cols)
   inside = (rows_in[:, None] & cols_in[None, :])[..., None]
   return jnp.where(inside, resized, jnp.asarray(pad_value, image.dtype))
 
@@ -194,12 +200,7 @@ def zoom_in(image: types.Image, *, top, bottom, left, right) -> types.Image:
   h, w, _ = image.shape
   rows = _mirrored_rows(h, top, h - top - bottom)
   cols = _mirrored_rows(w, left, w - left - right)
-  grid = jnp.meshgrid(rows, cols, indexing="ij")
-
-  def sample(channel):
-    return jax.scipy.ndimage.map_coordinates(channel, grid, order=1)
-
-  return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+  return _bilinear(image, rows, cols)
 
 
 @core.register("zoom", gradient="exact")

@@ -147,11 +147,8 @@ def wavelet_denoise(key: types.PRNGKey, image: types.Image) -> types.Image:
     return run
 
   def fn(key, image):
-    hard_key, choice_key = jax.random.split(key)
-    # Only the drawn colour space and shift count run (`core.switch`).
-    index = jax.random.randint(choice_key, (), 0, 4)
+    # Only the drawn colour space and shift count run.
     variants = [variant(y, s) for y in (False, True) for s in (0, 1)]
-    out = core.switch(index, variants, hard_key, image)
-    return jnp.clip(out, 0.0, 1.0)
+    return jnp.clip(core.random_branch(key, variants, image), 0.0, 1.0)
 
   return core.bpda(fn)(key, image)
