@@ -8,12 +8,8 @@ heatmap_<defense>.png per defense into the workdir.
 """
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from stochjax import ablation, app
-
-
-def main(config, workdir):
-  return ablation.run(config, workdir)
-
+from stochjax import app
+from stochjax.paper import section4
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(section4.run)

@@ -7,8 +7,8 @@ Writes what `experiments.eot_ablation` writes.
 """
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from experiments.eot_ablation import main
 from stochjax import app
+from stochjax.paper import section4
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(section4.run)

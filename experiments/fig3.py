@@ -7,12 +7,8 @@ before_after.png and success_by_epoch.png.
 """
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from stochjax import app, invariance
-
-
-def main(config, workdir):
-  return invariance.run(config, workdir)
-
+from stochjax import app
+from stochjax.paper import figs3_4
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(figs3_4.run)

@@ -9,12 +9,8 @@ results.json and accuracy_by_epoch.png into the workdir.
 """
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from stochjax import app, finetune
-
-
-def main(config, workdir):
-  return finetune.run(config, workdir)
-
+from stochjax import app
+from stochjax.paper import finetune
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(finetune.run)

@@ -11,7 +11,7 @@ import os
 
 from absl import app, flags
 
-from stochjax import report
+from stochjax.paper import report
 
 _RUNS = flags.DEFINE_string("runs", "runs", "Folder of experiment workdirs.")
 _OUT = flags.DEFINE_string("out", "runs/report.md", "The markdown file.")

@@ -8,12 +8,8 @@ Writes config.json, cells.json, results.json, table.md and section5.png.
 """
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from stochjax import app, section5
-
-
-def main(config, workdir):
-  return section5.run(config, workdir)
-
+from stochjax import app
+from stochjax.paper import section5
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(section5.run)

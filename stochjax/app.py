@@ -1,33 +1,26 @@
-"""The experiment runner: the only place that defines command-line flags.
+"""The experiment runner: the flags every experiment shares.
 
     python -m experiments.eot_ablation --config=configs/eot_ablation.py:smoke \
         --workdir=runs/smoke [--config.attack.num_votes=50] [--overwrite]
 
-Files are written by process 0 only (multi-host runs). A workdir holds
-``config.json`` (the run's config, versions and devices),
-``metrics.jsonl`` (one JSON object per line, appended as the run goes) and
-``results.json`` (written atomically at the end). Re-running on a workdir
-that holds a different config is refused, with the difference shown, unless
-``--overwrite`` is given.
+`run(main)` parses ``--config`` (an ml_collections file, locked, so a
+misspelt override is an error), ``--workdir`` and ``--overwrite``, starts
+multi-host JAX when the config asks, claims the workdir
+(`stochjax.workdir.Workdir`: re-running on a workdir that holds a different
+config is refused, with the difference shown, unless ``--overwrite`` is
+given), calls ``main(config, workdir)`` and writes its results.
 """
 
-import contextlib
-import importlib.metadata
-import json
-import os
-import platform
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stochjax import sharding
+from stochjax import progress, sharding
+from stochjax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (configs/<name>.py[:variant]).", lock_config=True
@@ -36,125 +29,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run.")
 _OVERWRITE = flags.DEFINE_bool(
   "overwrite", False, "Reuse a workdir that holds a different config."
 )
-
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
-
-
-def versions() -> dict[str, str]:
-  out = {"python": platform.python_version()}
-  for name in PACKAGES:
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-      out[name] = importlib.metadata.version(name)
-  return out
+_PROGRESS = flags.DEFINE_bool(
+  "progress", True, "Progress bars (shown only on a terminal)."
+)
 
 
-def write_json_atomic(path: str, value: Any) -> None:
-  """Writes JSON to a temporary file in the same folder, then renames it."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(value, f, indent=2, sort_keys=True, allow_nan=True)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(tmp)
-    raise
-
-
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
-
-
-class Workdir:
-  """Files of one run: config, metrics log, results, finished grid cells."""
-
-  def __init__(self, path: str):
-    self.path = path
-    os.makedirs(path, exist_ok=True)
-
-  def file(self, name: str) -> str:
-    return os.path.join(self.path, name)
-
-  def claim(self, config: ml_collections.ConfigDict, overwrite: bool) -> None:
-    """Records `config`; refuses a workdir that holds a different one."""
-    path = self.file("config.json")
-    new = json.loads(config.to_json_best_effort())
-    if os.path.exists(path) and not overwrite:
-      old = read_json(path)["config"]
-      if old != new:
-        diff = _diff(old, new)
-        raise ValueError(
-          f"{self.path} holds a run of a different config ({diff}). Use "
-          "another --workdir, or --overwrite to reuse it."
-        )
-    if jax.process_index() != 0:
-      return
-    write_json_atomic(
-      path,
-      {
-        "config": new,
-        "versions": versions(),
-        "devices": [str(d) for d in jax.devices()],
-        "command": sys.argv,
-      },
-    )
-
-  def log_metrics(self, **metrics: Any) -> None:
-    """Appends one JSON line to metrics.jsonl (process 0 only)."""
-    if jax.process_index() != 0:
-      return
-    metrics = {"time": time.time(), **metrics}
-    with open(self.file("metrics.jsonl"), "a") as f:
-      f.write(json.dumps(metrics, sort_keys=True) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-
-  def metrics(self, **match: Any) -> list[dict[str, Any]]:
-    """The metrics.jsonl records whose fields equal `match`, in order."""
-    path = self.file("metrics.jsonl")
-    if not os.path.exists(path):
-      return []
-    with open(path) as f:
-      records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
-
-  def write_results(self, results: dict) -> None:
-    if jax.process_index() != 0:
-      return
-    write_json_atomic(self.file("results.json"), results)
-
-  def cells(self) -> dict[str, Any]:
-    """Finished grid cells (name -> value), to resume an interrupted grid."""
-    path = self.file("cells.json")
-    return read_json(path) if os.path.exists(path) else {}
-
-  def save_cell(self, name: str, value: Any) -> None:
-    if jax.process_index() != 0:
-      return
-    cells = self.cells()
-    cells[name] = value
-    write_json_atomic(self.file("cells.json"), cells)
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> str:
-  changes = []
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      inner = _diff(a, b, f"{prefix}{key}.")
-      if inner:
-        changes.append(inner)
-    elif a != b:
-      changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
-  return "; ".join(changes)
-
-
-def run(main: Callable[[ml_collections.ConfigDict, Workdir], dict]) -> None:
+def run(
+  main: Callable[[ml_collections.ConfigDict, workdir_lib.Workdir], dict],
+) -> None:
   """Parses flags and calls ``main(config, workdir)``; writes results.json."""
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -162,11 +44,13 @@ def run(main: Callable[[ml_collections.ConfigDict, Workdir], dict]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
+    if not _PROGRESS.value:
+      progress.set_enabled(False)
     sharding.initialize(config.get("distributed", False))
-    workdir = Workdir(_WORKDIR.value)
+    workdir = workdir_lib.Workdir(_WORKDIR.value)
     workdir.claim(config, _OVERWRITE.value)
     logging.info("devices: %s", jax.devices())
-    logging.info("versions: %s", versions())
+    logging.info("versions: %s", workdir_lib.versions())
     start = time.time()
     results = main(config, workdir)
     results["wall_seconds"] = time.time() - start

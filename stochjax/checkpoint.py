@@ -1,6 +1,11 @@
-"""Orbax checkpoints of plain pytrees, one per epoch, with resume.
+"""Every Orbax checkpoint stochjax writes: one module, two shapes.
 
-Saves are synchronous (a run killed after `save` returns loses nothing) and
+* Training state, one checkpoint per epoch with resume: `manager`, `save`,
+  `restore_latest`, `restore`.
+* One pytree in a folder (a model's variables, see `stochjax.models.save`):
+  `save_tree`, `restore_tree`.
+
+Saves are synchronous (a run killed after a save returns loses nothing) and
 atomic (Orbax writes to a temporary directory and renames it).
 """
 
@@ -60,3 +65,15 @@ def restore(mngr, step: int, like: Any) -> Any:
       f"{sorted(mngr.all_steps())}."
     )
   return mngr.restore(step, args=ocp.args.StandardRestore(like))
+
+
+def save_tree(path: str, tree: Any) -> None:
+  """Writes one pytree to the folder `path` (replacing what is there)."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.abspath(path), tree, force=True)
+
+
+def restore_tree(path: str, like: Any) -> Any:
+  """The pytree `save_tree` wrote to `path`, shaped like `like`."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    return checkpointer.restore(os.path.abspath(path), like)

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import sharding, types, validation
-from stochjax.attacks import base as attack_base
-from stochjax.attacks import eot as eot_lib
+from stochjax import batching, prng, sharding, types, validation
+from stochjax.attacks import attack as attack_lib
+from stochjax.attacks import results as results_lib
+from stochjax.data import core as data_core
 from stochjax.defenses import core as defense_core
 
 AGGREGATES = ("hard", "soft")
@@ -34,7 +35,7 @@ AGGREGATES = ("hard", "soft")
 def _vote_counts(
   key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
 ):
-  keys = defense_core.example_keys(key, images.shape[0])
+  keys = prng.per_example(key, images.shape[0])
   defend = defense_core.over_batch(defense)
   num_chunks = -(-num_votes // chunk_size)
   draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
@@ -52,7 +53,7 @@ def _vote_counts(
 
   def body(counts, chunk_draws):
     hits = jax.vmap(one_draw)(
-      eot_lib.draw_keys(keys, chunk_draws), (chunk_draws < num_votes)
+      prng.per_draw(keys, chunk_draws), (chunk_draws < num_votes)
     )
     return counts + jnp.sum(hits, 0, dtype=dtype), None
 
@@ -76,7 +77,7 @@ def vote_counts(
 
   Args:
     key: the draws' key, or ``(N,)`` per-example keys (see
-      `stochjax.defenses.keys_at`); draw j of image i uses
+      `stochjax.prng.at`); draw j of image i uses
       ``fold_in(keys[i], j)`` with ``keys[i] = fold_in(key, i)``.
     logits_fn: ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1].
@@ -94,7 +95,7 @@ def vote_counts(
   validation.one_of("aggregate", aggregate, AGGREGATES)
   validation.positive("num_votes", num_votes, integer=True)
   validation.positive("chunk_size", chunk_size, integer=True)
-  logits_fn = attack_base.as_pytree_fn(logits_fn)
+  logits_fn = attack_lib.as_pytree_fn(logits_fn)
   validation.num_classes(logits_fn, images)
   return _vote_counts(
     key,
@@ -160,16 +161,140 @@ def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
   return float(np.asarray(adversarial_met, bool)[retained].mean()), n
 
 
-def _images(fn):
-  """`fn` returning only the images of an `AttackResult`."""
+def accuracy(
+  logits_fn: types.LogitsFn,
+  source: data_core.Source,
+  batch_size: int = 256,
+  *,
+  defense: types.Defense | None = None,
+  key: types.PRNGKey | None = None,
+  mesh=None,
+) -> float:
+  """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
+
+  With a `defense` (which then needs a `key`), image i gets one draw of
+  it, keyed by ``fold_in(key, i)``, before the model: the defended, not
+  the voted, accuracy. With a `mesh` (`stochjax.sharding.data_mesh`),
+  batches are split across its devices.
+
+  Raises:
+    ValueError: a defense without a key.
+  """
+  if defense is not None and key is None:
+    raise ValueError("A defended accuracy needs a key.")
+  logits_fn = sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh)
+
+  def correct(*args):
+    keys, (x, y) = (None, args) if defense is None else (args[0], args[1:])
+    return _correct(defense, keys, logits_fn, x, y)
+
+  correct = batching.map_batches(
+    correct,
+    key if defense is not None else None,
+    len(source.labels),
+    lambda index: (source.read(index), source.labels[index]),
+    batch_size=batch_size,
+    mesh=mesh,
+    desc="accuracy",
+  )
+  return float(np.mean(correct))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _correct(defense, keys, logits_fn, images, labels):
+  if defense is not None:
+    images = defense_core.over_batch(defense)(keys, images)
+  return jnp.argmax(logits_fn(images), -1) == labels
+
+
+def _images_of(attack: attack_lib.Attack):
+  """``(key, logits_fn, x, y) -> images``, whatever `with_info` says."""
 
   def images_of(*args):
-    result = fn(*args)
-    if isinstance(result, attack_base.AttackResult):
+    result = attack(*args)
+    if isinstance(result, results_lib.AttackResult):
       return result.images
     return result
 
   return images_of
+
+
+class _Protocol:
+  """One `evaluate_attack` call's batching and voting settings."""
+
+  def __init__(self, logits_fn, *, batch_size, mesh, voting):
+    self.logits_fn = logits_fn
+    self.batch_size = batch_size
+    self.mesh = mesh
+    self.voting = voting
+
+  def batches(self, fn, key, arrays, desc):
+    return batching.map_batches(
+      fn,
+      key,
+      len(arrays[0]),
+      lambda index: [a[index] for a in arrays],
+      batch_size=self.batch_size,
+      mesh=self.mesh,
+      desc=desc,
+    )
+
+  def votes(self, key, images, desc):
+    return self.batches(
+      lambda keys, x: vote(keys, self.logits_fn, x, **self.voting),
+      key,
+      [images],
+      desc,
+    )
+
+  def attack(self, attack, key, images, goal_labels, desc):
+    return self.batches(
+      lambda keys, x, y: _images_of(attack)(keys, self.logits_fn, x, y),
+      key,
+      [images, goal_labels],
+      desc,
+    )
+
+
+def _attack_results(
+  protocol: _Protocol, name, attack, keys, images, labels, targets
+) -> dict:
+  """One attack on the retained samples, each snapshot judged by a vote."""
+  attack_key, vote_key = keys
+  goal_labels = labels if targets is None else targets
+  adv = protocol.attack(attack, attack_key, images, goal_labels, name)
+  snapshots = attack.snapshot_steps
+  # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
+  candidates = (
+    [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
+  )
+  results, by_steps = {}, {}
+  for s, images_s in enumerate(candidates):
+    adv_pred = protocol.votes(vote_key, images_s, "adversarial votes")
+    adv_met = goal_met(adv_pred, labels, targets)
+    rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
+    if snapshots:
+      by_steps[snapshots[s]] = rate
+  results[name] = rate
+  results["num_retained"] = retained
+  if snapshots:
+    results[f"{name}_by_steps"] = by_steps
+  results[f"{name.removesuffix('_success_rate')}_cost"] = attack.cost.as_dict()
+  return results
+
+
+def _named_attacks(attack, non_adaptive_attack) -> dict:
+  """``{result name: Attack}``; anything but an `Attack` is refused."""
+  attacks = {"attack_success_rate": attack}
+  if non_adaptive_attack is not None:
+    attacks["non_adaptive_success_rate"] = non_adaptive_attack
+  for name, fn in attacks.items():
+    if not isinstance(fn, attack_lib.Attack):
+      raise ValueError(
+        f"{name.removesuffix('_success_rate')} must be a stochjax.attacks."
+        f"Attack (from make_pgd, make_apgd or attacks.lookup), got {fn!r}."
+      )
+  return attacks
 
 
 def evaluate_attack(
@@ -178,11 +303,11 @@ def evaluate_attack(
   images: Any,
   labels: Any,
   *,
-  attack: types.Attack,
+  attack: attack_lib.Attack,
   defense: types.Defense | None,
   num_votes: int,
   targets: Any = None,
-  non_adaptive_attack: types.Attack | None = None,
+  non_adaptive_attack: attack_lib.Attack | None = None,
   batch_size: int = 128,
   chunk_size: int = 10,
   aggregate: str = "hard",
@@ -196,23 +321,20 @@ def evaluate_attack(
     logits_fn: the undefended model ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
     labels: ``(N,)`` true labels.
-    attack: ``attack(key, logits_fn, images, goal_labels)``, built with the
-      defense for an adaptive attack; its labels are `targets` if given.
+    attack: an `stochjax.attacks.Attack`, built with the defense for an
+      adaptive attack; its labels are `targets` if given.
     defense: the defense used for every vote.
     num_votes: n draws per vote.
     targets: ``(N,)`` target classes for a targeted attack, else None.
     non_adaptive_attack: optionally also run this attack (built without the
       defense) and evaluate its images with the defended vote.
-    batch_size: images per attack / vote call (the last batch is padded, so
-      each function compiles once).
+    batch_size: images per attack / vote call (the last batch is padded).
     chunk_size: vote draws evaluated at once.
     aggregate: "hard" (majority vote, the paper's protocol) or "soft" (mean
       softmax, a prediction ensemble).
     mesh: a `stochjax.sharding.data_mesh` to split every batch across its
-      devices (the weights are replicated); None runs on one device. Each
-      example's keys come from its index (in `images` for the benign votes,
-      among the retained samples for the attack and its votes), so the
-      numbers do not depend on `batch_size` or on the mesh.
+      devices, or None. Example keys come from indices (`prng.at`), so the
+      numbers depend on neither `batch_size` nor the mesh.
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
@@ -226,90 +348,50 @@ def evaluate_attack(
     per-example budget (`stochjax.attacks.Cost`: gradient and forward
     evaluations, k, m, restarts and the strength k x m);
     ``vote_forward_evals_per_sample`` the forward passes the votes cost.
+
+  Raises:
+    ValueError: bad images, or an attack that is not an `Attack`.
   """
   images = np.asarray(images)
   labels = np.asarray(labels)
   validation.check_images(images)
-  targeted = targets is not None
-  goal_labels = np.asarray(targets) if targeted else labels
+  attacks = _named_attacks(attack, non_adaptive_attack)
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
-  logits_fn = sharding.put_replicated(attack_base.as_pytree_fn(logits_fn), mesh)
-
-  def batches(fn, key, arrays, desc):
-    return sharding.map_batches(
-      _images(fn),
-      key,
-      len(arrays[0]),
-      lambda index: [a[index] for a in arrays],
-      batch_size=batch_size,
-      mesh=mesh,
-      desc=desc,
-    )
-
+  attack_keys = {
+    "attack_success_rate": attack_key,
+    "non_adaptive_success_rate": non_adaptive_key,
+  }
   voting = dict(
-    defense=defense,
-    num_votes=num_votes,
-    chunk_size=chunk_size,
+    defense=defense, num_votes=num_votes, chunk_size=chunk_size,
     aggregate=aggregate,
-  )
-  benign = batches(
-    lambda key, x: vote(key, logits_fn, x, **voting),
-    benign_key,
-    [images],
-    desc="benign votes",
-  )
-  benign_met = goal_met(benign, labels, targets)
-  keep = ~benign_met
+  )  # fmt: skip
+  protocol = _Protocol(
+    sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh),
+    batch_size=batch_size, mesh=mesh, voting=voting,
+  )  # fmt: skip
+  benign = protocol.votes(benign_key, images, "benign votes")
+  keep = ~goal_met(benign, labels, targets)
   results = {
     "num_samples": len(images),
     "benign_accuracy": float(np.mean(benign == labels)),
-    "benign_success_rate": float(np.mean(benign_met)),
+    "benign_success_rate": float(np.mean(~keep)),
   }
-  attacks = {"attack_success_rate": (attack, attack_key)}
-  if non_adaptive_attack is not None:
-    attacks["non_adaptive_success_rate"] = (
-      non_adaptive_attack,
-      non_adaptive_key,
-    )
-  for i, (name, (fn, fn_key)) in enumerate(attacks.items()):
+  for i, (name, fn) in enumerate(attacks.items()):
     if not keep.any():  # Every sample already meets the goal.
       results[name], results["num_retained"] = float("nan"), 0
       continue
-    adv = batches(
-      lambda key, x, y, fn=fn: fn(key, logits_fn, x, y),
-      fn_key,
-      [images[keep], goal_labels[keep]],
-      desc=name,
+    results |= _attack_results(
+      protocol,
+      name,
+      fn,
+      (attack_keys[name], prng.fold(vote_key, i)),
+      images[keep],
+      labels[keep],
+      None if targets is None else np.asarray(targets)[keep],
     )
-    snapshots = getattr(fn, "snapshot_steps", ())
-    # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
-    by_steps = {}
-    for s, images_s in enumerate(
-      [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
-    ):
-      adv_pred = batches(
-        lambda key, x: vote(key, logits_fn, x, **voting),
-        jax.random.fold_in(vote_key, i),
-        [images_s],
-        desc="adversarial votes",
-      )
-      adv_met = goal_met(
-        adv_pred, labels[keep], goal_labels[keep] if targeted else None
-      )
-      rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
-      if snapshots:
-        by_steps[snapshots[s]] = rate
-    results[name] = rate
-    results["num_retained"] = retained
-    if snapshots:
-      results[f"{name}_by_steps"] = by_steps
-    cost = getattr(fn, "cost", None)
-    if cost is not None:
-      prefix = name.removesuffix("_success_rate")
-      results[f"{prefix}_cost"] = cost.as_dict()
   # Forward passes per sample spent on votes: benign + one per attack image.
   adversarial_votes = sum(
-    max(1, len(getattr(fn, "snapshot_steps", ()))) for fn, _ in attacks.values()
+    max(1, len(fn.snapshot_steps)) for fn in attacks.values()
   )
   results["vote_forward_evals_per_sample"] = num_votes * (
     1 + adversarial_votes * float(np.mean(keep))

@@ -1,12 +1,12 @@
 """Data parallelism over every device, with `jax.sharding`.
 
-One mesh axis, ``"batch"``, spans the devices (of every host, after
+One mesh axis, ``types.BATCH_AXIS``, spans the devices (of every host, after
 `initialize`); a batch is split along it with a `NamedSharding` and
 `jax.jit` partitions the program (an attack's scan, a vote's chunks, a train
 step) from its inputs' shardings. Weights and the run key are replicated.
 
 Every example draws from ``fold_in(run_key, global_index)``
-(`stochjax.defenses.keys_at`), so results do not depend on the batch size,
+(`stochjax.prng.at`), so results do not depend on the batch size,
 the chunk size or the number of devices.
 
 Multi-host: call `initialize(True)` first (once per process, before any
@@ -16,26 +16,15 @@ their rows of the global batch.
 """
 
 import os
-from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
-import tqdm
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from stochjax.defenses import core as defense_core
+from stochjax import types
 
-BATCH_AXIS = "batch"
-
-
-def from_config(config) -> Mesh | None:
-  """The mesh an experiment config asks for: ``config.num_devices`` (1: none,
-  one device; 0: all devices; N: the first N)."""
-  num = config.get("num_devices", 1)
-  if num == 1:
-    return None
-  return data_mesh(None if num == 0 else num)
+BATCH_AXIS = types.BATCH_AXIS
 
 
 def initialize(distributed: bool) -> None:
@@ -62,7 +51,7 @@ def initialize(distributed: bool) -> None:
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D ``("batch",)`` mesh over the first `num_devices` (default: all).
+  """A 1-D ``(BATCH_AXIS,)`` mesh over the first `num_devices` (default: all).
 
   Raises:
     ValueError: more devices asked for than exist, or fewer than one.
@@ -154,53 +143,3 @@ def to_host(x: jax.Array) -> np.ndarray:
   if getattr(x, "is_fully_addressable", True):
     return np.asarray(x)
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-_keys_at = jax.jit(defense_core.keys_at)
-
-
-def map_batches(
-  fn: Callable[..., jax.Array],
-  key: jax.Array,
-  num: int,
-  read: Callable[[np.ndarray], Sequence[np.ndarray]],
-  *,
-  batch_size: int,
-  mesh: Mesh | None = None,
-  desc: str = "batches",
-) -> np.ndarray:
-  """Concatenated ``fn(keys_b, *read(index_b))`` over batches of [0, num).
-
-  ``keys_b = keys_at(key, index_b)`` are the examples' own keys, so the
-  result does not depend on `batch_size` or on the mesh. The last batch is
-  padded with copies of its first example (dropped afterwards), so `fn` sees
-  one shape and compiles once (fewer than `batch_size` examples are padded
-  to a power of two, so subsets of any size share a few shapes); with a
-  `mesh`, each batch (rounded up to a
-  multiple of the mesh size) is split across its devices.
-
-  Args:
-    fn: ``(keys (B,), *arrays (B, ...)) -> (B, ...)`` device values.
-    key: the run key.
-    num: how many examples.
-    read: ``index (B,) -> arrays`` on the host.
-    batch_size: examples per call (before rounding up to the mesh).
-    mesh: a `data_mesh`, or None for one device.
-    desc: the progress bar's label.
-
-  Raises:
-    ValueError: `num` is 0.
-  """
-  if num == 0:
-    raise ValueError("No samples to evaluate.")
-  # Fewer examples than a batch: the next power of two, so the few shapes
-  # that any count can produce are compiled once each.
-  size = round_up(min(batch_size, 1 << (num - 1).bit_length()), mesh)
-  out = []
-  for lo in tqdm.tqdm(range(0, num, size), desc=desc, leave=False):
-    index = np.arange(lo, lo + size)
-    valid = index < num
-    index = np.where(valid, index, lo)
-    indices, *arrays = put_batch([index.astype(np.uint32), *read(index)], mesh)
-    out.append(to_host(fn(_keys_at(key, indices), *arrays))[valid])
-  return np.concatenate(out)

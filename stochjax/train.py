@@ -7,20 +7,24 @@ image with a fresh draw per example per step. Every epoch is checkpointed
 the same final parameters as an uninterrupted run.
 """
 
-import functools
 import math
-import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import tqdm
 
-from stochjax import checkpoint, models, sharding, types
+from stochjax import (
+  checkpoint,
+  evaluate,
+  models,
+  prng,
+  progress,
+  sharding,
+  types,
+)
 from stochjax import data as data_lib
 from stochjax.attacks import losses
 from stochjax.defenses import core as defense_core
@@ -77,7 +81,7 @@ def make_train_step(
     return loss, (updates["batch_stats"], accuracy)
 
   def train_step(state: TrainState, key, images, labels):
-    step_key = jax.random.fold_in(key, state.step)
+    step_key = prng.fold(key, state.step)
     images = defense_core.batched(defense)(step_key, images)
     (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
@@ -101,44 +105,48 @@ def init_state(model, key, image_shape, optimizer) -> TrainState:
   )
 
 
-def accuracy(
-  logits_fn: types.LogitsFn,
-  source: data_lib.Source,
-  batch_size: int = 256,
-  *,
-  defense: types.Defense | None = None,
-  key: types.PRNGKey | None = None,
-  mesh=None,
-) -> float:
-  """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
-
-  With a `defense`, image i gets one draw of it, keyed by
-  ``fold_in(key, i)``, before the model: the defended, not the voted,
-  accuracy. With a `mesh` (`stochjax.sharding.data_mesh`), batches are split
-  across its devices.
-  """
-  if defense is not None and key is None:
-    raise ValueError("A defended accuracy needs a key.")
-  logits_fn = sharding.put_replicated(logits_fn, mesh)
-  correct = sharding.map_batches(
-    lambda keys, images, labels: _correct(
-      defense, keys, logits_fn, images, labels
-    ),
-    jax.random.key(0) if key is None else key,
-    len(source.labels),
-    lambda index: (source.read(index), source.labels[index]),
-    batch_size=batch_size,
-    mesh=mesh,
-    desc="accuracy",
+def _start_state(model, key, train_set, optimizer, initial_variables):
+  """A fresh `TrainState`, or one holding a copy of `initial_variables`."""
+  state = init_state(model, key, train_set.image_shape, optimizer)
+  if initial_variables is None:
+    return state
+  # Training donates its state: copy, so the caller's arrays stay valid.
+  initial_variables = jax.tree.map(jnp.copy, initial_variables)
+  return state._replace(
+    params=initial_variables["params"],
+    batch_stats=initial_variables["batch_stats"],
+    opt_state=optimizer.init(initial_variables["params"]),
   )
-  return float(np.mean(correct))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _correct(defense, keys, logits_fn, images, labels):
+def _epoch(train_step, state, keys, epoch, train_set, batch_size, mesh):
+  """One pass over `train_set`; returns the state and the mean metrics."""
+  shuffle_key, defense_key = keys
+  sums = None  # Summed on device; read back once per epoch.
+  for images, labels in data_lib.batches(
+    prng.fold(shuffle_key, epoch),
+    train_set,
+    batch_size,
+    process=sharding.process_rows(mesh),
+  ):
+    images, labels = sharding.put_process_rows((images, labels), mesh)
+    state, metrics = train_step(state, defense_key, images, labels)
+    sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+  steps = len(train_set.labels) // batch_size
+  return state, {k: float(v) / steps for k, v in sums.items()}
+
+
+def _held_out(model, state, eval_set, defense, eval_key, mesh) -> dict:
+  """Held-out clean accuracy and, with a defense, one-draw accuracy."""
+  logits_fn = models.classifier(
+    model, {"params": state.params, "batch_stats": state.batch_stats}
+  )
+  out = {"eval_accuracy": evaluate.accuracy(logits_fn, eval_set, mesh=mesh)}
   if defense is not None:
-    images = defense_core.over_batch(defense)(keys, images)
-  return jnp.argmax(logits_fn(images), -1) == labels
+    out["eval_defended_accuracy"] = evaluate.accuracy(
+      logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
+    )
+  return out
 
 
 def train(
@@ -146,7 +154,7 @@ def train(
   key: types.PRNGKey,
   model: nn.Module,
   train_set: data_lib.Source,
-  defense_spec: str | None,
+  defense: types.Defense | None,
   epochs: int,
   batch_size: int,
   learning_rate: float = 1e-3,
@@ -164,7 +172,8 @@ def train(
     key: the run's key (init, shuffling, defense draws).
     model: a Flax classifier with ``__call__(x, train)``.
     train_set: training data.
-    defense_spec: augmentation defense spec, or None for clean training.
+    defense: the augmentation ``(key, image) -> image`` (e.g.
+      ``defenses.lookup(spec)``), or None for clean training.
     epochs: number of epochs; a checkpoint is written after each.
     batch_size: examples per step (the last partial batch is dropped).
     learning_rate, weight_decay: AdamW's; the schedule is cosine per epoch.
@@ -186,6 +195,7 @@ def train(
     The final variables ``{"params", "batch_stats"}``.
 
   Raises:
+    ValueError: a batch size that does not fit the data or the mesh.
     FloatingPointError: the loss became NaN/inf; the last good checkpoint is
       kept.
   """
@@ -209,57 +219,32 @@ def train(
     key, 4
   )
   eval_key = default_eval_key if eval_key is None else eval_key
-  state = init_state(model, init_key, train_set.image_shape, optimizer)
-  if initial_variables is not None:
-    # Training donates its state: copy, so the caller's arrays stay valid.
-    initial_variables = jax.tree.map(jnp.copy, initial_variables)
-    state = state._replace(
-      params=initial_variables["params"],
-      batch_stats=initial_variables["batch_stats"],
-      opt_state=optimizer.init(initial_variables["params"]),
-    )
+  state = _start_state(model, init_key, train_set, optimizer, initial_variables)
   mngr = checkpoint.manager(checkpoint_dir)
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
   state = sharding.put_replicated(TrainState(**restored), mesh)
   first_epoch = 0 if done is None else done
-  defense = defense_core.lookup(defense_spec)
-  train_step = make_train_step(model, optimizer, defense)
-  progress = tqdm.tqdm(
+  train_step = make_train_step(
+    model, optimizer, defense_core.identity if defense is None else defense
+  )
+  bar = progress.bar(
     range(first_epoch, epochs), desc="epochs", initial=first_epoch, total=epochs
   )
-  for epoch in progress:
-    sums = None  # Summed on device; read back once per epoch.
-    for images, labels in data_lib.batches(
-      jax.random.fold_in(shuffle_key, epoch),
-      train_set,
-      batch_size,
-      process=sharding.process_rows(mesh),
-    ):
-      images, labels = sharding.put_process_rows((images, labels), mesh)
-      state, metrics = train_step(state, defense_key, images, labels)
-      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-    totals = {k: float(v) / steps_per_epoch for k, v in sums.items()}
+  for epoch in bar:
+    state, totals = _epoch(
+      train_step, state, (shuffle_key, defense_key), epoch, train_set,
+      batch_size, mesh,
+    )  # fmt: skip
     if not math.isfinite(totals["loss"]):
       raise FloatingPointError(
         f"Training loss became {totals['loss']} in epoch {epoch + 1}; the last "
         f"good checkpoint (epoch {epoch}) is kept in {checkpoint_dir}."
       )
     if eval_set is not None:
-      logits_fn = models.classifier(
-        model, {"params": state.params, "batch_stats": state.batch_stats}
-      )
-      totals["eval_accuracy"] = accuracy(logits_fn, eval_set, mesh=mesh)
-      if defense_spec:
-        totals["eval_defended_accuracy"] = accuracy(
-          logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
-        )
-    progress.set_postfix({k: f"{v:.3f}" for k, v in totals.items()})
+      totals |= _held_out(model, state, eval_set, defense, eval_key, mesh)
+    bar.set_postfix({k: f"{v:.3f}" for k, v in totals.items()})
     checkpoint.save(mngr, epoch + 1, state._asdict())
     if on_epoch is not None:
       on_epoch(epoch + 1, totals)
   mngr.close()
   return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def checkpoint_path(workdir: str) -> str:
-  return os.path.join(workdir, "checkpoints")

@@ -12,6 +12,10 @@ from typing import Any
 
 import jax
 
+# The one name of the examples axis: the vmap over a batch's examples and the
+# device mesh's data axis.
+BATCH_AXIS = "batch"
+
 PRNGKey = jax.Array
 Image = jax.Array  # (H, W, C) float32 in [0, 1].
 Batch = jax.Array  # (N, H, W, C) float32 in [0, 1].

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from stochjax import attacks, defenses
+from stochjax import attacks, defenses, prng
 from stochjax.attacks import apgd, apgd_art, norms
 from tests import test_utils
 
@@ -180,7 +180,7 @@ class PortTest(parameterized.TestCase):
     )
     # Restart 0 uses the example keys themselves; the start is split 5th.
     x0 = jnp.asarray(images)
-    init_keys = attacks.base.split_each(defenses.example_keys(key, len(x0)), 5)
+    init_keys = prng.split_each(prng.per_example(key, len(x0)), 5)
     start = norms.project(
       "linf", EPS, x0 + norms.random_delta("linf", EPS, init_keys[4], x0), x0
     )

@@ -6,7 +6,7 @@ import os
 import ml_collections
 from absl.testing import absltest
 
-from stochjax import app
+from stochjax import workdir as workdir_lib
 
 
 def _config(value=1):
@@ -18,7 +18,7 @@ def _config(value=1):
 
 class WorkdirTest(absltest.TestCase):
   def test_refuses_a_different_config_and_shows_the_difference(self):
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(_config(1), overwrite=False)
     workdir.claim(_config(1), overwrite=False)  # same config: fine
     with self.assertRaisesRegex(ValueError, r"attack.num_steps: 1 -> 2"):
@@ -30,7 +30,7 @@ class WorkdirTest(absltest.TestCase):
     self.assertIn("jax", stored["versions"])
 
   def test_results_and_cells_are_written_whole(self):
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.write_results({"rate": 0.5, "nan": float("nan")})
     workdir.save_cell("a", {"x": 1})
     workdir.save_cell("b", {"x": 2})

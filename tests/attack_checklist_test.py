@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from stochjax import attacks, defenses, evaluate
+from stochjax import attacks, defenses, evaluate, prng
 from stochjax.attacks import eot
 from stochjax.data import digits
 from stochjax.models import mlp
@@ -93,7 +93,7 @@ class ChecklistTest(absltest.TestCase):
       ).value_and_grad
 
       def estimate(key, value_and_grad=value_and_grad):
-        keys = defenses.example_keys(key, 8)
+        keys = prng.per_example(key, 8)
         return value_and_grad(x, keys, y)[1]
 
       keys = jax.random.split(jax.random.key(3), 256)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from stochjax import attacks, defenses
+from stochjax import attacks, defenses, prng
 from stochjax.attacks import eot, norms
 from tests import test_utils
 
@@ -91,7 +91,7 @@ class ProjectionTest(parameterized.TestCase):
   @parameterized.parameters("linf", "l2")
   def test_random_start_inside(self, norm):
     x0 = test_utils.random_images(0, (N, H, W, C))
-    keys = defenses.example_keys(jax.random.key(0), N)
+    keys = prng.per_example(jax.random.key(0), N)
     start = norms.random_start(norm, 0.1, keys, x0)
     np.testing.assert_allclose(norms.project(norm, 0.1, start, x0), start)
     self.assertGreater(float(jnp.abs(start - x0).max()), 0.0)
@@ -119,7 +119,7 @@ def _eot_value_and_grad(weights, num_draws, chunk_size):
 class EotTest(absltest.TestCase):
   def test_mean_of_single_draw_gradients(self):
     weights, images, labels = _linear_problem()
-    keys = defenses.example_keys(jax.random.key(0), N)
+    keys = prng.per_example(jax.random.key(0), N)
     m = 6
     (_, stats), grad = _eot_value_and_grad(weights, m, m)(images, keys, labels)
 
@@ -127,7 +127,7 @@ class EotTest(absltest.TestCase):
       logits = jax.vmap(_EOT_DEFENSE)(draw_keys, x).reshape(N, -1) @ weights
       return jnp.sum(attacks.cross_entropy(logits, labels))
 
-    all_keys = eot.draw_keys(keys, jnp.arange(m, dtype=jnp.uint32))
+    all_keys = prng.per_draw(keys, jnp.arange(m, dtype=jnp.uint32))
     grads = [jax.grad(single_draw_loss)(images, k) for k in all_keys]
     np.testing.assert_allclose(grad, np.mean(grads, 0), rtol=1e-5, atol=1e-6)
     self.assertFalse(np.allclose(grads[0], grads[1]))  # draws really differ
@@ -136,7 +136,7 @@ class EotTest(absltest.TestCase):
 
   def test_chunked_equals_unchunked(self):
     weights, images, labels = _linear_problem()
-    keys = defenses.example_keys(jax.random.key(0), N)
+    keys = prng.per_example(jax.random.key(0), N)
     (_, a), ga = _eot_value_and_grad(weights, 8, 8)(images, keys, labels)
     (_, b), gb = _eot_value_and_grad(weights, 8, 2)(images, keys, labels)
     np.testing.assert_allclose(ga, gb, rtol=1e-5, atol=1e-7)
@@ -179,7 +179,7 @@ class LossTest(absltest.TestCase):
 class MeanLogitsTest(absltest.TestCase):
   def test_gradient_of_the_loss_of_mean_logits(self):
     weights, images, labels = _linear_problem()
-    keys = defenses.example_keys(jax.random.key(0), N)
+    keys = prng.per_example(jax.random.key(0), N)
     m = 4
     make = functools.partial(
       eot.make_eot,
@@ -191,7 +191,7 @@ class MeanLogitsTest(absltest.TestCase):
       mode="mean_logits",
     )
     (_, stats), grad = make(chunk_size=m).value_and_grad(images, keys, labels)
-    all_keys = eot.draw_keys(keys, jnp.arange(m, dtype=jnp.uint32))
+    all_keys = prng.per_draw(keys, jnp.arange(m, dtype=jnp.uint32))
 
     def explicit(x):
       logits = [

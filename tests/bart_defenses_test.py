@@ -9,7 +9,7 @@ import skimage.data
 import skimage.transform
 from absl.testing import absltest, parameterized
 
-from stochjax import defenses, registry
+from stochjax import defenses, prng, registry
 from stochjax.defenses import ensemble, filters
 
 
@@ -31,7 +31,7 @@ class FilterTest(parameterized.TestCase):
                             ((7, 11), (1.2, 2.9)))  # fmt: skip
   def test_gaussian_blur_matches_scipy(self, size, sigma):
     image = _photo()
-    ours = defenses.gaussian_blur(jnp.asarray(image), size=size, sigma=sigma)
+    ours = defenses.blur(jnp.asarray(image), size=size, sigma=sigma)
     reference = scipy.ndimage.correlate1d(
       image, _kornia_gaussian(size[0], sigma[0]), axis=0, mode="mirror"
     )
@@ -43,7 +43,7 @@ class FilterTest(parameterized.TestCase):
   @parameterized.parameters((3, 3), (5, 13), (13, 7))
   def test_median_matches_scipy_zero_padding(self, kh, kw):
     image = _photo(32)
-    ours = defenses.median_filter(jnp.asarray(image), size=(kh, kw))
+    ours = defenses.filter_median(jnp.asarray(image), size=(kh, kw))
     reference = scipy.ndimage.median_filter(
       image, size=(kh, kw, 1), mode="constant", cval=0.0
     )
@@ -54,7 +54,7 @@ class FilterTest(parameterized.TestCase):
     image = (
       np.random.default_rng(0).normal(0, 2, (20, 20, 2)).astype(np.float32)
     )
-    ours = defenses.median_filter(jnp.asarray(image), size=(5, 3))
+    ours = defenses.filter_median(jnp.asarray(image), size=(5, 3))
     reference = scipy.ndimage.median_filter(
       image, size=(5, 3, 1), mode="constant", cval=0.0
     )
@@ -69,7 +69,7 @@ class FilterTest(parameterized.TestCase):
 
   def test_tiny_image_is_refused(self):
     with self.assertRaisesRegex(ValueError, "H, W > 6"):
-      defenses.gaussian_blur(jnp.zeros((5, 5, 3)), size=(3, 3), sigma=(1, 1))
+      defenses.blur(jnp.zeros((5, 5, 3)), size=(3, 3), sigma=(1, 1))
 
 
 class SwirlTest(parameterized.TestCase):
@@ -80,7 +80,7 @@ class SwirlTest(parameterized.TestCase):
   )
   def test_matches_skimage(self, center, strength, radius):
     image = _photo(64)
-    ours = defenses.swirl(
+    ours = defenses.swirl_image(
       jnp.asarray(image), center=center, strength=strength, radius=radius
     )
     reference = skimage.transform.swirl(
@@ -236,7 +236,7 @@ class EnsembleTest(absltest.TestCase):
     """Values and gradients, under one and two vmaps (batch and EOT)."""
     members = "rotation(max_degrees=30)|quantization()|gaussian_blur()"
     images = jnp.asarray(np.stack([_photo(24), _photo(24)[::-1]]))
-    keys = defenses.example_keys(jax.random.key(0), 2)
+    keys = prng.per_example(jax.random.key(0), 2)
     draws = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
 
     def run(switch):

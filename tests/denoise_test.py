@@ -42,7 +42,7 @@ class ChambolleTest(parameterized.TestCase):
     # with a tolerance it can also move the stop by one iteration.
     atol = 2e-5 if num_iters < 10 else 1e-3 if eps == 0 else 2e-3
     per_channel = jax.vmap(
-      lambda p: denoise.tv_chambolle(p, **kwargs),
+      lambda p: denoise.denoise_tv_chambolle(p, **kwargs),
       in_axes=-1,
       out_axes=-1,
     )(jnp.asarray(image))
@@ -51,7 +51,7 @@ class ChambolleTest(parameterized.TestCase):
       denoise_tv_chambolle(image, channel_axis=-1, **kwargs),
       atol=atol,
     )
-    volume = denoise.tv_chambolle(jnp.asarray(image), **kwargs)
+    volume = denoise.denoise_tv_chambolle(jnp.asarray(image), **kwargs)
     np.testing.assert_allclose(
       volume, denoise_tv_chambolle(image, **kwargs), atol=atol
     )

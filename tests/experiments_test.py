@@ -12,16 +12,9 @@ from configs import eot_ablation as eot_ablation_config
 from configs import fig1, fig2, fig3, fig4, table1, table2
 from configs import finetune as finetune_config
 from configs import section5 as section5_config
-from stochjax import (
-  ablation,
-  app,
-  data,
-  finetune,
-  invariance,
-  models,
-  section5,
-  train,
-)
+from stochjax import data, evaluate, models
+from stochjax import workdir as workdir_lib
+from stochjax.paper import figs3_4, finetune, section4, section5
 
 
 class EotAblationSmokeTest(absltest.TestCase):
@@ -32,9 +25,9 @@ class EotAblationSmokeTest(absltest.TestCase):
 
   def test_runs_writes_outputs_and_resumes(self):
     config = eot_ablation_config.get_config("smoke")
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(config, overwrite=False)
-    results = ablation.run(config, workdir)
+    results = section4.run(config, workdir)
     panel = "noise_injection/untargeted/step=0.25eps"
     heatmap = "heatmap_noise_injection_untargeted_step=0.25eps.png"
     for name in ("table.md", "cells.json", heatmap):
@@ -48,7 +41,7 @@ class EotAblationSmokeTest(absltest.TestCase):
     json.dumps(results)  # serializable
     # A second run on the same workdir recomputes nothing and agrees.
     cells = workdir.cells()
-    again = ablation.run(config, workdir)
+    again = section4.run(config, workdir)
     np.testing.assert_array_equal(
       again["success_rate"][panel], results["success_rate"][panel]
     )
@@ -66,13 +59,13 @@ class EotAblationSmokeTest(absltest.TestCase):
       del config.defenses["smoothing_0_50"]
       config.defenses.noise_injection.weights = weights
       config.grid.steps, config.grid.eot_samples = (2,), (1,)
-    workdir = app.Workdir(self.create_tempdir().full_path)
-    results = ablation.run(config, workdir)
-    expected = train.accuracy(
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    results = section4.run(config, workdir)
+    expected = evaluate.accuracy(
       models.classifier(model, variables), data.load("digits", "test")
     )
     self.assertEqual(results["clean_accuracy"]["noise_injection"], expected)
-    self.assertFalse(os.path.exists(train.checkpoint_path(workdir.path)))
+    self.assertFalse(os.path.exists(workdir.file("checkpoints")))
 
   def test_unknown_variant(self):
     with self.assertRaisesRegex(ValueError, "smoke"):
@@ -89,9 +82,9 @@ class PaperGridSmokeTest(parameterized.TestCase):
   @parameterized.parameters(table1, table2, fig1, fig2)
   def test_smoke_writes_every_panel(self, module):
     config = module.get_config("smoke")
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(config, overwrite=False)
-    results = ablation.run(config, workdir)
+    results = section4.run(config, workdir)
     goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
     expected = {
       f"{name}/{goal}/step={f:g}eps"
@@ -124,7 +117,7 @@ class PaperGridSmokeTest(parameterized.TestCase):
 class EqualBudgetTest(absltest.TestCase):
   def test_pairs_cells_of_equal_budget(self):
     grid = np.array([[0.1, 0.2, 0.5], [0.3, 0.4, 0.6]])  # m = 1, 5
-    pairs = ablation.equal_budget(grid, steps=[10, 20, 50], draws=[1, 5])
+    pairs = section4.equal_budget(grid, steps=[10, 20, 50], draws=[1, 5])
     self.assertEqual(
       pairs,
       [
@@ -144,7 +137,7 @@ class FinetuneSmokeTest(absltest.TestCase):
 
   def test_runs_records_each_epoch_and_resumes(self):
     config = finetune_config.get_config("smoke")
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(config, overwrite=False)
     results = finetune.run(config, workdir)
     curve = results["by_epoch"]
@@ -173,9 +166,9 @@ class FinetuneSmokeTest(absltest.TestCase):
     with config.unlocked():
       config.model.weights = weights
       config.train.epochs = 1
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     results = finetune.run(config, workdir)
-    expected = train.accuracy(
+    expected = evaluate.accuracy(
       models.classifier(model, variables),
       data.load("digits", "test").subset(slice(config.num_eval)),
     )
@@ -186,7 +179,7 @@ class FinetuneSmokeTest(absltest.TestCase):
     config = finetune_config.get_config("smoke")
     with config.unlocked():
       config.defense = "no_such_defense()"
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     with self.assertRaisesRegex(ValueError, "no_such_defense"):
       finetune.run(config, workdir)
     self.assertEqual(workdir.metrics(), [])
@@ -201,9 +194,9 @@ class InvarianceSmokeTest(absltest.TestCase):
 
   def test_fig4_smoke_runs_and_resumes(self):
     config = fig4.get_config("smoke")
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(config, overwrite=False)
-    results = invariance.run(config, workdir)
+    results = figs3_4.run(config, workdir)
     for name in ("before_after.png", "success_by_epoch.png"):
       self.assertTrue(os.path.exists(workdir.file(name)), name)
     (name,) = config.defenses
@@ -216,7 +209,7 @@ class InvarianceSmokeTest(absltest.TestCase):
       )
     json.dumps(results)
     cells = workdir.cells()
-    again = invariance.run(config, workdir)  # Restores; recomputes nothing.
+    again = figs3_4.run(config, workdir)  # Restores; recomputes nothing.
     # (As JSON: NaN rates, where no sample was retained, compare equal.)
     self.assertEqual(
       json.dumps(again["defenses"]), json.dumps(results["defenses"])
@@ -234,13 +227,13 @@ class InvarianceSmokeTest(absltest.TestCase):
     with bad.unlocked():
       bad.eval_epochs = (0,)
     with self.assertRaisesRegex(ValueError, "last epoch"):
-      invariance.run(bad, app.Workdir(self.create_tempdir().full_path))
+      figs3_4.run(bad, workdir_lib.Workdir(self.create_tempdir().full_path))
 
 
 class Section5SmokeTest(absltest.TestCase):
   def test_runs_and_resumes(self):
     config = section5_config.get_config("smoke")
-    workdir = app.Workdir(self.create_tempdir().full_path)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     workdir.claim(config, overwrite=False)
     results = section5.run(config, workdir)
     self.assertTrue(os.path.exists(workdir.file("section5.png")))

@@ -34,14 +34,14 @@ class NlMeansTest(parameterized.TestCase):
     image = _noisy()
     kwargs = dict(patch_size=size, patch_distance=distance, h=h)
     np.testing.assert_allclose(
-      nl_means.nl_means(jnp.asarray(image), **kwargs),
+      nl_means.denoise_nl_means(jnp.asarray(image), **kwargs),
       denoise_nl_means(
         image.astype(np.float64), fast_mode=True, channel_axis=-1, **kwargs
       ),  # fmt: skip
       atol=1e-5,
     )
     np.testing.assert_allclose(
-      nl_means.nl_means(jnp.asarray(image[..., :1]), **kwargs)[..., 0],
+      nl_means.denoise_nl_means(jnp.asarray(image[..., :1]), **kwargs)[..., 0],
       denoise_nl_means(
         image[..., 0].astype(np.float64), fast_mode=True, **kwargs
       ),  # fmt: skip
@@ -51,14 +51,14 @@ class NlMeansTest(parameterized.TestCase):
   def test_traced_sizes_match_static_ones(self):
     image = jnp.asarray(_noisy())
     traced = jax.jit(
-      lambda s, d: nl_means.nl_means(
+      lambda s, d: nl_means.denoise_nl_means(
         image, patch_size=s, patch_distance=d, h=0.08, bounds=(7, 11)
       )
     )
     for size, distance in ((5, 6), (7, 11)):
       np.testing.assert_allclose(
         traced(size, distance),
-        nl_means.nl_means(
+        nl_means.denoise_nl_means(
           image, patch_size=size, patch_distance=distance, h=0.08
         ),  # fmt: skip
         atol=1e-6,

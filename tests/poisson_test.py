@@ -6,7 +6,8 @@ import numpy as np
 import scipy.stats
 from absl.testing import absltest, parameterized
 
-from stochjax.defenses import noise, poisson
+from stochjax import poisson
+from stochjax.defenses import noise
 
 
 class PoissonTest(parameterized.TestCase):

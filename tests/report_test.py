@@ -4,13 +4,14 @@ import os
 
 from absl.testing import absltest
 
-from stochjax import app, report
+from stochjax import workdir as workdir_lib
+from stochjax.paper import report
 
 
 def _workdir(root, name, results, files=()):
   path = os.path.join(root, name)
   os.makedirs(path)
-  app.write_json_atomic(os.path.join(path, "results.json"), results)
+  workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
   for file, text in files:
     with open(os.path.join(path, file), "w") as f:
       f.write(text)

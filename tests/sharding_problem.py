@@ -53,7 +53,7 @@ def training(model, variables, checkpoint_dir):
     key=jax.random.key(2),
     model=model,
     train_set=digits.load_digits("train", size=16),
-    defense_spec="gaussian_noise(sigma=0.1)|rotation(max_degrees=30)",
+    defense=DEFENSE,
     epochs=1,
     batch_size=256,
     checkpoint_dir=checkpoint_dir,

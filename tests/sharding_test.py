@@ -12,7 +12,15 @@ import jax
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from stochjax import attacks, defenses, evaluate, sharding, train
+from stochjax import (
+  attacks,
+  batching,
+  defenses,
+  evaluate,
+  prng,
+  sharding,
+  train,
+)
 from stochjax import data as data_lib
 from tests import sharding_problem as problem
 from tests import test_utils
@@ -31,7 +39,7 @@ def _problem():
 class ExampleKeysTest(parameterized.TestCase):
   def test_one_key_folds_in_the_index(self):
     key = jax.random.key(3)
-    keys = defenses.example_keys(key, 4)
+    keys = prng.per_example(key, 4)
     for i in range(4):
       np.testing.assert_array_equal(
         jax.random.key_data(keys[i]),
@@ -39,26 +47,26 @@ class ExampleKeysTest(parameterized.TestCase):
       )
 
   def test_per_example_keys_pass_through_and_raw_keys_wrap(self):
-    keys = defenses.keys_at(jax.random.key(3), np.array([5, 9]))
+    keys = prng.at(jax.random.key(3), np.array([5, 9]))
     np.testing.assert_array_equal(
-      jax.random.key_data(defenses.example_keys(keys, 2)),
+      jax.random.key_data(prng.per_example(keys, 2)),
       jax.random.key_data(keys),
     )
     raw = jax.random.key_data(jax.random.key(3))
     np.testing.assert_array_equal(
-      jax.random.key_data(defenses.example_keys(raw, 3)),
-      jax.random.key_data(defenses.example_keys(jax.random.key(3), 3)),
+      jax.random.key_data(prng.per_example(raw, 3)),
+      jax.random.key_data(prng.per_example(jax.random.key(3), 3)),
     )
 
   @parameterized.parameters((np.zeros(3, np.float32),), (np.zeros(5, int),))
   def test_not_a_key(self, key):
     with self.assertRaisesRegex(ValueError, "JAX key"):
-      defenses.example_keys(key, 3)
+      prng.per_example(key, 3)
 
   def test_wrong_number_of_keys(self):
-    keys = defenses.example_keys(jax.random.key(0), 3)
+    keys = prng.per_example(jax.random.key(0), 3)
     with self.assertRaisesRegex(ValueError, r"\(4,\) per-example keys"):
-      defenses.example_keys(keys, 4)
+      prng.per_example(keys, 4)
 
 
 class BatchIndependenceTest(parameterized.TestCase):
@@ -75,7 +83,7 @@ class BatchIndependenceTest(parameterized.TestCase):
     key = jax.random.key(4)
     whole = attack(key, logits_fn, images, labels)
     part = attack(
-      defenses.keys_at(key, np.arange(2, 5)),
+      prng.at(key, np.arange(2, 5)),
       logits_fn,
       images[2:5],
       labels[2:5],
@@ -88,7 +96,7 @@ class BatchIndependenceTest(parameterized.TestCase):
     votes = dict(defense=DEFENSE, num_votes=7, chunk_size=3)
     whole = evaluate.vote_counts(key, logits_fn, images, **votes)
     part = evaluate.vote_counts(
-      defenses.keys_at(key, np.arange(1, 4)), logits_fn, images[1:4], **votes
+      prng.at(key, np.arange(1, 4)), logits_fn, images[1:4], **votes
     )
     np.testing.assert_array_equal(part, whole[1:4])
 
@@ -140,7 +148,7 @@ class MeshTest(absltest.TestCase):
       return x * 2
 
     for num in (23, 25, 30, 12, 45):
-      out = sharding.map_batches(
+      out = batching.map_batches(
         fn, jax.random.key(0), num,
         lambda index: [index.astype(np.float32)], batch_size=30,
       )  # fmt: skip

@@ -13,8 +13,8 @@ import zipfile
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from stochjax import convert, models
-from stochjax.torch_io import reader
+from stochjax import models
+from stochjax.torch_io import cli, reader, state_dict
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "torch")
 CASES = (
@@ -42,7 +42,7 @@ class _Payload:
 class ConvertTest(parameterized.TestCase):
   @parameterized.named_parameters(*[(c[0], *c) for c in CASES])
   def test_logits_match_torch(self, name, suffix, arch, source):
-    model, variables = convert.convert_file(
+    model, variables = cli.convert_file(
       os.path.join(FIXTURES, name + suffix), arch, source
     )
     expected = _expected()
@@ -61,7 +61,7 @@ class ConvertTest(parameterized.TestCase):
     self.assertEqual(momentum.shape, (4, 3, 7, 7))
 
   def test_imagenette_normalization_comes_from_the_checkpoint(self):
-    model, _ = convert.convert_file(
+    model, _ = cli.convert_file(
       os.path.join(FIXTURES, "imagenette_resnet34_w4.ckpt"),
       "ResNet34",
       "imagenette",
@@ -72,7 +72,7 @@ class ConvertTest(parameterized.TestCase):
   def test_cli_writes_a_loadable_model(self):
     out = self.create_tempdir().full_path
     name, suffix, arch, source = CASES[2]
-    code = convert.main(
+    code = cli.main(
       [os.path.join(FIXTURES, name + suffix), out, "--arch", arch,
        "--source", source]
     )  # fmt: skip
@@ -88,33 +88,33 @@ class ConvertTest(parameterized.TestCase):
     with self.assertRaisesRegex(
       ValueError, r"\d+ unexpected: layer1\.0\.bn3\.bias.*wrong shape"
     ):
-      convert.convert_file(path, "ResNet18", "torchvision")
+      cli.convert_file(path, "ResNet18", "torchvision")
     with self.assertRaisesRegex(
       ValueError, r"450 missing: layer1\.10\.bn1\.bias"
     ):
-      convert.convert_file(
+      cli.convert_file(
         os.path.join(FIXTURES, "cohen_cifar_resnet20_w4_legacy.pth.tar"),
         "ResNet110",
         "cohen",
       )
 
   def test_wrong_shape_names_the_key(self):
-    state = convert.torch_convert.state_dict_of(
+    state = state_dict.state_dict_of(
       reader.read(os.path.join(FIXTURES, "torchvision_resnet50_w4.pth")),
       "torchvision",
     )
     state["fc.bias"] = np.zeros(3, np.float32)
-    model = convert.build("ResNet50", state, None, "torchvision")
+    model = cli.build("ResNet50", state, None, "torchvision")
     with self.assertRaisesRegex(
       ValueError, r"1 with the wrong shape: fc\.bias"
     ):
-      convert.torch_convert.to_flax(state, model, _init_shapes(model))
+      state_dict.to_flax(state, model, _init_shapes(model))
 
   def test_wrong_prefix_for_source(self):
     path = os.path.join(FIXTURES, "torchvision_resnet50_w4.pth")
     with self.assertRaisesRegex(ValueError, "1.module."):
-      convert.convert_file(path, "ResNet50", "cohen")
-    self.assertEqual(convert.main([path, "/tmp/x", "--arch", "ResNet50",
+      cli.convert_file(path, "ResNet50", "cohen")
+    self.assertEqual(cli.main([path, "/tmp/x", "--arch", "ResNet50",
                                    "--source", "imagenette"]), 2)  # fmt: skip
 
 

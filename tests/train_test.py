@@ -8,7 +8,7 @@ import numpy as np
 from absl.testing import absltest
 from PIL import Image
 
-from stochjax import data, models, train
+from stochjax import data, defenses, models, train
 from tests import test_utils
 
 
@@ -26,7 +26,7 @@ def _train(directory, epochs=3, on_epoch=None, learning_rate=1e-3):
     key=jax.random.key(0),
     model=models.ResNetTiny(num_classes=10, stem="cifar"),
     train_set=_small_digits(),
-    defense_spec="gaussian_noise(sigma=0.1)",
+    defense=defenses.lookup("gaussian_noise(sigma=0.1)"),
     epochs=epochs,
     batch_size=32,
     learning_rate=learning_rate,
@@ -56,7 +56,7 @@ class StreamingSourceTest(absltest.TestCase):
       key=jax.random.key(0),
       model=models.ResNetTiny(num_classes=10, stem="cifar"),
       train_set=source,
-      defense_spec="noise_injection()",
+      defense=defenses.lookup("noise_injection()"),
       epochs=2,
       batch_size=8,
       checkpoint_dir=self.create_tempdir().full_path,

@@ -6,9 +6,9 @@ attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
 """
 
 from stochjax import registry as registry_lib
-from stochjax.attacks import apgd, apgd_art, base, losses, norms
+from stochjax.attacks import apgd, apgd_art, attack, losses, norms, results
 from stochjax.attacks.apgd import make_apgd
-from stochjax.attacks.base import AttackResult, Cost, as_pytree_fn
+from stochjax.attacks.attack import Attack, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
 from stochjax.attacks.losses import (
   LOSSES,
@@ -19,6 +19,7 @@ from stochjax.attacks.losses import (
   margin,
 )
 from stochjax.attacks.pgd import make_pgd
+from stochjax.attacks.results import AttackResult, Cost
 
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
@@ -41,12 +42,13 @@ def lookup(spec: str, **extra):
 __all__ = [
   "LOSSES",
   "REGISTRY",
+  "Attack",
   "AttackResult",
   "Cost",
   "apgd",
   "apgd_art",
   "as_pytree_fn",
-  "base",
+  "attack",
   "cross_entropy",
   "dlr",
   "dlr_targeted",
@@ -59,4 +61,5 @@ __all__ = [
   "make_value_and_grad",
   "margin",
   "norms",
+  "results",
 ]

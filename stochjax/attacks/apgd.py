@@ -21,16 +21,17 @@ reads an unwritten zero); the projection clips to [0, 1] before projecting
 (the same point for linf); the random start is uniform in the ball.
 """
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import types, validation
-from stochjax.attacks import apgd_art, base, norms
-from stochjax.attacks import eot as eot_lib
-from stochjax.defenses import core as defense_core
+from stochjax import prng, types, validation
+from stochjax.attacks import apgd_art, loops, norms, parameters, results
+from stochjax.attacks import attack as attack_lib
+from stochjax.attacks import best as best_lib
 
 
 def checkpoints(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +106,9 @@ def make_apgd(
     unroll: passed to `lax.scan`.
 
   Returns:
-    ``attack(key, logits_fn, images, labels) -> images`` (or an
-    `AttackResult`), with ``attack.cost``.
+    An `attack_lib.Attack`: ``attack(key, logits_fn, images, labels) ->
+    images`` (or an `AttackResult`), with ``attack.cost`` and (except with
+    `art_compat`) ``attack.sweep``.
 
   Raises:
     ValueError: a parameter out of range, an unknown norm, loss or EOT mode.
@@ -116,17 +118,43 @@ def make_apgd(
     ensemble of diverse parameter-free attacks. ICML 2020.
     https://arxiv.org/abs/2003.01690
   """
-  loss_fn, chunk = base.check_parameters(
-    eps=eps,
-    num_steps=num_steps,
-    restarts=restarts,
-    norm=norm,
-    eot_mode=eot_mode,
-    loss=loss,
-    targeted=targeted,
-    eot_samples=eot_samples,
-    eot_chunk_size=eot_chunk_size,
-  )
+  eot = parameters.check_parameters(
+    eps=eps, num_steps=num_steps, restarts=restarts, norm=norm,
+    eot_mode=eot_mode, loss=loss, targeted=targeted, eot_samples=eot_samples,
+    eot_chunk_size=eot_chunk_size, defense=defense,
+  )  # fmt: skip
+  step_size = _initial_step(eps, step_size, momentum, rho, art_compat)
+  common = dict(loss=loss, targeted=targeted, with_info=with_info)
+  if art_compat:
+    if (momentum, rho, eot_mode) != (0.75, 0.75, "mean_grad"):
+      raise ValueError(
+        "art_compat fixes momentum = rho = 0.75 and eot_mode='mean_grad'."
+      )
+    return apgd_art.make_attack(
+      dict(eot), dict(norm=norm, eps=eps, step_size=step_size), num_steps,
+      restarts, unroll, common,
+    )  # fmt: skip
+  settings = _Apgd(
+    eot=eot, num_steps=num_steps, norm=norm,
+    targeted=targeted, random_init=random_init, restarts=restarts,
+    eot_samples=eot_samples, momentum=momentum, rho=rho,
+    early_stop=early_stop, unroll=unroll,
+  )  # fmt: skip
+  run_with = functools.partial(loops.run_attack, _run_once, settings)
+  return attack_lib.Attack(
+    run=jax.jit(functools.partial(run_with, eps=eps, step_size=step_size)),
+    cost=results.Cost(
+      num_steps=num_steps, eot_samples=eot_samples, restarts=restarts,
+      grad_evals=restarts * (num_steps + 1) * eot_samples, forward_evals=0,
+    ),
+    sweep_run=attack_lib.sweep_program(run_with), step_ratio=step_size / eps,
+    **common,
+  )  # fmt: skip
+
+
+def _initial_step(eps, step_size, momentum, rho, art_compat) -> float:
+  """The first step size (``2 * eps`` by default), after checking the
+  step schedule's parameters."""
   for name, value in (("momentum", momentum), ("rho", rho)):
     if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
       raise ValueError(f"{name} must lie in (0, 1], got {value!r}.")
@@ -135,141 +163,102 @@ def make_apgd(
       raise ValueError("art_compat needs step_size (ART's eps_step).")
     step_size = 2.0 * eps
   validation.positive("step_size", step_size)
-  defense = defense_core.identity if defense is None else defense
-  settings = dict(
-    logits_fn=None,
-    defense=defense,
-    loss_fn=loss_fn,
-    targeted=targeted,
-    num_draws=eot_samples,
-    chunk_size=chunk,
-    mode=eot_mode,
+  return step_size
+
+
+@dataclasses.dataclass(frozen=True)
+class _Apgd:
+  """The static settings of one reference APGD attack (see `make_apgd`)."""
+
+  eot: tuple  # `eot_lib.make_eot` keyword arguments, as items.
+  num_steps: int
+  norm: str
+  targeted: bool
+  random_init: bool
+  restarts: int
+  eot_samples: int
+  momentum: float
+  rho: float
+  early_stop: bool
+  unroll: int | bool
+
+
+def _run_once(settings: _Apgd, eot, images, labels, eps, step_size, keys):
+  """One restart: ``(Best, losses (T, N), goal_rates (T, N), grad_evals,
+  forward_evals)``."""
+  n = images.shape[0]
+  x, keys = loops.start(settings.norm, eps, keys, images, settings.random_init)
+  (_, stats), grad = eot.value_and_grad(x, prng.fold_each(keys, 0), labels)
+  start = best_lib.best_of(x, stats, settings.targeted)
+  state = dict(
+    x=x,
+    x_prev=x,
+    grad=grad,
+    step=jnp.full((n,), step_size, jnp.float32),
+    x_top=x,  # highest objective so far (where halvings return)
+    grad_top=grad,
+    top=start.objective,
+    top_at_check=start.objective,
+    halved_at_check=jnp.ones((n,), bool),
+    last=start.objective,
+    rises=jnp.zeros((n,), jnp.float32),
+    best=start,  # the output: most draws meeting the goal, then loss
+    grads=jnp.zeros((), jnp.int32) + settings.eot_samples,
   )
-  geometry = dict(norm=norm, eps=eps, step_size=step_size)
-
-  if art_compat:
-    if (momentum, rho, eot_mode) != (0.75, 0.75, "mean_grad"):
-      raise ValueError(
-        "art_compat fixes momentum = rho = 0.75 and eot_mode='mean_grad'."
-      )
-    run = apgd_art.make_run(
-      settings=settings,
-      geometry=geometry,
-      num_steps=num_steps,
-      restarts=restarts,
-      unroll=unroll,
+  step = functools.partial(_step, settings, eot, images, labels, eps, keys)
+  steps = jnp.arange(settings.num_steps, dtype=jnp.uint32)
+  body = step
+  if settings.early_stop:
+    body = loops.skip_when(
+      lambda s: jnp.all(best_lib.met_vote(s["best"])), step, state, steps[0]
     )
-    cost = base.Cost(
-      num_steps=num_steps,
-      eot_samples=eot_samples,
-      restarts=restarts,
-      grad_evals=restarts * num_steps * eot_samples,
-      forward_evals=restarts * apgd_art.forward_evals(num_steps),
-    )
-    return base.finish(
-      run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
-    )
+  state, stats = jax.lax.scan(body, state, steps, unroll=settings.unroll)
+  zero = jnp.zeros((), jnp.int32)
+  return state["best"], stats.loss, stats.goal_rate, state["grads"], zero
 
-  is_check, interval = checkpoints(num_steps)
 
-  def run_with(key, logits_fn, images, labels, eps, step_size):
-    """The attack at radius `eps`, initial step `step_size` (traceable)."""
-    eot = eot_lib.make_eot(**settings | dict(logits_fn=logits_fn))
-    n = images.shape[0]
-
-    def run_once(keys):
-      init_keys, keys = base.split_each(keys)
-      x = images
-      if random_init:
-        x = norms.random_start(norm, eps, init_keys, images)
-      (_, stats), grad = eot.value_and_grad(x, base.step_keys(keys, 0), labels)
-      start = base.best_of(x, stats, targeted)
-      state = dict(
-        x=x,
-        x_prev=x,
-        grad=grad,
-        step=jnp.full((n,), step_size, jnp.float32),
-        x_top=x,  # highest objective so far (where halvings return)
-        grad_top=grad,
-        top=start.objective,
-        top_at_check=start.objective,
-        halved_at_check=jnp.ones((n,), bool),
-        last=start.objective,
-        rises=jnp.zeros((n,), jnp.float32),
-        best=start,  # the output: most draws meeting the goal, then loss
-        grads=jnp.zeros((), jnp.int32) + eot_samples,
-      )
-
-      def step(state, i):
-        s = dict(state)
-        x, x_prev = s["x"], s["x_prev"]
-        alpha = jnp.where(i == 0, 1.0, momentum)
-        scale = s["step"].reshape(-1, 1, 1, 1)
-        z = norms.project(
-          norm, eps, x + scale * norms.direction(norm, s["grad"]), images
-        )
-        x_new = norms.project(
-          norm, eps, x + alpha * (z - x) + (1 - alpha) * (x - x_prev), images
-        )
-        if early_stop:
-          x_new = base.where_examples(base.met_vote(s["best"]), x, x_new)
-        (_, stats), grad = eot.value_and_grad(
-          x_new, base.step_keys(keys, i + 1), labels
-        )
-        point = base.best_of(x_new, stats, targeted)
-        s["best"] = base.keep_better(s["best"], point)
-        rose = point.objective > s["top"]
-        s["x_top"] = base.where_examples(rose, x_new, s["x_top"])
-        s["grad_top"] = base.where_examples(rose, grad, s["grad_top"])
-        s["top"] = jnp.maximum(point.objective, s["top"])
-        rise = (point.objective > s["last"]).astype(jnp.float32)
-        s["rises"] = s["rises"] + rise
-        s["last"] = point.objective
-
-        check = jnp.asarray(is_check)[i]
-        oscillating = s["rises"] <= jnp.asarray(rho * interval, jnp.float32)[i]
-        stalled = ~s["halved_at_check"] & (s["top_at_check"] >= s["top"])
-        halve = check & (oscillating | stalled)
-        s["halved_at_check"] = jnp.where(
-          check, oscillating | stalled, s["halved_at_check"]
-        )
-        s["top_at_check"] = jnp.where(check, s["top"], s["top_at_check"])
-        s["rises"] = jnp.where(check, 0.0, s["rises"])
-        s["step"] = jnp.where(halve, s["step"] / 2, s["step"])
-        s["x_prev"] = x
-        s["x"] = base.where_examples(halve, s["x_top"], x_new)
-        s["grad"] = base.where_examples(halve, s["grad_top"], grad)
-        s["grads"] = s["grads"] + eot_samples
-        return s, stats
-
-      steps = jnp.arange(num_steps, dtype=jnp.uint32)
-      body = step
-      if early_stop:
-        body = base.skip_when(
-          lambda s: jnp.all(base.met_vote(s["best"])), step, state, steps[0]
-        )
-      state, stats = jax.lax.scan(body, state, steps, unroll=unroll)
-      zero = jnp.zeros((), jnp.int32)
-      return state["best"], stats.loss, stats.goal_rate, state["grads"], zero
-
-    return base.over_restarts(
-      run_once,
-      defense_core.example_keys(key, n),
-      images,
-      restarts=restarts,
-      early_stop=early_stop,
-    )
-
-  cost = base.Cost(
-    num_steps=num_steps,
-    eot_samples=eot_samples,
-    restarts=restarts,
-    grad_evals=restarts * (num_steps + 1) * eot_samples,
-    forward_evals=0,
+def _step(settings: _Apgd, eot, images, labels, eps, keys, state, i):
+  """One APGD step: momentum step, EOT evaluation, checkpoint halving."""
+  s = dict(state)
+  norm = settings.norm
+  x, x_prev = s["x"], s["x_prev"]
+  alpha = jnp.where(i == 0, 1.0, settings.momentum)
+  scale = s["step"].reshape(-1, 1, 1, 1)
+  z = norms.project(
+    norm, eps, x + scale * norms.direction(norm, s["grad"]), images
   )
-  run = jax.jit(functools.partial(run_with, eps=eps, step_size=step_size))
-  attack = base.finish(
-    run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
+  x_new = norms.project(
+    norm, eps, x + alpha * (z - x) + (1 - alpha) * (x - x_prev), images
   )
-  base.add_sweep(attack, run_with, eps=eps, step_size=step_size)
-  return attack
+  if settings.early_stop:
+    x_new = best_lib.where_examples(best_lib.met_vote(s["best"]), x, x_new)
+  (_, stats), grad = eot.value_and_grad(
+    x_new, prng.fold_each(keys, i + 1), labels
+  )
+  point = best_lib.best_of(x_new, stats, settings.targeted)
+  s["best"] = best_lib.keep_better(s["best"], point)
+  rose = point.objective > s["top"]
+  s["x_top"] = best_lib.where_examples(rose, x_new, s["x_top"])
+  s["grad_top"] = best_lib.where_examples(rose, grad, s["grad_top"])
+  s["top"] = jnp.maximum(point.objective, s["top"])
+  rise = (point.objective > s["last"]).astype(jnp.float32)
+  s["rises"] = s["rises"] + rise
+  s["last"] = point.objective
+
+  is_check, interval = checkpoints(settings.num_steps)
+  check = jnp.asarray(is_check)[i]
+  threshold = jnp.asarray(settings.rho * interval, jnp.float32)[i]
+  oscillating = s["rises"] <= threshold
+  stalled = ~s["halved_at_check"] & (s["top_at_check"] >= s["top"])
+  halve = check & (oscillating | stalled)
+  s["halved_at_check"] = jnp.where(
+    check, oscillating | stalled, s["halved_at_check"]
+  )
+  s["top_at_check"] = jnp.where(check, s["top"], s["top_at_check"])
+  s["rises"] = jnp.where(check, 0.0, s["rises"])
+  s["step"] = jnp.where(halve, s["step"] / 2, s["step"])
+  s["x_prev"] = x
+  s["x"] = best_lib.where_examples(halve, s["x_top"], x_new)
+  s["grad"] = best_lib.where_examples(halve, s["grad_top"], grad)
+  s["grads"] = s["grads"] + settings.eot_samples
+  return s, stats

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from stochjax import types
+from stochjax import prng, types
 from stochjax.defenses import core as defense_core
 
 MODES = ("mean_grad", "mean_logits")
@@ -46,12 +46,6 @@ class Eot(NamedTuple):
 
   value_and_grad: callable
   statistics: callable
-
-
-def draw_keys(keys: jax.Array, draws: jax.Array) -> jax.Array:
-  """``(num_draws, N)`` keys: ``fold_in(keys[i], draws[j])``."""
-  fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-  return jax.vmap(fold, in_axes=(None, 0))(keys, draws)
 
 
 def _sum_over_draws(fn, num_draws: int, chunk_size: int, like):
@@ -103,8 +97,7 @@ def make_eot(
   defend = defense_core.over_batch(defense)
 
   def logits_of(x, keys, draw):
-    draw_keys_ = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, draw)
-    return logits_fn(defend(draw_keys_, x)).astype(jnp.float32)
+    return logits_fn(defend(prng.fold_each(keys, draw), x)).astype(jnp.float32)
 
   def goal(logits, labels):
     hit = jnp.argmax(logits, axis=-1) == labels

@@ -11,16 +11,59 @@ the model uses `stochjax.models.conv_general_dilated` (stochjax's ResNets
 do); for other models pass ``unroll=True`` or a small integer.
 """
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import types, validation
-from stochjax.attacks import base, norms
-from stochjax.attacks import eot as eot_lib
-from stochjax.defenses import core as defense_core
+from stochjax import prng, types, validation
+from stochjax.attacks import attack as attack_lib
+from stochjax.attacks import best as best_lib
+from stochjax.attacks import loops, norms, parameters, results
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pgd:
+  """The static settings of one PGD attack (see `make_pgd`)."""
+
+  eot: tuple  # `eot_lib.make_eot` keyword arguments but logits_fn, as items.
+  num_steps: int
+  norm: str
+  targeted: bool
+  random_init: bool
+  eot_samples: int
+  best_point: bool
+  restarts: int
+  early_stop: bool
+  snapshots: tuple[int, ...]
+  unroll: int | bool
+
+  @property
+  def evaluate_final(self) -> bool:
+    """Whether the final iterate gets one EOT forward evaluation."""
+    return self.best_point or self.restarts > 1
+
+  def cost(self) -> results.Cost:
+    """The per-example budget."""
+    return results.Cost(
+      num_steps=self.num_steps,
+      eot_samples=self.eot_samples,
+      restarts=self.restarts,
+      grad_evals=self.restarts * self.num_steps * self.eot_samples,
+      forward_evals=self.restarts * self.eot_samples
+      if self.evaluate_final
+      else 0,
+    )
+
+  def slot_of(self) -> np.ndarray:
+    """``(num_steps,)``: the snapshot slot written after step t
+    (``len(snapshots)``: none)."""
+    slots = np.full(self.num_steps, len(self.snapshots), np.int32)
+    for s, k in enumerate(self.snapshots):
+      slots[k - 1] = s
+    return slots
 
 
 def make_pgd(
@@ -65,31 +108,26 @@ def make_pgd(
     eot_mode: "mean_grad" or "mean_logits" (see `stochjax.attacks.eot`).
     loss: "ce", "margin" (CW) or "dlr" (targeted DLR when `targeted`).
     defense: ``(key, image) -> image``; None attacks the bare model.
-    best_point: return, per example, the best iterate (most EOT draws
-      meeting the goal, then highest objective) instead of the last; the
-      last iterate costs one extra EOT forward evaluation.
-    restarts: independent runs (restart r >= 1 draws from
-      ``fold_in(key, r)``), keeping per example the best final point (each
-      restart's final point is evaluated with one EOT forward pass).
-    early_stop: freeze an example once most draws of its current point meet
-      the goal, and skip steps once the whole batch is frozen. Off by
-      default, as the paper runs every step.
+    best_point: return per example the best iterate (most EOT draws meeting
+      the goal, then loss), not the last (one more EOT forward pass).
+    restarts: independent runs (`prng.per_restart`), keeping per example
+      the best final point (one EOT forward pass each).
+    early_stop: freeze an example once most draws of its point meet the
+      goal; skip steps once all are frozen (off, as in the paper).
     with_info: return an `AttackResult` instead of the images alone.
-    snapshot_steps: also keep the iterates after these step counts (each in
-      1..num_steps): the images become ``(N, S, H, W, C)``, slot s holding
-      PGD-``snapshot_steps[s]``'s result. Step t's draws depend only on the
-      key and t, so these equal separate shorter runs; a grid over k costs
-      one run of the largest k and one compile. Only with the last iterate,
-      one restart and no early stop.
+    snapshot_steps: also keep the iterates after these step counts (in
+      1..num_steps): images ``(N, S, H, W, C)``, slot s = PGD-
+      ``snapshot_steps[s]`` (step t's draws depend only on t, so a grid over
+      k costs one run). Only with the last iterate, one restart, no early
+      stop.
     unroll: passed to `lax.scan` (see the module docstring).
 
   Returns:
-    ``attack(key, logits_fn, images (N, H, W, C) float32 in [0, 1],
-    labels (N,) int) -> adversarial images (N, H, W, C)`` (or an
-    `AttackResult`). ``attack.cost`` is the per-example `base.Cost`;
-    ``attack.sweep(key, logits_fn, images, labels, eps=[...])`` runs it at
-    several radii (and step sizes) as one compiled program (see
-    `base.add_sweep`).
+    An `attack_lib.Attack`: ``attack(key, logits_fn, images (N, H, W, C)
+    float32 in [0, 1], labels (N,) int) -> adversarial images (N, H, W,
+    C)`` (or an `AttackResult`); ``attack.cost`` is the per-example
+    budget; ``attack.sweep(key, logits_fn, images, labels, eps=[...])``
+    runs it at several radii (and step sizes) as one compiled program.
 
   Raises:
     ValueError: a parameter out of range, an unknown norm, loss or EOT mode.
@@ -105,19 +143,33 @@ def make_pgd(
     ...                   eot_samples=5, defense=defense)  # doctest: +SKIP
     >>> adv = attack(key, logits_fn, images, labels)  # doctest: +SKIP
   """
-  loss_fn, chunk = base.check_parameters(
-    eps=eps,
-    num_steps=num_steps,
-    restarts=restarts,
-    norm=norm,
-    eot_mode=eot_mode,
-    loss=loss,
-    targeted=targeted,
-    eot_samples=eot_samples,
-    eot_chunk_size=eot_chunk_size,
-  )
+  eot = parameters.check_parameters(
+    eps=eps, num_steps=num_steps, restarts=restarts, norm=norm,
+    eot_mode=eot_mode, loss=loss, targeted=targeted, eot_samples=eot_samples,
+    eot_chunk_size=eot_chunk_size, defense=defense,
+  )  # fmt: skip
   validation.positive("step_size", step_size)
-  defense = defense_core.identity if defense is None else defense
+  snapshots = _check_snapshots(
+    snapshot_steps, num_steps, best_point, restarts, early_stop
+  )
+  settings = _Pgd(
+    eot=eot, num_steps=num_steps, norm=norm, targeted=targeted,
+    random_init=random_init, eot_samples=eot_samples, best_point=best_point,
+    restarts=restarts, early_stop=early_stop, snapshots=snapshots,
+    unroll=unroll,
+  )  # fmt: skip
+  run_with = functools.partial(loops.run_attack, _run_once, settings)
+  return attack_lib.Attack(
+    run=jax.jit(functools.partial(run_with, eps=eps, step_size=step_size)),
+    cost=settings.cost(), loss=loss, targeted=targeted, with_info=with_info,
+    snapshot_steps=snapshots, sweep_run=attack_lib.sweep_program(run_with),
+    step_ratio=step_size / eps,
+  )  # fmt: skip
+
+
+def _check_snapshots(snapshot_steps, num_steps, best_point, restarts,
+                     early_stop) -> tuple[int, ...]:  # fmt: skip
+  """`snapshot_steps` as a tuple of ints, validated."""
   snapshots = tuple(snapshot_steps or ())
   if not all(
     isinstance(k, int | np.integer) and 1 <= k <= num_steps for k in snapshots
@@ -130,96 +182,58 @@ def make_pgd(
       "snapshot_steps keeps last iterates: it needs best_point=False, "
       "restarts=1 and early_stop=False."
     )
-  snapshots = tuple(int(k) for k in snapshots)
-  # slot_of[t]: the snapshot slot written after step t (len(snapshots): none).
-  slot_of = np.full(num_steps, len(snapshots), np.int32)
-  for s, k in enumerate(snapshots):
-    slot_of[k - 1] = s
-  evaluate_final = best_point or restarts > 1
+  return tuple(int(k) for k in snapshots)
 
-  def run_with(key, logits_fn, images, labels, eps, step_size):
-    """The attack at radius `eps` and step `step_size` (traceable scalars)."""
-    eot = eot_lib.make_eot(
-      logits_fn=logits_fn,
-      defense=defense,
-      loss_fn=loss_fn,
-      targeted=targeted,
-      num_draws=eot_samples,
-      chunk_size=chunk,
-      mode=eot_mode,
+
+def _step(settings: _Pgd, eot, images, labels, eps, step_size, keys, carry, t):
+  """One PGD step: EOT gradient, sign (or unit) step, clip and project."""
+  x, best, done, kept, grads = carry
+  (_, stats), grad = eot.value_and_grad(x, prng.fold_each(keys, t), labels)
+  if settings.best_point:
+    best = best_lib.keep_better(
+      best, best_lib.best_of(x, stats, settings.targeted)
     )
-    n = images.shape[0]
-
-    def initial_carry(x):
-      kept = jnp.zeros((n, len(snapshots), *x.shape[1:]), x.dtype)
-      done = jnp.zeros((n,), bool)
-      return x, base.worst(images), done, kept, jnp.zeros((), jnp.int32)
-
-    def run_once(keys):
-      init_keys, keys = base.split_each(keys)
-      x = images
-      if random_init:
-        x = norms.random_start(norm, eps, init_keys, images)
-
-      def step(carry, t):
-        x, best, done, kept, grads = carry
-        (_, stats), grad = eot.value_and_grad(
-          x, base.step_keys(keys, t), labels
-        )
-        if best_point:
-          best = base.keep_better(best, base.best_of(x, stats, targeted))
-        x_next = norms.project(
-          norm, eps, x + step_size * norms.direction(norm, grad), images
-        )
-        if early_stop:
-          done = done | (stats.goal_rate > 0.5)
-          x_next = base.where_examples(done, x, x_next)
-        if snapshots:
-          slot = jnp.asarray(slot_of)[t]
-          current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
-          update = jnp.where(slot < len(snapshots), x_next, current)
-          kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
-        return (x_next, best, done, kept, grads + eot_samples), stats
-
-      init = initial_carry(x)
-      steps = jnp.arange(num_steps, dtype=jnp.uint32)
-      body = step
-      if early_stop:
-        body = base.skip_when(lambda c: jnp.all(c[2]), step, init, steps[0])
-      (x, best, _, kept, grads), stats = jax.lax.scan(
-        body, init, steps, unroll=unroll
-      )
-      forwards = jnp.zeros((), jnp.int32)
-      if evaluate_final:
-        final = eot.statistics(x, base.step_keys(keys, num_steps), labels)
-        final = base.best_of(x, final, targeted)
-        best = base.keep_better(best, final) if best_point else final
-        forwards = forwards + eot_samples
-      else:
-        zeros = jnp.zeros((n,))
-        best = base.Best(kept if snapshots else x, zeros, zeros)
-      return best, stats.loss, stats.goal_rate, grads, forwards
-
-    return base.over_restarts(
-      run_once,
-      defense_core.example_keys(key, n),
-      images,
-      restarts=restarts,
-      early_stop=early_stop,
-    )
-
-  per_restart = num_steps * eot_samples
-  cost = base.Cost(
-    num_steps=num_steps,
-    eot_samples=eot_samples,
-    restarts=restarts,
-    grad_evals=restarts * per_restart,
-    forward_evals=restarts * eot_samples if evaluate_final else 0,
+  norm = settings.norm
+  x_next = norms.project(
+    norm, eps, x + step_size * norms.direction(norm, grad), images
   )
-  run = jax.jit(functools.partial(run_with, eps=eps, step_size=step_size))
-  attack = base.finish(
-    run, cost=cost, loss=loss, targeted=targeted, with_info=with_info
+  if settings.early_stop:
+    done = done | (stats.goal_rate > 0.5)
+    x_next = best_lib.where_examples(done, x, x_next)
+  if settings.snapshots:
+    num = len(settings.snapshots)
+    slot = jnp.asarray(settings.slot_of())[t]
+    current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
+    update = jnp.where(slot < num, x_next, current)
+    kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+  return (x_next, best, done, kept, grads + settings.eot_samples), stats
+
+
+def _run_once(settings: _Pgd, eot, images, labels, eps, step_size, keys):
+  """One restart: ``(Best, losses (T, N), goal_rates (T, N), grad_evals,
+  forward_evals)``."""
+  n = images.shape[0]
+  x, keys = loops.start(settings.norm, eps, keys, images, settings.random_init)
+  kept = jnp.zeros((n, len(settings.snapshots), *x.shape[1:]), x.dtype)
+  done = jnp.zeros((n,), bool)
+  init = (x, best_lib.worst(images), done, kept, jnp.zeros((), jnp.int32))
+  step = functools.partial(
+    _step, settings, eot, images, labels, eps, step_size, keys
   )
-  attack.snapshot_steps = snapshots
-  base.add_sweep(attack, run_with, eps=eps, step_size=step_size)
-  return attack
+  steps = jnp.arange(settings.num_steps, dtype=jnp.uint32)
+  body = step
+  if settings.early_stop:
+    body = loops.skip_when(lambda c: jnp.all(c[2]), step, init, steps[0])
+  (x, best, _, kept, grads), stats = jax.lax.scan(
+    body, init, steps, unroll=settings.unroll
+  )
+  forwards = jnp.zeros((), jnp.int32)
+  if settings.evaluate_final:
+    final = eot.statistics(x, prng.fold_each(keys, settings.num_steps), labels)
+    final = best_lib.best_of(x, final, settings.targeted)
+    best = best_lib.keep_better(best, final) if settings.best_point else final
+    forwards = forwards + settings.eot_samples
+  else:
+    zeros = jnp.zeros((n,))
+    best = best_lib.Best(kept if settings.snapshots else x, zeros, zeros)
+  return best, stats.loss, stats.goal_rate, grads, forwards

@@ -31,16 +31,24 @@ from stochjax.defenses.core import (
   bpda,
   compose,
   eot,
-  example_keys,
   identity,
-  keys_at,
   lookup,
   straight_through,
 )
-from stochjax.defenses.denoise import masked_tv, tv_chambolle
+from stochjax.defenses.denoise import (
+  denoise_tv_chambolle,
+  masked_tv,
+  tv_chambolle,
+)
 from stochjax.defenses.ensemble import PAPER_STACK, RAFF_GROUPS, bart
-from stochjax.defenses.filters import gaussian_blur, median_filter
+from stochjax.defenses.filters import (
+  blur,
+  filter_median,
+  gaussian_blur,
+  median,
+)
 from stochjax.defenses.jpeg import jpeg_compress
+from stochjax.defenses.nl_means import denoise_nl_means
 from stochjax.defenses.noise import (
   NOISE_MODES,
   gaussian_noise,
@@ -48,7 +56,7 @@ from stochjax.defenses.noise import (
   noise_injection,
 )
 from stochjax.defenses.rescaling import resize_and_pad
-from stochjax.defenses.transforms import rotate, rotation, swirl
+from stochjax.defenses.transforms import rotate, rotation, swirl, swirl_image
 
 __all__ = [
   "NOISE_MODES",
@@ -57,13 +65,18 @@ __all__ = [
   "bart",
   "dct_quantize",
   "fft_perturb",
+  "blur",
+  "denoise_nl_means",
+  "denoise_tv_chambolle",
+  "filter_median",
   "gaussian_blur",
+  "median",
+  "swirl_image",
   "jpeg_compress",
   "masked_tv",
   "resize_and_pad",
   "shift_color",
   "tv_chambolle",
-  "median_filter",
   "quantize",
   "swirl",
   "REGISTRY",
@@ -71,8 +84,6 @@ __all__ = [
   "bpda",
   "compose",
   "eot",
-  "example_keys",
-  "keys_at",
   "gaussian_noise",
   "identity",
   "inject_noise",

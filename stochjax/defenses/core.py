@@ -4,7 +4,7 @@ A defense is ``defense(key, image) -> image`` on one ``(H, W, C)`` float32
 image in [0, 1]; it returns an image of the same shape and dtype, also in
 [0, 1]. Defenses never see a batch axis: `over_batch` (under `batched`,
 the attacks, votes and training) and `eot` add one with `jax.vmap` over
-split keys, and nothing else in stochjax does; `batch_first` lets a defense
+keys, and nothing else in stochjax does; `prng.batch_first` lets a defense
 share one draw across a batch, as the paper code's BaRT does in attacks.
 
 Gradients: a defense is either differentiable ("exact"), or its forward pass
@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from stochjax import prng, types
 from stochjax import registry as registry_lib
-from stochjax import types
 
 REGISTRY = registry_lib.Registry("defense")
 GRADIENT_MODES = ("exact", "bpda")
@@ -86,37 +86,28 @@ def lookup(spec: str | None) -> types.Defense:
   return compose([REGISTRY.bind(call) for call in calls])
 
 
-BATCH_AXIS = "examples"
-
-
 def over_batch(defense: types.Defense) -> Callable:
   """``(keys (N,), images (N, H, W, C)) -> (N, H, W, C)``: the defense
-  vmapped over examples, the axis named `BATCH_AXIS` (see `batch_first`).
-  Every batched use of a defense (attacks, votes, training) goes through
-  here."""
-  return jax.vmap(defense, axis_name=BATCH_AXIS)
+  vmapped over examples along `types.BATCH_AXIS` (inside
+  `prng.batch_scope`, so `prng.batch_first` can share a draw). Every
+  batched use of a defense (attacks, votes, training) goes through here."""
 
+  def one(key, image):
+    with prng.batch_scope():
+      return defense(key, image)
 
-def batch_first(key: types.PRNGKey) -> jax.Array:
-  """The key of the batch's first example under `over_batch`, the key
-  itself outside it: randomness shared by a whole batch in one call (the
-  paper code's attack-time BaRT order)."""
-  try:
-    data = jax.lax.all_gather(jax.random.key_data(key), BATCH_AXIS)
-  except NameError:  # Not vmapped over a batch: a batch of one.
-    return key
-  return jax.random.wrap_key_data(data[0], impl=jax.random.key_impl(key))
+  return jax.vmap(one, axis_name=types.BATCH_AXIS)
 
 
 def batched(defense: types.Defense) -> Callable:
   """``(key, images (N, H, W, C)) -> (N, H, W, C)``, one draw per image.
 
-  The key for image i is ``fold_in(key, i)``, so an image's draw does not
-  depend on the batch size.
+  The key for image i is ``fold_in(key, i)`` (`prng.per_example`), so an
+  image's draw does not depend on the batch size.
   """
 
   def apply(key: types.PRNGKey, images: types.Batch) -> types.Batch:
-    return over_batch(defense)(example_keys(key, images.shape[0]), images)
+    return over_batch(defense)(prng.per_example(key, images.shape[0]), images)
 
   return apply
 
@@ -129,55 +120,6 @@ def eot(defense: types.Defense, num_draws: int) -> Callable:
     return jax.vmap(defense, in_axes=(0, None))(keys, image)
 
   return apply
-
-
-def as_typed_key(key: types.PRNGKey) -> jax.Array:
-  """`key` as a typed key array (raw ``uint32 (..., 2)`` keys are wrapped).
-
-  Raises:
-    ValueError: `key` is neither a typed key nor raw ``uint32`` key data.
-  """
-  key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return key
-  if key.dtype == jnp.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
-    return jax.random.wrap_key_data(key)
-  raise ValueError(
-    f"Expected a JAX key (jax.random.key), got {key.dtype} {key.shape}."
-  )
-
-
-def example_keys(key: types.PRNGKey, num: int) -> jax.Array:
-  """``(num,)`` per-example keys.
-
-  One key gives ``fold_in(key, i)`` for i in [0, num), so example i's
-  randomness does not depend on the batch size; ``(num,)`` keys (a slice of
-  a larger batch's keys, see `keys_at`) are returned unchanged.
-
-  Raises:
-    ValueError: keys of another shape.
-  """
-  key = as_typed_key(key)
-  if key.shape == (num,):
-    return key
-  if key.shape:
-    raise ValueError(
-      f"Expected one key or ({num},) per-example keys, got shape {key.shape}."
-    )
-  return keys_at(key, jnp.arange(num, dtype=jnp.uint32))
-
-
-def keys_at(key: types.PRNGKey, indices: jax.Array) -> jax.Array:
-  """``fold_in(key, indices[i])``: the keys of examples `indices` of a run.
-
-  Slicing a dataset into batches (or across devices) and passing each
-  batch its ``keys_at(key, batch_indices)`` gives every example the key it
-  would have in one big batch.
-  """
-  key = as_typed_key(key)
-  return jax.vmap(functools.partial(jax.random.fold_in, key))(
-    jnp.asarray(indices, jnp.uint32)
-  )
 
 
 @jax.custom_vjp

@@ -52,7 +52,7 @@ def _divergence(p: jax.Array) -> jax.Array:
   return total
 
 
-def tv_chambolle(
+def denoise_tv_chambolle(
   image: jax.Array, *, weight, eps=2e-4, max_num_iter: int = 200
 ) -> jax.Array:
   """Chambolle's projection algorithm for ``min_u 0.5 |u - f|^2 + weight *
@@ -100,7 +100,7 @@ def masked_tv(image: types.Image, mask: jax.Array, *, weight, num_iters):
 
   Pixels where `mask` is 0 are dropped from the data term and filled in by
   the TV prior (Guo et al.'s reconstruction). With an all-ones mask this is
-  the ROF problem `tv_chambolle` solves.
+  the ROF problem `denoise_tv_chambolle` solves.
 
   Args:
     image: ``(H, W, C)`` float32.
@@ -170,7 +170,7 @@ def tv_minimization(
 
 
 @core.register("tv_chambolle", gradient="bpda")
-def tv_chambolle_defense(
+def tv_chambolle(
   key: types.PRNGKey,
   image: types.Image,
   *,
@@ -194,7 +194,7 @@ def tv_chambolle_defense(
     raise ValueError(f"Need weight_low < weight_high, got {weight_low}, "
                      f"{weight_high}.")  # fmt: skip
   validation.positive("max_num_iter", max_num_iter, integer=True)
-  denoise = functools.partial(tv_chambolle, max_num_iter=max_num_iter)
+  denoise = functools.partial(denoise_tv_chambolle, max_num_iter=max_num_iter)
 
   def fn(key, image):
     weight_key, joint_key = jax.random.split(key)

@@ -17,14 +17,14 @@ evaluations per draw (36 for the full stack), in parallel. The benchmark
 The order is drawn per image by default (what the paper code's training
 does); ``order="shared"`` draws one order per call for the whole batch, as
 the paper code's `forward` does during attacks and votes: the order comes
-from the batch's first example key (`core.batch_first`), so it changes with
+from the batch's first example key (`prng.batch_first`), so it changes with
 every call (PGD step, EOT draw, vote) and the members still draw their own
 parameters per image.
 """
 
 import jax
 
-from stochjax import registry, types
+from stochjax import prng, registry, types
 from stochjax.defenses import core
 
 ORDERS = ("per_image", "shared")
@@ -106,7 +106,7 @@ def bart(
   _check_shapes(members, fns, key, image)
   order_key, member_key = jax.random.split(key)
   if order == "shared":
-    order_key = jax.random.split(core.batch_first(key))[0]
+    order_key = jax.random.split(prng.batch_first(key))[0]
   sequence = jax.random.permutation(order_key, n)[:k]
   keys = jax.random.split(member_key, k)
 

@@ -50,13 +50,13 @@ def _correlate_axis(image, kernel, axis: int) -> jax.Array:
   )
 
 
-def gaussian_blur(image: types.Image, *, size, sigma) -> types.Image:
+def blur(image: types.Image, *, size, sigma) -> types.Image:
   """Separable Gaussian blur, ``size = (kh, kw)`` odd <= 13, ``sigma = (sy,
   sx)``; borders reflect (kornia ``gaussian_blur2d``). Images need H, W > 6.
   """
   h, w, _ = image.shape
   if min(h, w) <= MAX_KERNEL // 2:
-    raise ValueError(f"gaussian_blur needs H, W > 6, got {h}x{w}.")
+    raise ValueError(f"blur needs H, W > 6, got {h}x{w}.")
   out = _correlate_axis(image, gaussian_kernel(size[0], sigma[0]), 0)
   return _correlate_axis(out, gaussian_kernel(size[1], sigma[1]), 1)
 
@@ -72,7 +72,7 @@ def _from_ordered_bits(keys: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
-def median_filter(image: types.Image, *, size) -> types.Image:
+def filter_median(image: types.Image, *, size) -> types.Image:
   """Median over a ``size = (kh, kw)`` window (odd <= 13), zero padding
   outside the image (kornia ``median_blur``).
 
@@ -121,17 +121,17 @@ def _random_blur(key, image, *, sigma_range):
   sigma = jax.random.uniform(
     size_keys[2], (2,), image.dtype, sigma_range[0], sigma_range[1]
   )
-  return jnp.clip(gaussian_blur(image, size=size, sigma=sigma), 0.0, 1.0)
+  return jnp.clip(blur(image, size=size, sigma=sigma), 0.0, 1.0)
 
 
 def _random_median(key, image):
   row_key, col_key = jax.random.split(key)
   size = (_odd_size(row_key), _odd_size(col_key))
-  return median_filter(image, size=size)
+  return filter_median(image, size=size)
 
 
 @core.register("gaussian_blur", gradient="bpda")
-def gaussian_blur_defense(
+def gaussian_blur(
   key: types.PRNGKey,
   image: types.Image,
   *,

@@ -1,6 +1,6 @@
 """BaRT's non-local means denoiser: scikit-image's fast algorithm in JAX.
 
-`nl_means` follows `skimage.restoration.denoise_nl_means(fast_mode=True)`
+`denoise_nl_means` follows `skimage.restoration.denoise_nl_means(fast_mode=True)`
 on a 2-D image with channels (Darbon et al.'s shift-outer loop, Froment's
 formulation): for every shift of the search window it computes the patch
 distance of each pixel to its shifted twin, and both pixels of the pair
@@ -69,7 +69,7 @@ def _shift(x: jax.Array, rows, cols, pad: int) -> jax.Array:
   return jax.lax.dynamic_slice(padded, (pad + rows, pad + cols, 0), x.shape)
 
 
-def nl_means(
+def denoise_nl_means(
   image: jax.Array, *, patch_size, patch_distance, h, bounds=None
 ) -> jax.Array:
   """`skimage.restoration.denoise_nl_means(image, patch_size, patch_distance,
@@ -153,7 +153,7 @@ def noise_sigma(plane: jax.Array) -> jax.Array:
 
 
 @core.register("nl_means", gradient="bpda")
-def nl_means_defense(
+def nl_means(
   key: types.PRNGKey,
   image: types.Image,
   *,
@@ -192,7 +192,7 @@ def nl_means_defense(
                                   distances[1] + 1)  # fmt: skip
     factor = jax.random.uniform(h_key, (), jnp.float32, *h_factors)
     h = jnp.maximum(factor * sigma, 1e-3)
-    return nl_means(image, patch_size=size, patch_distance=distance, h=h,
+    return denoise_nl_means(image, patch_size=size, patch_distance=distance, h=h,
                     bounds=bounds)  # fmt: skip
 
   def joint(key, image):

@@ -10,8 +10,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from stochjax import types, validation
-from stochjax.defenses import core, poisson
+from stochjax import poisson, types, validation
+from stochjax.defenses import core
 
 NOISE_MODES = ("gaussian", "poisson", "salt", "pepper", "s&p", "speckle")
 

@@ -77,7 +77,7 @@ def rotation(
   return rotate(image, degrees=angle)
 
 
-def swirl(
+def swirl_image(
   image: types.Image, *, center, strength, radius, rotation=0.0
 ) -> types.Image:
   """skimage's swirl: bilinear, 'reflect' borders (ndimage 'mirror').
@@ -126,7 +126,7 @@ def _random_swirl(key, image, *, center_range, strength_range, radius_range):
   center = jax.random.randint(center_key, (2,), *center_range)
   strength = jax.random.uniform(strength_key, (), image.dtype, *strength_range)
   radius = jax.random.randint(radius_key, (), *radius_range)
-  return swirl(
+  return swirl_image(
     image,
     center=center.astype(image.dtype),
     strength=strength,
@@ -135,7 +135,7 @@ def _random_swirl(key, image, *, center_range, strength_range, radius_range):
 
 
 @core.register("swirl", gradient="bpda")
-def swirl_defense(
+def swirl(
   key: types.PRNGKey,
   image: types.Image,
   *,

@@ -1,6 +1,6 @@
 """Saving and loading a model with its weights: ``OUT_DIR/model.json`` (the
-architecture) plus ``OUT_DIR/variables`` (an Orbax checkpoint of params and
-batch_stats).
+architecture) plus ``OUT_DIR/variables`` (params and batch_stats, written
+by `stochjax.checkpoint.save_tree`).
 """
 
 import json
@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
 
+from stochjax import checkpoint
 from stochjax.models import resnet
 
 _FIELDS = ("num_classes", "num_filters", "stem", "mean", "std")
@@ -24,8 +24,7 @@ def save(directory: str, name: str, model: resnet.ResNet, variables) -> None:
     for f in _FIELDS
   }
   path = os.path.join(directory, "variables")
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(path, variables, force=True)
+  checkpoint.save_tree(path, variables)
   tmp = os.path.join(directory, "model.json.tmp")
   with open(tmp, "w") as f:
     json.dump(spec, f, indent=2)
@@ -56,6 +55,7 @@ def load(directory: str) -> tuple[resnet.ResNet, Any]:
     jax.random.key(0),
     jax.ShapeDtypeStruct((1, 32, 32, 3), "float32"),
   )
-  with ocp.StandardCheckpointer() as checkpointer:
-    variables = checkpointer.restore(os.path.join(directory, "variables"), like)
+  variables = checkpoint.restore_tree(
+    os.path.join(directory, "variables"), like
+  )
   return model, variables

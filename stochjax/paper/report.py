@@ -10,7 +10,7 @@ Figures are linked relative to the report.
 import math
 import os
 
-from stochjax import app
+from stochjax import workdir as workdir_lib
 
 # The paper's numbers (ImageNet / ImageNette; official_code.md §1.6, §7).
 PAPER = {
@@ -169,7 +169,7 @@ def finetune_section(results: dict):
 def section(workdir: str, out_dir: str) -> list[str]:
   """The report section of one workdir (title, numbers, figures)."""
   experiment = os.path.basename(os.path.normpath(workdir))
-  results = app.read_json(os.path.join(workdir, "results.json"))
+  results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
   lines = [f"## {experiment}", ""]
   if "success_rate" in results:
     lines += grid_section(experiment, results, workdir, out_dir)

@@ -8,51 +8,11 @@ finite-n votes), and a figure of robust accuracy against sigma.
 
 import time
 
-import jax
-import matplotlib.pyplot as plt
 import ml_collections
-import tqdm
 
-from stochjax import app, theory
-
-_LABELS = {
-  "undefended": "undefended F (Eq. 4)",
-  "defended": "defended F_theta (Eq. 5)",
-  "trained": "trained invariant F+ (Eq. 6)",
-  "voted": "vote limit = invariant (Eqs. 7-8)",
-}
-
-
-def plot(results: dict, path: str) -> None:
-  """Robust accuracy vs sigma: closed forms (lines), simulations (dots),
-  finite-n votes (dashed), one panel per eps."""
-  rows = results["rows"]
-  epsilons = sorted({r["eps"] for r in rows})
-  fig, axes = plt.subplots(
-    1, len(epsilons), figsize=(5 * len(epsilons), 3.8), squeeze=False
-  )
-  for ax, eps in zip(axes[0], epsilons, strict=True):
-    mine = [r for r in rows if r["eps"] == eps]
-    sigmas = [r["sigma"] for r in mine]
-    for i, stage in enumerate(theory.STAGES):
-      color = f"C{i}"
-      ax.plot(sigmas, [r["closed"][stage] for r in mine], color=color,
-              label=_LABELS[stage])  # fmt: skip
-      if stage != "voted":
-        ax.plot(sigmas, [r["simulated"][stage] for r in mine], "o",
-                color=color, markersize=3)  # fmt: skip
-    for j, n in enumerate(results["num_votes"]):
-      ax.plot(sigmas, [r["vote"][str(n)] for r in mine], "--",
-              color=f"C{4 + j}", label=f"{n}-vote, fresh draws")  # fmt: skip
-    ax.set_xlabel("sigma (std of the randomness)")
-    ax.set_ylabel("robust accuracy")
-    ax.set_title(f"eps = {eps}")
-    ax.grid(alpha=0.3)
-  axes[0][-1].legend(fontsize=7, loc="lower right")
-  fig.suptitle("Section 5: lines closed form, dots Monte Carlo", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+from stochjax import prng, progress, theory
+from stochjax import workdir as workdir_lib
+from stochjax.paper import plots
 
 
 def markdown(results: dict) -> str:
@@ -73,21 +33,23 @@ def markdown(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
+def run(
+  config: ml_collections.ConfigDict, workdir: workdir_lib.Workdir
+) -> dict:
   """Computes every (eps, sigma) cell (resumable), writes results.json,
   table.md and section5.png."""
-  key = jax.random.key(config.seed)
+  key = prng.root(config.seed)
   cells = workdir.cells()
   start = time.time()
   grid = [(e, s) for e in config.eps for s in config.sigmas]
-  for index, (eps, sigma) in enumerate(tqdm.tqdm(grid, desc="(eps, sigma)")):
+  for index, (eps, sigma) in enumerate(progress.bar(grid, desc="(eps, sigma)")):
     name = f"eps={eps}/sigma={sigma}"
     if name in cells:
       continue
-    cell_key = jax.random.fold_in(key, index)
+    cell_key = prng.fold(key, index)
     simulated = {
       stage: theory.simulate(
-        jax.random.fold_in(cell_key, i), stage, eps, sigma,
+        prng.fold(cell_key, i), stage, eps, sigma,
         num_samples=config.num_samples,
       )["robust"]
       for i, stage in enumerate(("undefended", "defended", "trained"))
@@ -117,7 +79,7 @@ def run(config: ml_collections.ConfigDict, workdir: app.Workdir) -> dict:
     ),
     "seconds": time.time() - start,
   }
-  plot(results, workdir.file("section5.png"))
+  plots.section5(results, workdir.file("section5.png"))
   table = markdown(results)
   with open(workdir.file("table.md"), "w") as f:
     f.write(table)

@@ -1,0 +1,55 @@
+"""The parameter checks every attack factory shares."""
+
+from stochjax import validation
+from stochjax.attacks import eot as eot_lib
+from stochjax.attacks import losses, norms
+from stochjax.defenses import core as defense_core
+
+
+def check_parameters(
+  *,
+  eps,
+  num_steps,
+  restarts,
+  norm,
+  eot_mode,
+  loss,
+  targeted,
+  eot_samples,
+  eot_chunk_size,
+  defense,
+) -> tuple:
+  """Validates what every attack factory takes.
+
+  Returns:
+    The `eot_lib.make_eot` keyword arguments but `logits_fn`, as a tuple of
+    items (hashable): the defense (identity for None), the loss in its
+    targeted form if asked, and the EOT chunk size (all draws at once by
+    default).
+
+  Raises:
+    ValueError: a value out of range, an unknown norm, loss or EOT mode, or a
+      chunk size that does not divide `eot_samples`.
+  """
+  validation.positive("eps", eps)
+  validation.positive("num_steps", num_steps, integer=True)
+  validation.positive("restarts", restarts, integer=True)
+  validation.one_of("norm", norm, norms.NORMS)
+  validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
+  loss_fn = losses.get_loss(loss, targeted)
+  validation.positive("eot_samples", eot_samples, integer=True)
+  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
+  validation.positive("eot_chunk_size", chunk, integer=True)
+  if eot_samples % chunk:
+    raise ValueError(
+      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
+    )
+  eot = dict(
+    defense=defense_core.identity if defense is None else defense,
+    loss_fn=loss_fn,
+    targeted=targeted,
+    num_draws=eot_samples,
+    chunk_size=chunk,
+    mode=eot_mode,
+  )
+  return tuple(eot.items())
