@@ -13,6 +13,8 @@ randomized smoothing. Measured numbers are in the README.
 
 import ml_collections
 
+from configs import common
+
 
 def defense(
   spec: str, *, eps: float, model: str, weights: str = ""
@@ -30,27 +32,14 @@ def defense(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = common.check_variant(arg)
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = "digits"
-  config.data_dir = ""
+  common.run_settings(config)
   config.num_examples = 30
   config.batch_size = 30
   config.vote_chunk_size = 10
-  # Data parallelism: 1 device, N devices, or 0 for all (of every host);
-  # `distributed` calls jax.distributed.initialize() first (multi-host).
-  config.num_devices = 1
-  config.distributed = False
-
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "ResNet8"
-  config.model.stem = "cifar"
-
-  config.train = ml_collections.ConfigDict()
-  config.train.epochs = 10
-  config.train.batch_size = 64
-  config.train.learning_rate = 1e-3
-  config.train.weight_decay = 1e-2
+  config.model = common.model()
+  config.train = common.train()
 
   config.attack = ml_collections.ConfigDict()
   config.attack.target = 0  # The target class of targeted attacks.
@@ -82,17 +71,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.grid.step_fractions = (0.25,)  # PGD step sizes, as fractions of eps.
   config.grid.targeted = (False,)
 
-  if arg == "smoke":
+  if variant == "smoke":
     config.num_examples = 8
     config.batch_size = 8
-    config.model.name = "ResNetTiny"
+    common.smoke_model(config)
     config.train.epochs = 1
-    config.train.batch_size = 256
     config.attack.num_votes = 3
     config.vote_chunk_size = 3
     config.grid.steps = (2, 4)
     config.grid.eot_samples = (1, 2)
-  elif arg == "paper":
+  elif variant == "paper":
     # The converted checkpoints (README, "Pretrained weights"): torchvision's
     # ResNet-50 for BaRT, Cohen et al.'s noise_0.50 model for smoothing.
     config.defenses.noise_injection.weights = "weights/resnet50_torchvision"
@@ -100,12 +88,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data_dir = "data/imagenet"
     config.dataset = "imagenet"
     config.num_examples = 1000
-    config.model.name = "ResNet50"
-    config.model.stem = "imagenet"
+    common.imagenet_model(config, "ResNet50")
     for setting in config.defenses.values():
       setting.eps = 8 / 255
     config.attack.num_votes = 500
     config.grid.steps = (10, 20, 50, 100, 200, 500, 1000)
-  elif arg not in (None, "", "cpu"):
-    raise ValueError(f"Unknown variant {arg!r}; valid: smoke, cpu, paper.")
   return config
