@@ -36,16 +36,17 @@ def map_batches(
   mesh: Mesh | None = None,
   desc: str = "batches",
   with_valid: bool = False,
+  indices: np.ndarray | None = None,
 ) -> np.ndarray:
   """Concatenated ``fn(keys_b, *read(index_b))`` over batches of [0, num).
 
-  ``keys_b = prng.at(key, index_b)`` are the examples' own keys, so the
-  result does not depend on `batch_size` or on the mesh (with ``key=None``
-  `fn` gets no keys). The last batch is padded with copies of its first
-  example (dropped afterwards); with `with_valid`, `fn` also receives the
-  ``(B,)`` bool mask of real rows as its last argument, for functions
-  that reduce over the batch. With a `mesh`, each batch is split across its
-  devices.
+  ``keys_b = prng.at(key, indices[index_b])`` are the examples' own keys
+  (by default their position in [0, num)), so the result does not depend
+  on `batch_size` or on the mesh (with ``key=None`` `fn` gets no keys). The
+  last batch is padded with copies of its first example (dropped
+  afterwards); with `with_valid`, `fn` also receives the ``(B,)`` bool
+  mask of real rows as the keyword ``valid``, for functions that reduce
+  over the batch. With a `mesh`, each batch is split across its devices.
 
   Args:
     fn: ``(keys (B,), *arrays (B, ...)[, valid (B,)]) -> (B, ...)``.
@@ -56,6 +57,8 @@ def map_batches(
     mesh: a `sharding.data_mesh`, or None for one device.
     desc: the progress bar's label.
     with_valid: pass the mask of real (unpadded) rows.
+    indices: ``(num,)`` the examples' global indices (their keys), e.g.
+      their positions in the dataset when `read` reads a subset.
 
   Raises:
     ValueError: `num` is 0.
@@ -63,15 +66,25 @@ def map_batches(
   if num == 0:
     raise ValueError("No samples to evaluate.")
   size = batch_shape(num, batch_size, mesh)
+  global_index = np.arange(num) if indices is None else np.asarray(indices)
+  if global_index.shape != (num,):
+    raise ValueError(
+      f"indices must have shape ({num},), got {global_index.shape}."
+    )
   out = []
   for lo in progress.bar(range(0, num, size), desc=desc, leave=False):
     index = np.arange(lo, lo + size)
     valid = index < num
     index = np.where(valid, index, lo)
     extra = [valid] if with_valid else []
-    indices, *arrays = sharding.put_batch(
-      [index.astype(np.uint32), *read(index), *extra], mesh
+    ids, *arrays = sharding.put_batch(
+      [global_index[index].astype(np.uint32), *read(index), *extra], mesh
     )
-    keys = [] if key is None else [_keys_at(key, indices)]
-    out.append(sharding.to_host(fn(*keys, *arrays))[valid])
+    keys = [] if key is None else [_keys_at(key, ids)]
+    if with_valid:
+      *arrays, mask = arrays
+      result = fn(*keys, *arrays, valid=mask)
+    else:
+      result = fn(*keys, *arrays)
+    out.append(sharding.to_host(result)[valid])
   return np.concatenate(out)

@@ -101,7 +101,7 @@ def vote_counts(
     key,
     logits_fn,
     images,
-    defense=defense_core.identity if defense is None else defense,
+    defense=defense_core.resolve(defense),
     num_votes=num_votes,
     chunk_size=min(chunk_size, num_votes),
     aggregate=aggregate,
@@ -182,6 +182,7 @@ def accuracy(
   """
   if defense is not None and key is None:
     raise ValueError("A defended accuracy needs a key.")
+  defense = None if defense is None else defense_core.resolve(defense)
   logits_fn = sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh)
 
   def correct(*args):
@@ -208,10 +209,11 @@ def _correct(defense, keys, logits_fn, images, labels):
 
 
 def _images_of(attack: attack_lib.Attack):
-  """``(key, logits_fn, x, y) -> images``, whatever `with_info` says."""
+  """``(key, logits_fn, x, y, valid=...) -> images``, whatever `with_info`
+  says."""
 
-  def images_of(*args):
-    result = attack(*args)
+  def images_of(*args, **kwargs):
+    result = attack(*args, **kwargs)
     if isinstance(result, results_lib.AttackResult):
       return result.images
     return result
@@ -228,7 +230,7 @@ class _Protocol:
     self.mesh = mesh
     self.voting = voting
 
-  def batches(self, fn, key, arrays, desc):
+  def batches(self, fn, key, arrays, desc, indices=None, with_valid=False):
     return batching.map_batches(
       fn,
       key,
@@ -237,50 +239,80 @@ class _Protocol:
       batch_size=self.batch_size,
       mesh=self.mesh,
       desc=desc,
+      indices=indices,
+      with_valid=with_valid,
     )
 
-  def votes(self, key, images, desc):
+  def votes(self, key, images, desc, indices=None):
     return self.batches(
       lambda keys, x: vote(keys, self.logits_fn, x, **self.voting),
       key,
       [images],
       desc,
+      indices,
     )
 
-  def attack(self, attack, key, images, goal_labels, desc):
+  def attack(self, attack, key, images, goal_labels, desc, indices):
+    """The attack on every example, keyed by its dataset index, padded
+    rows masked out of any batch-level decision."""
     return self.batches(
-      lambda keys, x, y: _images_of(attack)(keys, self.logits_fn, x, y),
+      lambda keys, x, y, valid: _images_of(attack)(
+        keys, self.logits_fn, x, y, valid=valid
+      ),
       key,
       [images, goal_labels],
       desc,
+      indices,
+      with_valid=True,
     )
 
 
 def _attack_results(
-  protocol: _Protocol, name, attack, keys, images, labels, targets
+  protocol: _Protocol, name, attack, keys, images, labels, targets, indices
 ) -> dict:
-  """One attack on the retained samples, each snapshot judged by a vote."""
+  """One attack on the retained samples (`indices` in the dataset), each
+  snapshot judged by a vote."""
   attack_key, vote_key = keys
   goal_labels = labels if targets is None else targets
-  adv = protocol.attack(attack, attack_key, images, goal_labels, name)
+  adv = protocol.attack(attack, attack_key, images, goal_labels, name, indices)
   snapshots = attack.snapshot_steps
   # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
   candidates = (
     [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
   )
-  results, by_steps = {}, {}
+  results, by_steps, per_sample = {}, {}, {}
   for s, images_s in enumerate(candidates):
-    adv_pred = protocol.votes(vote_key, images_s, "adversarial votes")
+    adv_pred = protocol.votes(vote_key, images_s, "adversarial votes", indices)
     adv_met = goal_met(adv_pred, labels, targets)
     rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
     if snapshots:
       by_steps[snapshots[s]] = rate
+      per_sample[snapshots[s]] = adv_met.tolist()
   results[name] = rate
   results["num_retained"] = retained
+  results[f"{name}_per_sample"] = adv_met.tolist()
   if snapshots:
     results[f"{name}_by_steps"] = by_steps
+    results[f"{name}_per_sample_by_steps"] = per_sample
   results[f"{name.removesuffix('_success_rate')}_cost"] = attack.cost.as_dict()
   return results
+
+
+def _checked_data(logits_fn, images, labels, targets):
+  """Host arrays of images, labels and targets, checked against the model.
+
+  Raises:
+    ValueError: bad images, or labels or targets outside the model's
+      classes.
+  """
+  images, labels = np.asarray(images), np.asarray(labels)
+  validation.check_images(images)
+  k = validation.num_classes(attack_lib.as_pytree_fn(logits_fn), images[:1])
+  validation.check_labels(labels, len(images), k)
+  if targets is not None:
+    targets = np.asarray(targets)
+    validation.check_labels(targets, len(images), k)
+  return images, labels, targets
 
 
 def _named_attacks(attack, non_adaptive_attack) -> dict:
@@ -316,25 +348,24 @@ def evaluate_attack(
   """Benign accuracy and attack success rate under the paper's protocol.
 
   Args:
-    key: the evaluation key (split into benign votes, attack, adversarial
-      votes).
+    key: the evaluation key (benign votes, attack, adversarial votes).
     logits_fn: the undefended model ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
     labels: ``(N,)`` true labels.
     attack: an `stochjax.attacks.Attack`, built with the defense for an
       adaptive attack; its labels are `targets` if given.
-    defense: the defense used for every vote.
+    defense: the defense of every vote (a function or a spec string).
     num_votes: n draws per vote.
-    targets: ``(N,)`` target classes for a targeted attack, else None.
-    non_adaptive_attack: optionally also run this attack (built without the
-      defense) and evaluate its images with the defended vote.
-    batch_size: images per attack / vote call (the last batch is padded).
-    chunk_size: vote draws evaluated at once.
-    aggregate: "hard" (majority vote, the paper's protocol) or "soft" (mean
-      softmax, a prediction ensemble).
+    targets: ``(N,)`` target classes (targeted attack), else None.
+    non_adaptive_attack: also run this one (built without the defense),
+      judged by the defended vote.
+    batch_size, chunk_size: images per call (the last batch padded); vote
+      draws evaluated at once.
+    aggregate: "hard" (majority vote, the paper's) or "soft" (mean softmax).
     mesh: a `stochjax.sharding.data_mesh` to split every batch across its
-      devices, or None. Example keys come from indices (`prng.at`), so the
-      numbers depend on neither `batch_size` nor the mesh.
+      devices, or None. Example i's keys come from its index in `images`
+      (`prng.at`), so its numbers depend neither on `batch_size`, the mesh,
+      nor which other samples were retained.
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
@@ -344,17 +375,16 @@ def evaluate_attack(
     attack built with ``snapshot_steps``, ``attack_success_rate_by_steps``
     maps each snapshot's step count to its rate (the same vote keys for
     every snapshot), and ``attack_success_rate`` is the last snapshot's.
-    ``attack_cost`` (and ``non_adaptive_cost``) give the attack's
-    per-example budget (`stochjax.attacks.Cost`: gradient and forward
-    evaluations, k, m, restarts and the strength k x m);
-    ``vote_forward_evals_per_sample`` the forward passes the votes cost.
+    Per sample: ``retained_indices`` (positions in `images` of the retained
+    samples) and ``attack_success_rate_per_sample`` (whether each met the
+    goal; ``..._per_sample_by_steps`` for snapshots), for paired tests.
+    ``attack_cost`` (and ``non_adaptive_cost``): the per-example budget
+    (`stochjax.attacks.Cost`); ``vote_forward_evals_per_sample``.
 
   Raises:
     ValueError: bad images, or an attack that is not an `Attack`.
   """
-  images = np.asarray(images)
-  labels = np.asarray(labels)
-  validation.check_images(images)
+  images, labels, targets = _checked_data(logits_fn, images, labels, targets)
   attacks = _named_attacks(attack, non_adaptive_attack)
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
   attack_keys = {
@@ -362,7 +392,7 @@ def evaluate_attack(
     "non_adaptive_success_rate": non_adaptive_key,
   }
   voting = dict(
-    defense=defense, num_votes=num_votes, chunk_size=chunk_size,
+    defense=defense_core.resolve(defense), num_votes=num_votes, chunk_size=chunk_size,
     aggregate=aggregate,
   )  # fmt: skip
   protocol = _Protocol(
@@ -376,6 +406,7 @@ def evaluate_attack(
     "benign_accuracy": float(np.mean(benign == labels)),
     "benign_success_rate": float(np.mean(~keep)),
   }
+  results["retained_indices"] = np.flatnonzero(keep).tolist()
   for i, (name, fn) in enumerate(attacks.items()):
     if not keep.any():  # Every sample already meets the goal.
       results[name], results["num_retained"] = float("nan"), 0
@@ -387,7 +418,8 @@ def evaluate_attack(
       (attack_keys[name], prng.fold(vote_key, i)),
       images[keep],
       labels[keep],
-      None if targets is None else np.asarray(targets)[keep],
+      None if targets is None else targets[keep],
+      np.flatnonzero(keep),
     )
   # Forward passes per sample spent on votes: benign + one per attack image.
   adversarial_votes = sum(

@@ -103,6 +103,7 @@ class Registry:
         f"{self.kind} {call.name!r} got unknown argument(s) {unknown}; "
         f"valid: {', '.join(keyword_only) or 'none'}."
       )
+    _check_ranges(self.kind, call.name, self.entry(call.name).info, kwargs)
     return functools.partial(fn, **kwargs)
 
   def lookup(self, spec: str, **extra: Any) -> Callable:
@@ -116,6 +117,27 @@ class Registry:
         f"Expected one {self.kind}, got a pipeline of {len(calls)}: {spec!r}."
       )
     return self.bind(calls[0], **extra)
+
+
+def _check_ranges(kind: str, name: str, info: dict, kwargs: dict) -> None:
+  """Checks arguments against the entry's declared ``ranges`` at lookup,
+  not at first use: ``{arg: (low, high)}`` is inclusive, ``{arg: (low,
+  high, "open")}`` excludes `low`.
+
+  Raises:
+    ValueError: a non-numeric or out-of-range value.
+  """
+  for arg, (low, high, *open_low) in info.get("ranges", {}).items():
+    if arg not in kwargs:
+      continue
+    value = kwargs[arg]
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    above = numeric and (value > low if open_low else value >= low)
+    if not (above and value <= high):
+      interval = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
+      raise ValueError(
+        f"{kind} {name!r}: {arg} must lie in {interval}, got {value!r}."
+      )
 
 
 def _parse_term(node: ast.expr, spec: str) -> Call:

@@ -224,9 +224,7 @@ def train(
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
   state = sharding.put_replicated(TrainState(**restored), mesh)
   first_epoch = 0 if done is None else done
-  train_step = make_train_step(
-    model, optimizer, defense_core.identity if defense is None else defense
-  )
+  train_step = make_train_step(model, optimizer, defense_core.resolve(defense))
   bar = progress.bar(
     range(first_epoch, epochs), desc="epochs", initial=first_epoch, total=epochs
   )

@@ -1,22 +1,36 @@
 """Checks at the Python boundary: clear errors instead of silent wrong numbers.
 
 These run on the host, once per call, before anything is jitted. Shape and
-dtype checks also work on tracers (inside a user's `jax.jit`); value checks
-(range, NaN) need concrete arrays and are skipped for tracers.
+dtype checks also work inside a user's `jax.jit`, `vmap`, `lax.scan` or
+`grad`; value checks (range, NaN, a model forward pass) run only outside
+any trace, on concrete inputs: inside a trace even a closed-over NumPy
+array becomes a traced value once JAX touches it, so nothing host-side
+runs there.
 """
 
 import math
 from typing import Any
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
 _CHANNELS = (1, 3, 4)
+# The trace state at import time: JAX's top level (no jit, vmap or grad).
+_TOP_LEVEL = jax.extend.core.get_opaque_trace_state()
+
+
+def in_trace() -> bool:
+  """Whether the caller runs inside a JAX transformation (jit, vmap, scan,
+  grad, ...)."""
+  return jax.extend.core.get_opaque_trace_state() != _TOP_LEVEL
 
 
 def is_concrete(x: Any) -> bool:
-  return not isinstance(x, jax.core.Tracer)
+  """Whether `x`'s values can be read on the host now: not a tracer, and
+  not inside a trace."""
+  return not isinstance(x, jax.core.Tracer) and not in_trace()
 
 
 @jax.jit
@@ -78,7 +92,10 @@ def check_images(images: Any, *, batched: bool = True, name: str = "images"):
 
 
 def check_labels(labels: Any, num_examples: int, classes: int):
-  """Checks integer labels ``(N,)`` with values in ``[0, classes)``."""
+  """Checks integer labels ``(N,)`` with values in ``[0, classes)`` (a list
+  or tuple is read as an array)."""
+  if isinstance(labels, list | tuple):
+    labels = np.asarray(labels)
   shape = getattr(labels, "shape", None)
   if shape is None or tuple(shape) != (num_examples,):
     raise ValueError(f"labels must have shape ({num_examples},), got {shape}.")

@@ -8,7 +8,7 @@ attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
 from stochjax import registry as registry_lib
 from stochjax.attacks import apgd, apgd_art, attack, losses, norms, results
 from stochjax.attacks.apgd import make_apgd
-from stochjax.attacks.attack import Attack, as_pytree_fn
+from stochjax.attacks.attack import Attack, RecompileWarning, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
 from stochjax.attacks.losses import (
   LOSSES,
@@ -44,6 +44,7 @@ __all__ = [
   "REGISTRY",
   "Attack",
   "AttackResult",
+  "RecompileWarning",
   "Cost",
   "apgd",
   "apgd_art",

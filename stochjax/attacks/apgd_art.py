@@ -15,8 +15,9 @@ What it does differently from the reference APGD (official_code.md §2.3):
   is returned.
 
 "The batch" is the batch `attack` is called with (ART chunks the robust
-samples by its ``batch_size``); its samples that are not robust are masked
-out of the batch means.
+samples by its ``batch_size``); its samples that are not robust, and its
+padding rows (``valid=False``, as `stochjax.batching` pads the last batch),
+are masked out of the batch means and decisions.
 """
 
 import dataclasses
@@ -133,7 +134,11 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
   return jax.jit(functools.partial(_run, art))
 
 
-def _run(art: _Art, key, logits_fn, images, labels):
+def _run(art: _Art, key, logits_fn, images, labels, valid=None):
+  """ART's generate on one batch; rows where `valid` is False (padding)
+  stay out of every batch-level decision."""
+  if valid is None:
+    valid = jnp.ones(images.shape[:1], bool)
   settings = dict(art.eot) | dict(logits_fn=logits_fn)
   evals = _Evals(
     eot_lib.make_eot(**settings),
@@ -144,7 +149,7 @@ def _run(art: _Art, key, logits_fn, images, labels):
   )
   zero = jnp.int32(0)
   (x_adv, grads, forwards), (losses_, rates) = jax.lax.scan(
-    functools.partial(_restart, art, evals, images),
+    functools.partial(_restart, art, evals, images, valid),
     (images, zero, zero),
     prng.per_restart(prng.per_example(key, images.shape[0]), art.restarts),
   )
@@ -172,13 +177,13 @@ def _ascent(art: _Art, evals: _Evals, grad_keys, x, t):
   return norms.direction(art.norm, grad), stats
 
 
-def _restart(art: _Art, evals: _Evals, images, carry, keys):
+def _restart(art: _Art, evals: _Evals, images, valid, carry, keys):
   """One of ART's random restarts, attacking only the robust samples."""
   x_adv, grads, forwards = carry
   grad_keys, loss_keys, start_keys, end_keys, init_keys = prng.split_each(
     keys, 5
   )
-  robust = ~_met(evals, x_adv, start_keys)
+  robust = ~_met(evals, x_adv, start_keys) & valid
   weight = robust.astype(jnp.float32)
   stream = _Streams(grad_keys, loss_keys, end_keys, init_keys)
 

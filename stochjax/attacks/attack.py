@@ -8,24 +8,68 @@ was built, and ``attack.run`` is the bare jitted body (no checks).
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import types, validation
+from stochjax import validation
 from stochjax.attacks import losses
 from stochjax.attacks import results as results_lib
 
 
-def as_pytree_fn(logits_fn: types.LogitsFn) -> jax.tree_util.Partial:
-  """Makes `logits_fn` a valid jit argument (weights traced, fn static)."""
+def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
+  """Makes `logits_fn` a valid jit argument (weights traced, fn static).
+
+  Args:
+    logits_fn: ``images -> logits``; a `jax.tree_util.Partial` (e.g. from
+      `stochjax.models.classifier`); or ``(apply_fn, params)``, called as
+      ``apply_fn(params, images)`` (Flax's ``(model.apply, variables)``).
+      With either form the weights are traced arguments, so new weights
+      reuse the compiled attack; a fresh closure over the weights (a
+      ``lambda`` per call) is a new static function and recompiles.
+
+  Raises:
+    ValueError: anything else.
+  """
   if isinstance(logits_fn, jax.tree_util.Partial):
     return logits_fn
+  if isinstance(logits_fn, tuple) and len(logits_fn) == 2:
+    apply_fn, params = logits_fn
+    if callable(apply_fn):
+      return jax.tree_util.Partial(apply_fn, params)
   if not callable(logits_fn):
-    raise ValueError(f"logits_fn must be callable, got {type(logits_fn)}.")
+    raise ValueError(
+      "logits_fn must be callable, a jax.tree_util.Partial or an "
+      f"(apply_fn, params) pair, got {type(logits_fn)}."
+    )
   return jax.tree_util.Partial(logits_fn)
+
+
+def _recompile_hint(seen: dict, logits_fn) -> None:
+  """Warns once per attack when a new closure of an already seen function
+  arrives: each one is a new static argument, so the attack recompiles."""
+  code = getattr(getattr(logits_fn, "__func__", logits_fn), "__code__", None)
+  if code is None or isinstance(logits_fn, jax.tree_util.Partial | tuple):
+    return
+  previous = seen.setdefault(code, logits_fn)
+  if previous != logits_fn and not seen.get("warned"):
+    seen["warned"] = True
+    warnings.warn(
+      "The attack is recompiling for a new logits_fn closure at unchanged "
+      f"shapes ({code.co_name} from {code.co_filename}:"
+      f"{code.co_firstlineno}). Pass (apply_fn, params) or "
+      "jax.tree_util.Partial(apply_fn, params) (models.classifier does) so "
+      "the weights are traced arguments and the compiled attack is reused.",
+      RecompileWarning,
+      stacklevel=3,
+    )
+
+
+class RecompileWarning(UserWarning):
+  """An attack compiled again for a new closure at unchanged shapes."""
 
 
 @jax.jit
@@ -34,10 +78,12 @@ def _finite_logits(logits_fn, images):
 
 
 def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
-  """Validates an attack call on the host; returns the pytree `logits_fn`.
+  """Validates an attack call; returns the pytree `logits_fn`.
 
-  Runs the model once on concrete images, so non-finite logits are caught
-  before the attack loop.
+  Shapes and dtypes are always checked; outside any trace, on concrete
+  inputs, so are values, and the model runs once so non-finite logits are
+  caught before the attack loop. Inside a user's jit, vmap, scan or grad
+  nothing host-side runs.
 
   Raises:
     ValueError: bad images or labels, a `logits_fn` that does not map
@@ -49,7 +95,10 @@ def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
   k = validation.num_classes(logits_fn, images)
   losses.check_num_classes(loss, targeted, k)
   validation.check_labels(labels, images.shape[0], k)
-  if validation.is_concrete(images) and images.shape[0]:
+  concrete = validation.is_concrete(images) and not any(
+    isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(logits_fn)
+  )
+  if concrete and images.shape[0]:
     if not bool(_finite_logits(logits_fn, images)):
       raise ValueError("logits_fn returned NaN or infinite logits.")
   return logits_fn
@@ -81,8 +130,8 @@ class Attack:
 
   Attributes:
     run: the jitted body ``(key, logits_fn, images (N, H, W, C), labels (N,)
-      int32) -> results.Run``, with no host-side checks; `logits_fn` must be
-      a `jax.tree_util.Partial` (see `as_pytree_fn`).
+      int32[, valid=(N,) bool]) -> results.Run``, with no host-side checks;
+      `logits_fn` must be a `jax.tree_util.Partial` (see `as_pytree_fn`).
     cost: the per-example budget (`results.Cost`).
     loss: the loss name ("ce", "margin", "dlr").
     targeted: whether `labels` are target classes.
@@ -102,32 +151,53 @@ class Attack:
   snapshot_steps: tuple[int, ...] = ()
   sweep_run: Callable | None = None
   step_ratio: float = 0.0
+  _closures: dict = dataclasses.field(
+    default_factory=dict, repr=False, compare=False
+  )
 
-  def __call__(self, key, logits_fn, images, labels):
+  def __call__(self, key, logits_fn, images, labels, *, valid=None):
     """Runs the attack.
+
+    Works inside `jax.jit`, `vmap`, `lax.scan` and `grad`, with any input
+    closed over or passed in; the result is stop-gradiented (a point, not
+    a differentiable function of the input).
 
     Args:
       key: one key, or ``(N,)`` per-example keys (`stochjax.prng.at`).
-      logits_fn: ``(N, H, W, C) -> (N, K)`` logits.
+      logits_fn: ``(N, H, W, C) -> (N, K)`` logits: a function, a
+        `jax.tree_util.Partial`, or ``(apply_fn, params)`` (see
+        `as_pytree_fn`: the last two reuse the compiled attack for new
+        weights).
       images: ``(N, H, W, C)`` float32 in [0, 1].
       labels: ``(N,)`` true labels, or target classes when `targeted`.
+      valid: optional ``(N,)`` bool, False for padding rows: attacks that
+        decide per batch (ART's APGD) leave those rows out (per-example
+        attacks are unaffected by other rows anyway).
 
     Returns:
       ``(N, H, W, C)`` adversarial images in [0, 1] (``(N, S, H, W, C)``
       with `snapshot_steps`), or an `AttackResult` with `with_info`.
     """
+    if not validation.in_trace():
+      _recompile_hint(self._closures, logits_fn)
     logits_fn = check_inputs(
       logits_fn, images, labels, loss=self.loss, targeted=self.targeted
     )
-    out = self.run(key, logits_fn, images, jnp.asarray(labels, jnp.int32))
+    labels = jnp.asarray(labels, jnp.int32)
+    if valid is None:
+      out = self.run(key, logits_fn, images, labels)
+    else:
+      out = self.run(key, logits_fn, images, labels, valid=valid)
     if not self.with_info:
       return out.images
+    n = images.shape[0]
+    count = int if validation.is_concrete(out.grad_evals) else jnp.asarray
     return results_lib.AttackResult(
       out.images,
       out.losses,
       out.goal_rates,
-      int(out.grad_evals) * images.shape[0],
-      int(out.forward_evals) * images.shape[0],
+      count(out.grad_evals) * n,
+      count(out.forward_evals) * n,
       self.cost,
     )
 

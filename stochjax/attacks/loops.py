@@ -32,11 +32,13 @@ def skip_when(is_done, step, carry_like, x_like):
 
 
 def run_attack(run_once, settings, key, logits_fn, images, labels, eps,
-               step_size) -> results.Run:  # fmt: skip
-  """An attack body: its EOT evaluations built for `logits_fn`, then
-  ``run_once(settings, eot, images, labels, eps, step_size, keys)`` over
-  restarts. `settings` has ``eot`` (`eot_lib.make_eot` keyword arguments
-  but `logits_fn`, as items), ``restarts`` and ``early_stop``."""
+               step_size, valid=None) -> results.Run:  # fmt: skip
+  """A per-example attack body: its EOT evaluations built for `logits_fn`,
+  then ``run_once(settings, eot, images, labels, eps, step_size, keys)``
+  over restarts. `settings` has ``eot`` (`eot_lib.make_eot` keyword
+  arguments but `logits_fn`, as items), ``restarts`` and ``early_stop``.
+  `valid` (padding rows) is ignored: no example depends on another."""
+  del valid
   eot = eot_lib.make_eot(**dict(settings.eot), logits_fn=logits_fn)
   return over_restarts(
     functools.partial(run_once, settings, eot, images, labels, eps, step_size),

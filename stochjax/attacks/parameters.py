@@ -32,6 +32,11 @@ def check_parameters(
       chunk size that does not divide `eot_samples`.
   """
   validation.positive("eps", eps)
+  if norm == "linf" and eps > 1:
+    raise ValueError(
+      f"eps={eps!r} exceeds 1, the whole [0, 1] pixel range; eps is in "
+      f"[0, 1] pixel units: did you mean {eps!r}/255 = {eps / 255:.4g}?"
+    )
   validation.positive("num_steps", num_steps, integer=True)
   validation.positive("restarts", restarts, integer=True)
   validation.one_of("norm", norm, norms.NORMS)
@@ -45,7 +50,7 @@ def check_parameters(
       f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
     )
   eot = dict(
-    defense=defense_core.identity if defense is None else defense,
+    defense=defense_core.resolve(defense),
     loss_fn=loss_fn,
     targeted=targeted,
     num_draws=eot_samples,

@@ -85,7 +85,9 @@ def _random_fft(key, image, *, max_fraction):
   return fft_perturb(image, fractions, point_factor)
 
 
-@core.register("fft_perturbation", gradient="bpda")
+@core.register(
+  "fft_perturbation", gradient="bpda", ranges={"max_fraction": (0, 1)}
+)
 def fft_perturbation(
   key: types.PRNGKey, image: types.Image, *, max_fraction: float = 0.95
 ) -> types.Image:
@@ -107,7 +109,9 @@ def fft_perturbation(
   return core.bpda(fn)(key, image)
 
 
-@core.register("bit_depth", gradient="bpda", deterministic=True)
+@core.register(
+  "bit_depth", gradient="bpda", deterministic=True, ranges={"bits": (1, 8)}
+)
 def bit_depth(key: types.PRNGKey, image: types.Image, *, bits: int = 3):
   """Bit-depth reduction (Xu et al.; Guo et al.'s Table 2 row):
   ``round(x * (2^bits - 1)) / (2^bits - 1)``. Deterministic; BPDA identity.

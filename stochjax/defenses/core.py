@@ -27,13 +27,21 @@ SWITCH_MODES = ("auto", "select", "sequential")
 
 
 def register(
-  name: str, *, gradient: str, deterministic: bool = False
+  name: str,
+  *,
+  gradient: str,
+  deterministic: bool = False,
+  ranges: dict[str, tuple] | None = None,
 ) -> Callable[[Callable], Callable]:
   """Registers a defense; `gradient` is "exact" or "bpda" (for the README);
-  `deterministic` defenses ignore their key (e.g. bit-depth reduction)."""
+  `deterministic` defenses ignore their key (e.g. bit-depth reduction);
+  `ranges` (``{arg: (low, high)}`` inclusive, or ``(low, high, "open")``
+  excluding `low`) are checked at `lookup`."""
   if gradient not in GRADIENT_MODES:
     raise ValueError(f"gradient must be one of {GRADIENT_MODES}.")
-  return REGISTRY.register(name, gradient=gradient, deterministic=deterministic)
+  return REGISTRY.register(
+    name, gradient=gradient, deterministic=deterministic, ranges=ranges or {}
+  )
 
 
 def identity(key: types.PRNGKey, image: types.Image) -> types.Image:
@@ -67,6 +75,7 @@ def compose(defenses: Sequence[types.Defense]) -> types.Defense:
   return composed
 
 
+@functools.lru_cache(maxsize=256)
 def lookup(spec: str | None) -> types.Defense:
   """Builds a defense from a spec such as ``"noise_injection()|rotation()"``.
 
@@ -75,15 +84,36 @@ def lookup(spec: str | None) -> types.Defense:
       ``""`` / ``"identity"`` for no defense.
 
   Returns:
-    A defense ``(key, image) -> image``.
+    A defense ``(key, image) -> image``; the same object for the same spec,
+    so jitted functions that take it as a static argument compile once.
 
   Raises:
-    ValueError: unknown names or arguments (the message lists valid ones).
+    ValueError: unknown names or arguments (the message lists valid ones),
+      or values outside a parameter's declared range.
   """
   if spec is None or not spec.strip():
     return identity
   calls = registry_lib.parse(spec)
   return compose([REGISTRY.bind(call) for call in calls])
+
+
+def resolve(defense: types.Defense | str | None) -> types.Defense:
+  """A defense from what a caller passed: a ``(key, image)`` callable as is,
+  a spec string through `lookup`, None as `identity`.
+
+  Raises:
+    ValueError: a bad spec, or anything else.
+  """
+  if defense is None:
+    return identity
+  if isinstance(defense, str):
+    return lookup(defense)
+  if not callable(defense):
+    raise ValueError(
+      "defense must be a (key, image) -> image function, a spec string "
+      f"such as 'noise_injection()', or None; got {defense!r}."
+    )
+  return defense
 
 
 def over_batch(defense: types.Defense) -> Callable:

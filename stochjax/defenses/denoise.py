@@ -137,7 +137,7 @@ def masked_tv(image: types.Image, mask: jax.Array, *, weight, num_iters):
   return jnp.moveaxis(u, 0, -1)
 
 
-@core.register("tv_minimization", gradient="bpda")
+@core.register("tv_minimization", gradient="bpda", ranges={"keep_prob": (0, 1)})
 def tv_minimization(
   key: types.PRNGKey,
   image: types.Image,

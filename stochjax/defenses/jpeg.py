@@ -192,7 +192,11 @@ def _check_quality_range(low: int, high: int):
     )
 
 
-@core.register("jpeg", gradient="bpda")
+@core.register(
+  "jpeg",
+  gradient="bpda",
+  ranges={"quality_low": (1, 100), "quality_high": (2, 101)},
+)
 def jpeg(
   key: types.PRNGKey,
   image: types.Image,

@@ -21,7 +21,7 @@ def _clip_straight_through(x: jax.Array) -> jax.Array:
   return core.straight_through(x, jnp.clip(x, 0.0, 1.0))
 
 
-@core.register("gaussian_noise", gradient="bpda")
+@core.register("gaussian_noise", gradient="bpda", ranges={"sigma": (0, 1)})
 def gaussian_noise(
   key: types.PRNGKey,
   image: types.Image,

@@ -49,7 +49,9 @@ def rotate(image: types.Image, *, degrees: jax.typing.ArrayLike) -> types.Image:
   return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
 
 
-@core.register("rotation", gradient="exact")
+@core.register(
+  "rotation", gradient="exact", ranges={"max_degrees": (0, 180, "open")}
+)
 def rotation(
   key: types.PRNGKey,
   image: types.Image,
@@ -69,9 +71,8 @@ def rotation(
   Returns:
     ``(H, W, C)`` float32 in [0, 1]; the gradient is exact.
   """
-  validation.positive("max_degrees", max_degrees)
-  if max_degrees > 180:
-    raise ValueError(f"max_degrees must be <= 180, got {max_degrees}.")
+  if not 0 < max_degrees <= 180:
+    raise ValueError(f"max_degrees must lie in (0, 180], got {max_degrees}.")
   limit = 45.0 if compat else float(max_degrees)
   angle = jax.random.uniform(key, (), image.dtype, -limit, limit)
   return rotate(image, degrees=angle)

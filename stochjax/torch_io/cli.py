@@ -46,6 +46,22 @@ def build(arch: str, state: dict[str, np.ndarray], checkpoint: Any, source):
   )
 
 
+def architecture(name: str) -> str:
+  """The `models.ARCHITECTURES` key for `name`, whatever its case or
+  separators (``resnet50``, ``ResNet-50``).
+
+  Raises:
+    argparse.ArgumentTypeError: an unknown architecture.
+  """
+  by_key = {k.lower(): k for k in models.ARCHITECTURES}
+  key = name.lower().replace("-", "").replace("_", "")
+  if key not in by_key:
+    raise argparse.ArgumentTypeError(
+      f"unknown architecture {name!r}; valid: {', '.join(sorted(by_key))}"
+    )
+  return by_key[key]
+
+
 def convert_file(path: str, arch: str, source: str):
   """``(model, variables)`` from the checkpoint at `path`."""
   checkpoint = reader.read(path)
@@ -68,7 +84,11 @@ def main(argv=None) -> int:
   )
   parser.add_argument("out_dir", help="folder to write model.json + variables")
   parser.add_argument(
-    "--arch", required=True, choices=sorted(models.ARCHITECTURES)
+    "--arch",
+    required=True,
+    type=architecture,
+    help="ResNet18/34/50 (torchvision's resnet50 spelling too), ResNet20, "
+    "ResNet110, ResNet8; any case",
   )
   parser.add_argument(
     "--source", default="torchvision", choices=torch_convert.SOURCES
