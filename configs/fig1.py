@@ -18,6 +18,7 @@ from configs import eot_ablation
 
 def get_config(arg: str | None = None):
   config = eot_ablation.get_config(arg)
+  config.experiment = "fig1"
   del config.defenses["smoothing_0_50"]
   config.grid.step_fractions = (0.125, 0.5)
   config.grid.targeted = (False, True)

@@ -17,6 +17,7 @@ from configs import eot_ablation
 
 def get_config(arg: str | None = None):
   config = eot_ablation.get_config(arg)
+  config.experiment = "fig2"
   smoothing = config.defenses.smoothing_0_50
   del config.defenses["noise_injection"]
   if arg != "paper":
@@ -28,6 +29,7 @@ def get_config(arg: str | None = None):
     eps=smoothing.eps,
     model="gaussian_noise(sigma=0.25, clip=False)",
     weights=smoothing.weights.replace("0.50", "0.25"),
+    claim="ii",
   )
   config.grid.step_fractions = (0.125, 0.5)
   config.grid.targeted = (True,)

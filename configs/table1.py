@@ -21,10 +21,14 @@ from configs import eot_ablation
 def get_config(arg: str | None = None):
   variant = "smoke" if arg == "smoke" else "paper" if arg == "paper" else arg
   config = eot_ablation.get_config(variant)
+  config.experiment = "table1"
   weights = config.defenses.noise_injection.weights
+  # The paper states +-90 degrees; its code always rotates +-45.
   config.defenses = {
-    "rotation": eot_ablation.defense(
-      "rotation(max_degrees=45)", eps=8 / 255, model="", weights=weights
+    name: eot_ablation.defense(spec, eps=8 / 255, model="", weights=weights)
+    for name, spec in (
+      ("rotation_45", "rotation(max_degrees=45)"),
+      ("rotation_90", "rotation(max_degrees=90)"),
     )
   }
   config.attack.num_votes = 1
@@ -33,6 +37,7 @@ def get_config(arg: str | None = None):
   config.grid.step_fractions = (0.125, 0.25)
   config.grid.targeted = (False, True)
   if arg == "smoke":
+    del config.defenses["rotation_90"]
     config.grid.steps = (2, 4)
     config.grid.eot_samples = (1, 2)
     config.grid.step_fractions = (0.25,)

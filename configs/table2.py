@@ -30,6 +30,7 @@ from configs import eot_ablation
 
 def get_config(arg: str | None = None):
   config = eot_ablation.get_config(arg)
+  config.experiment = "table2"
   weights = config.defenses.noise_injection.weights
   eps = config.defenses.noise_injection.eps if arg == "paper" else 4 / 255
   config.defenses = {

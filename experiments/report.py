@@ -1,10 +1,12 @@
 """Gathers experiment workdirs into one markdown report with figures.
 
-    python -m experiments.report --runs=runs --out=runs/report.md
+    python -m experiments.report --runs=runs --out=docs/results.md \
+        --json=docs/results.json
 
-Every sub-folder of --runs with a results.json becomes a section; folders
-named after their experiment (table1, fig3, ...) get the paper's numbers
-beside ours.
+Every sub-folder of --runs with a results.json becomes a section; their
+comparisons (exact tests with verdicts) go to --json and lead the markdown,
+beside the paper's numbers; the same comparison run with several seeds
+(e.g. runs/eot_ablation_seed1) is checked for agreement.
 """
 
 import os
@@ -14,7 +16,10 @@ from absl import app, flags
 from stochjax.paper import report
 
 _RUNS = flags.DEFINE_string("runs", "runs", "Folder of experiment workdirs.")
-_OUT = flags.DEFINE_string("out", "runs/report.md", "The markdown file.")
+_OUT = flags.DEFINE_string("out", "docs/results.md", "The markdown file.")
+_JSON = flags.DEFINE_string(
+  "json", "docs/results.json", "The comparisons as JSON ('' for none)."
+)
 
 
 def main(argv):
@@ -25,7 +30,7 @@ def main(argv):
     for name in sorted(os.listdir(_RUNS.value))
     if os.path.isdir(os.path.join(_RUNS.value, name))
   ]
-  report.write(workdirs, _OUT.value)
+  report.write(workdirs, _OUT.value, _JSON.value or None)
   print(f"wrote {_OUT.value} ({len(workdirs)} workdirs)")
 
 

@@ -2,8 +2,10 @@
 
 import os
 
+import scipy.stats
 from absl.testing import absltest
 
+from stochjax import stats
 from stochjax import workdir as workdir_lib
 from stochjax.paper import report
 
@@ -86,6 +88,59 @@ class ReportTest(absltest.TestCase):
     odd = _workdir(root, "odd", {"something": 1})
     with self.assertRaisesRegex(ValueError, "not from a known experiment"):
       report.write([odd], os.path.join(root, "report.md"))
+
+
+class ResultsJsonTest(absltest.TestCase):
+  def _workdir(self, root, name, seed, a, b):
+    record = stats.compare(
+      "PGD-100 x EOT-1", a, "PGD-10 x EOT-10", b, paired=True,
+      claim="ii", experiment="fig2", defense="smoothing_0_50",
+      goal="targeted", panel="p", seed=seed,
+    )  # fmt: skip
+    path = os.path.join(root, name)
+    os.makedirs(path)
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "results.json"), {"comparisons": [record]}
+    )
+    return path
+
+  def test_round_trip_and_verdicts_follow_p_values(self):
+    root = self.create_tempdir().full_path
+    strong = [False] * 30 + [True] * 70
+    weak = [False] * 80 + [True] * 20
+    workdirs = [
+      self._workdir(root, "fig2", 0, weak, strong),
+      self._workdir(root, "fig2_seed1", 1, weak, strong),
+      self._workdir(root, "fig2_seed2", 2, strong[:50], strong[:50]),
+    ]
+    out = os.path.join(root, "results.md")
+    json_out = os.path.join(root, "results.json")
+    text = report.write(workdirs, out, json_out)
+    loaded = workdir_lib.read_json(json_out)
+    self.assertEqual(loaded, report.collect(workdirs))
+    for record in loaded["comparisons"]:
+      a, b = record["a"], record["b"]
+      p = (
+        scipy.stats.binomtest(
+          record["only_a"], record["only_a"] + record["only_b"]
+        ).pvalue
+        if record["only_a"] + record["only_b"]
+        else 1.0
+      )
+      self.assertAlmostEqual(record["p_value"], p)
+      expected = "tie"
+      if p < 0.05:
+        expected = "a" if a["rate"] > b["rate"] else "b"
+      self.assertEqual(record["verdict"], expected)
+    self.assertEqual(
+      [r["status"] for r in loaded["comparisons"]],
+      ["reproduced", "reproduced", "not shown"],
+    )
+    (robust,) = loaded["robustness"]
+    self.assertEqual(robust["verdicts"], ["b", "b", "tie"])
+    self.assertFalse(robust["holds_in_all"])
+    self.assertIn("| ii | fig2 (seed 0)", text)
+    self.assertIn("34.8 / 40.3", text)  # The paper's numbers beside ours.
 
 
 if __name__ == "__main__":

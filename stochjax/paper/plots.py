@@ -10,27 +10,37 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stochjax import theory  # noqa: E402
+from stochjax import stats, theory  # noqa: E402
 
 
-def heatmap(rates: np.ndarray, steps, draws, title: str, path: str) -> None:
-  """A Fig. 1-style heatmap: rows EOT samples, columns PGD steps, in %."""
-  fig, ax = plt.subplots(figsize=(1.1 * len(steps) + 1.5, 0.8 * len(draws) + 1))
+def heatmap(
+  rates: np.ndarray, steps, draws, title: str, path: str, counts=None
+) -> None:
+  """A Fig. 1-style heatmap: rows EOT samples, columns PGD steps, in %;
+  with `counts` (``[[(successes, n)]]``) each cell also shows its exact 95 %
+  interval. NaN cells (outside the grid's budget) stay blank."""
+  fig, ax = plt.subplots(figsize=(1.5 * len(steps) + 1.5, 0.9 * len(draws) + 1))
   image = ax.imshow(100 * rates, cmap="Blues", vmin=0, vmax=100, origin="lower")
   ax.set_xticks(range(len(steps)), [str(s) for s in steps])
   ax.set_yticks(range(len(draws)), [str(m) for m in draws])
   ax.set_xlabel("PGD steps k")
   ax.set_ylabel("EOT samples m")
-  ax.set_title(title)
+  ax.set_title(title, fontsize=9)
   for (i, j), value in np.ndenumerate(100 * rates):
+    if np.isnan(value):
+      continue
+    text = f"{value:.1f}"
+    if counts is not None and counts[i][j][1]:
+      low, high = stats.rate_interval(*counts[i][j])
+      text += f"\n[{100 * low:.0f}, {100 * high:.0f}]"
     ax.text(
       j,
       i,
-      f"{value:.1f}",
+      text,
       ha="center",
       va="center",
       color="white" if value > 60 else "black",
-      fontsize=9,
+      fontsize=8,
     )
   fig.colorbar(image, ax=ax, label="attack success rate (%)")
   fig.tight_layout()

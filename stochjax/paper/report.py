@@ -1,16 +1,27 @@
-"""One markdown report from experiment workdirs, with the paper's numbers.
+"""The paper's claims decided by exact tests, from experiment workdirs.
 
-Each workdir is recognised by its results.json (an equal-budget grid, a
-fine-tuning invariance run, the Section 5 theory, or a fine-tuning run); a
-workdir named after its experiment (``runs/table1``, ``runs/fig3``, ...)
-also gets the paper's reported numbers beside ours (official_code.md §7).
-Figures are linked relative to the report.
+`write_results` gathers every comparison record the experiments wrote
+(`stochjax.stats.compare`: both rates with exact intervals, the paired or
+unpaired exact test, its verdict) into ``results.json``, checks which
+verdicts hold across seeds, and writes ``results.md``: the verdict table
+beside the paper's numbers, then one section per workdir (recognised by its
+results.json: an equal-budget grid, a fine-tuning invariance run, the
+Section 5 theory, or a fine-tuning run), figures linked relative to it.
 """
 
+import collections
 import math
 import os
 
+from stochjax import stats
 from stochjax import workdir as workdir_lib
+
+# What each claim predicts for its comparisons (a = without EOT, b = with).
+CLAIMS = {
+  "i": "at equal budget, PGD without EOT is as strong as with EOT",
+  "ii": "for strong randomness (sigma = 0.5 smoothing), EOT is stronger",
+  "iii": "fine-tuning on the defense makes the attack stronger",
+}
 
 # The paper's numbers (ImageNet / ImageNette; official_code.md §1.6, §7).
 PAPER = {
@@ -18,6 +29,9 @@ PAPER = {
     "rotation/untargeted": {"no_eot": 100.0, "eot": 100.0},
     "rotation/targeted": {"no_eot": 99.0, "eot": 99.0},
   },
+  # Fig. 1's noise injection: both attacks reach ~100 %.
+  "eot_ablation": {"noise": {"no_eot": 100.0, "eot": 100.0}},
+  "fig1": {"noise": {"no_eot": 100.0, "eot": 100.0}},
   "table2": {"guo_crop": 99.0, "xie_resize_pad": 100.0},  # No-EOT ablations.
   "fig2": {"smoothing_0_50": {"no_eot": 34.8, "eot": 40.3}},
   "fig3": {
@@ -74,6 +88,16 @@ def _figure(path: str, name: str, out_dir: str) -> str:
   return f"![{name}]({os.path.relpath(path, out_dir)})\n"
 
 
+def _rate(results: dict, panel: str, cell: dict) -> str:
+  """A grid cell's rate with its exact interval when counts were kept."""
+  counts = results.get("success_counts", {}).get(panel)
+  if counts is None:
+    return _pct(cell["success"])
+  i = results["eot_samples"].index(cell["m"])
+  j = results["steps"].index(cell["k"])
+  return stats.format_rate(*counts[i][j])
+
+
 def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
   lines = [
     "| panel | budget k×m | no EOT (k, m) | success | EOT (k, m) | success "
@@ -92,8 +116,8 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
       a, b = pair["no_eot"], pair["eot"]
       lines.append(
         f"| {panel} | {pair['budget']} | ({a['k']}, {a['m']}) | "
-        f"{_pct(a['success'])} | ({b['k']}, {b['m']}) | {_pct(b['success'])} "
-        f"| {reported or '–'} |"
+        f"{_rate(results, panel, a)} | ({b['k']}, {b['m']}) | "
+        f"{_rate(results, panel, b)} | {reported or '–'} |"
       )
   lines.append("")
   lines.append(
@@ -179,6 +203,8 @@ def section(workdir: str, out_dir: str) -> list[str]:
     lines += section5_section(results, workdir, out_dir)
   elif "by_epoch" in results:
     lines += finetune_section(results)
+  elif "comparisons" in results:
+    lines += ["Comparisons only (see the verdict table)."]
   else:
     raise ValueError(f"{workdir}/results.json is not from a known experiment.")
   wall = results.get("wall_seconds")
@@ -187,22 +213,163 @@ def section(workdir: str, out_dir: str) -> list[str]:
   return [*lines, ""]
 
 
-def write(workdirs: list[str], out: str) -> str:
+def status(record: dict) -> str:
+  """What the exact test says about the record's claim, in words. Only a
+  significant difference in the claim's direction reproduces claim ii or
+  iii; claim i (no difference) is at best "consistent": a tie is the
+  absence of a detected difference, not a proof of equality."""
+  verdict, claim = record["verdict"], record["claim"]
+  if claim == "i":
+    return "contradicted" if verdict == "b" else "consistent"
+  if claim == "ii":
+    return {"b": "reproduced", "tie": "not shown", "a": "contradicted"}[verdict]
+  return {"a": "reproduced", "tie": "not shown", "b": "contradicted"}[verdict]
+
+
+def _paper_number(record: dict) -> str:
+  """The paper's no-EOT / EOT (or after / before) numbers, where known."""
+  paper = PAPER.get(record["experiment"], {})
+  defense = record["defense"].split("_")[0]
+  for key in (
+    f"{record['defense']}/{record['goal']}",
+    f"{defense}/{record['goal']}",
+    record["defense"],
+  ):
+    reported = paper.get(key)
+    if isinstance(reported, dict):
+      return f"{reported['no_eot']} / {reported['eot']}"
+    if reported is not None:
+      return f"{reported} / –"
+  return "–"
+
+
+def _identity(record: dict) -> tuple:
+  """A comparison's identity across seeds."""
+  return (
+    record["experiment"],
+    record["defense"],
+    record["goal"],
+    record.get("panel", ""),
+    record["a"]["label"],
+    record["b"]["label"],
+  )
+
+
+def collect(workdirs: list[str]) -> dict:
+  """``{"comparisons": [...], "robustness": [...]}`` from the workdirs'
+  results.json files; each robustness entry lists one comparison's
+  verdicts over the seeds run and whether all agree."""
+  records = []
+  for workdir in workdirs:
+    path = os.path.join(workdir, "results.json")
+    if os.path.exists(path):
+      records += workdir_lib.read_json(path).get("comparisons", [])
+  for record in records:
+    record["status"] = status(record)
+  groups = collections.defaultdict(list)
+  for record in records:
+    groups[_identity(record)].append(record)
+  robustness = [
+    {
+      "experiment": key[0],
+      "defense": key[1],
+      "goal": key[2],
+      "a": key[4],
+      "b": key[5],
+      "seeds": [r.get("seed") for r in group],
+      "verdicts": [r["verdict"] for r in group],
+      "holds_in_all": len({r["verdict"] for r in group}) == 1,
+    }
+    for key, group in groups.items()
+    if len(group) > 1
+  ]
+  return {"comparisons": records, "robustness": robustness}
+
+
+def verdict_table(collected: dict) -> list[str]:
+  """The markdown table of every comparison, beside the paper's numbers."""
+  lines = [
+    "| claim | experiment | defense | goal | a | b | test (only a / only b) "
+    "| p | verdict | claim status | paper a / b |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in collected["comparisons"]:
+    a, b = r["a"], r["b"]
+    discordant = (
+      f" ({r['only_a']} / {r['only_b']})" if r["test"] == "mcnemar" else ""
+    )
+    lines.append(
+      f"| {r['claim']} | {r['experiment']} (seed {r.get('seed', '–')}) | "
+      f"{r['defense']} | {r['goal']} | {a['label']}: "
+      f"{stats.format_rate(a['successes'], a['n'])} | {b['label']}: "
+      f"{stats.format_rate(b['successes'], b['n'])} | {r['test']}{discordant} "
+      f"| {r['p_value']:.3g} | {r['verdict']} | {r['status']} | "
+      f"{_paper_number(r)} |"
+    )
+  return lines
+
+
+def _robustness_lines(collected: dict) -> list[str]:
+  robust = collected["robustness"]
+  if not robust:
+    return []
+  held = sum(r["holds_in_all"] for r in robust)
+  lines = [
+    "",
+    f"Across seeds: {held} of {len(robust)} comparisons run with several "
+    "seeds give the same verdict in every seed.",
+    "",
+    "| experiment | defense | goal | a | b | seeds | verdicts | holds |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for r in robust:
+    lines.append(
+      f"| {r['experiment']} | {r['defense']} | {r['goal']} | {r['a']} | "
+      f"{r['b']} | {r['seeds']} | {', '.join(r['verdicts'])} | "
+      f"{'yes' if r['holds_in_all'] else 'no'} |"
+    )
+  return lines
+
+
+def _write_text(path: str, text: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write(workdirs: list[str], out: str, json_out: str | None = None) -> str:
   """Writes the report for `workdirs` (those without results.json are
-  skipped and listed) to `out`; returns its text."""
+  skipped and listed) to `out` and, if asked, the comparisons to
+  `json_out`; returns the markdown."""
   out_dir = os.path.dirname(os.path.abspath(out))
   done = [
     w for w in workdirs if os.path.exists(os.path.join(w, "results.json"))
   ]
   missing = sorted(set(workdirs) - set(done))
-  lines = ["# stochjax report", ""]
+  collected = collect(sorted(done))
+  lines = ["# stochjax results", ""]
   if missing:
     lines += [f"Not finished (no results.json): {', '.join(missing)}.", ""]
+  if collected["comparisons"]:
+    lines += [
+      "## The paper's claims, by exact tests",
+      "",
+      *[f"* ({c}) {text}." for c, text in CLAIMS.items()],
+      "",
+      "a is always the side without EOT (or after fine-tuning); the verdict "
+      "names the significantly stronger side at p < 0.05, else tie. Rates "
+      "carry exact 95 % intervals and counts.",
+      "",
+      *verdict_table(collected),
+      *_robustness_lines(collected),
+      "",
+    ]
   for workdir in sorted(done):
     lines += section(workdir, out_dir)
   text = "\n".join(lines)
-  tmp = f"{out}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, out)
+  _write_text(out, text)
+  if json_out is not None:
+    workdir_lib.write_json_atomic(json_out, collected)
   return text

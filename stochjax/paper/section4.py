@@ -14,11 +14,21 @@ import itertools
 import os
 import time
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from stochjax import attacks, defenses, evaluate, models, prng, progress
+from stochjax import (
+  attacks,
+  defenses,
+  evaluate,
+  models,
+  prng,
+  progress,
+  stats,
+  validation,
+)
 from stochjax import data as data_lib
 from stochjax import workdir as workdir_lib
 from stochjax.paper import plots, setup
@@ -31,13 +41,16 @@ def _panel_name(defense: str, goal: str, fraction: float) -> str:
 
 def equal_budget(grid: np.ndarray, steps, draws) -> list[dict]:
   """Every pair of cells with the same budget k x m, EOT vs no EOT: the
-  paper's Section 4 comparison (e.g. PGD-50 x EOT-1 vs PGD-10 x EOT-5)."""
+  paper's Section 4 comparison (e.g. PGD-50 x EOT-1 vs PGD-10 x EOT-5).
+  Cells outside the grid's budget (NaN) pair with nothing."""
   pairs = []
   for (i, m), (j, k) in itertools.product(enumerate(draws), enumerate(steps)):
     for (i2, m2), (j2, k2) in itertools.product(
       enumerate(draws), enumerate(steps)
     ):
       if m2 > m == 1 and k * m == k2 * m2:
+        if np.isnan(grid[i, j]) or np.isnan(grid[i2, j2]):
+          continue
         pairs.append(
           {
             "budget": k * m,
@@ -48,15 +61,61 @@ def equal_budget(grid: np.ndarray, steps, draws) -> list[dict]:
   return pairs
 
 
-def markdown_table(grids: dict, steps, draws) -> str:
+def in_budget(steps, m: int, max_budget: int) -> list[int]:
+  """The step counts k of row m with k x m within `max_budget` (0: all)."""
+  return [k for k in steps if not max_budget or k * m <= max_budget]
+
+
+def _cell(panel: str, k: int, m: int) -> str:
+  return f"{panel}/k={k}/m={m}"
+
+
+def comparisons(config, cells: dict, panel: str, name: str, goal: str, pairs):
+  """Each equal-budget pair as an exact paired test on its samples."""
+  records = []
+  for pair in pairs:
+    a, b = pair["no_eot"], pair["eot"]
+    cell_a = cells[_cell(panel, a["k"], a["m"])]
+    cell_b = cells[_cell(panel, b["k"], b["m"])]
+    if cell_a["retained_indices"] != cell_b["retained_indices"]:
+      raise ValueError(f"{panel}: the paired cells retained other samples.")
+    records.append(
+      stats.compare(
+        f"PGD-{a['k']} x EOT-{a['m']}",
+        cell_a["attack_success_rate_per_sample"],
+        f"PGD-{b['k']} x EOT-{b['m']}",
+        cell_b["attack_success_rate_per_sample"],
+        paired=True,
+        claim=config.defenses[name].claim,
+        experiment=config.experiment,
+        defense=name,
+        goal=goal,
+        panel=panel,
+        budget=pair["budget"],
+        seed=config.seed,
+      )
+    )
+  return records
+
+
+def markdown_table(grids: dict, counts: dict, steps, draws) -> str:
+  """One table per panel: each cell's success rate, its exact 95 %
+  interval and the samples behind it."""
   lines = []
   for name, grid in grids.items():
-    lines.append(f"**{name}** (attack success rate, %)\n")
+    lines.append(f"**{name}** (attack success rate, exact 95 % interval)\n")
     lines.append("| EOT m \\ PGD k | " + " | ".join(map(str, steps)) + " |")
     lines.append("|---" * (len(steps) + 1) + "|")
     for i, m in enumerate(draws):
-      row = " | ".join(f"{100 * grid[i][j]:.1f}" for j in range(len(steps)))
-      lines.append(f"| {m} | {row} |")
+      row = []
+      for j in range(len(steps)):
+        if np.isnan(grid[i][j]):
+          row.append("–")
+        elif name in counts:
+          row.append(stats.format_rate(*counts[name][i][j]))
+        else:
+          row.append(f"{100 * grid[i][j]:.1f} %")
+      lines.append(f"| {m} | " + " | ".join(row) + " |")
     lines.append("")
   return "\n".join(lines)
 
@@ -69,6 +128,7 @@ class _Grid:
   images: np.ndarray
   labels: np.ndarray
   classifiers: dict  # model source (weights folder or training spec) -> fn
+  eps: dict = dataclasses.field(default_factory=dict)  # defense -> radius
 
   @property
   def settings(self):
@@ -78,11 +138,17 @@ class _Grid:
     setting = self.settings[name]
     return self.classifiers[setting.weights or setting.model]
 
+  def target(self, name: str) -> int:
+    """The target class: ``config.attack.target`` (negative counts from the
+    last class, as the paper's code targets the last one)."""
+    k = validation.num_classes(self.classifier(name), self.images[:1])
+    return self.config.attack.target % k
+
   def protocol(self, goal: str, name: str, num_votes: int | None = None):
     """The evaluation settings; a defense may set its own vote count and
     aggregation (e.g. Guo et al.'s 30-crop mean softmax)."""
     setting, config = self.settings[name], self.config
-    targets = np.full_like(self.labels, config.attack.target)
+    targets = np.full_like(self.labels, self.target(name))
     return dict(
       num_votes=num_votes
       or setting.get("num_votes")
@@ -95,7 +161,7 @@ class _Grid:
     )
 
   def pgd(self, name: str, goal: str, fraction: float, **kwargs):
-    eps = self.settings[name].eps
+    eps = self.eps[name]
     return attacks.make_pgd(
       eps=eps, step_size=eps * fraction, targeted=goal == "targeted", **kwargs
     )
@@ -120,11 +186,62 @@ def _classifiers(config, work, train_key) -> dict:
   return classifiers
 
 
+def eps_sweep(grid: _Grid, name: str, key) -> dict:
+  """The config's rule for the working eps of defense `name`.
+
+  Undefended PGD (``eps_rule.num_steps`` steps of ``step_fraction`` x eps)
+  at every candidate radius, as one compiled sweep, on the first
+  ``eps_rule.num_examples`` evaluated images the model classifies
+  correctly; the working eps is the smallest radius whose success reaches
+  ``eps_rule.min_success`` (the largest candidate if none does).
+
+  Returns:
+    ``{"candidates", "success", "ci", "n", "picked"}``; `picked` is None
+    when no image is classified correctly (the configured eps stays).
+  """
+  rule = grid.config.eps_rule
+  logits_fn = grid.classifier(name)
+  x = grid.images[: rule.num_examples]
+  y = grid.labels[: rule.num_examples]
+  correct = np.asarray(jnp.argmax(logits_fn(x), -1)) == y
+  x, y = x[correct], y[correct]
+  radii = [float(r) for r in rule.candidates]
+  if not len(y):  # Nothing to attack: the rule cannot apply.
+    return {
+      "candidates": radii,
+      "success": [],
+      "ci": [],
+      "n": 0,
+      "picked": None,
+    }
+  attack = attacks.make_pgd(
+    eps=max(radii), step_size=max(radii) * rule.step_fraction,
+    num_steps=rule.num_steps,
+  )  # fmt: skip
+  adv = attack.sweep(key, logits_fn, x, y, eps=radii)
+  hits = [
+    int(np.sum(np.asarray(jnp.argmax(logits_fn(a), -1)) != y)) for a in adv
+  ]
+  success = [h / len(y) for h in hits]
+  picked = next(
+    (r for r, s in zip(radii, success, strict=True) if s >= rule.min_success),
+    radii[-1],
+  )
+  return {
+    "candidates": radii,
+    "success": success,
+    "ci": [list(stats.rate_interval(h, len(y))) for h in hits],
+    "n": int(len(y)),
+    "picked": picked,
+  }
+
+
 def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m):
   """One row (defense, goal, step size, m): PGD-max(k) keeping its iterate
-  after every k of the grid, which equals PGD-k (step t's draws depend only
-  on t). Returns ``{cell name: result}``."""
-  steps = list(grid.config.grid.steps)
+  after every k of the row, which equals PGD-k (step t's draws depend only
+  on t). Returns ``{cell name: result}`` with per-sample outcomes."""
+  grid_config = grid.config.grid
+  steps = in_budget(grid_config.steps, m, grid_config.get("max_budget", 0))
   panel = _panel_name(name, goal, fraction)
   result = evaluate.evaluate_attack(
     prng.fold(eval_key, 1),
@@ -139,10 +256,12 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m):
     **grid.protocol(goal, name),
   )  # fmt: skip
   by_steps = result.pop("attack_success_rate_by_steps", {})
+  per_sample = result.pop("attack_success_rate_per_sample_by_steps", {})
   return {
-    f"{panel}/k={k}/m={m}": result
+    _cell(panel, k, m): result
     | {
       "attack_success_rate": by_steps.get(k, float("nan")),
+      "attack_success_rate_per_sample": per_sample.get(k, []),
       "grad_evals_per_example": k * m,
     }
     for k in steps
@@ -150,15 +269,15 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m):
 
 
 def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
-  """Every row of the grid (resuming); returns ``(grids, benign,
-  grad_evals)``: success rates per panel ``(len(m), len(k))``, benign vote
-  accuracy per (defense, goal), and the input gradients spent."""
-  steps, draws = (
-    list(grid.config.grid.steps),
-    list(grid.config.grid.eot_samples),
-  )
+  """Every row of the grid (resuming); returns ``(grids, counts, benign,
+  grad_evals, cells)``: success rates per panel ``(len(m), len(k))`` (NaN
+  outside the budget), their ``(successes, n)``, benign vote accuracy per
+  (defense, goal), the input gradients spent, and the finished cells."""
+  config = grid.config
+  steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
+  budget = config.grid.get("max_budget", 0)
   cells = work.cells()
-  grids, benign, grad_evals = {}, {}, 0
+  grids, counts, benign, grad_evals = {}, {}, {}, 0
   # One defense object per name, so the jitted votes compile once per defense.
   built = {name: defenses.lookup(s.spec) for name, s in grid.settings.items()}
   todo = list(itertools.product(built.items(), goals, fractions, draws))
@@ -166,7 +285,10 @@ def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
     todo, desc="grid rows"
   ):
     panel = _panel_name(name, goal, fraction)
-    names = [f"{panel}/k={k}/m={m}" for k in steps]
+    row_steps = in_budget(steps, m, budget)
+    if not row_steps:
+      continue
+    names = [_cell(panel, k, m) for k in row_steps]
     if not all(cell in cells for cell in names):
       for cell, value in _grid_row(
         grid, eval_key, name, defense, goal, fraction, m
@@ -174,43 +296,83 @@ def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
         cells[cell] = value
         work.save_cell(cell, value)
         work.log_metrics(phase="attack", cell=cell, **value)
-    panel_grid = grids.setdefault(panel, np.zeros((len(draws), len(steps))))
-    for j, cell in enumerate(names):
-      panel_grid[draws.index(m), j] = cells[cell]["attack_success_rate"]
+    rates = grids.setdefault(panel, np.full((len(draws), len(steps)), np.nan))
+    count = counts.setdefault(panel, [[(0, 0)] * len(steps) for _ in draws])
+    for k, cell in zip(row_steps, names, strict=True):
+      i, j = draws.index(m), steps.index(k)
+      rates[i, j] = cells[cell]["attack_success_rate"]
+      outcomes = cells[cell]["attack_success_rate_per_sample"]
+      count[i][j] = (int(np.sum(outcomes)), len(outcomes))
     benign[f"{name}/{goal}"] = cells[names[0]]["benign_accuracy"]
-    # Spent: one run of the largest k per row.
-    grad_evals += max(steps) * m * cells[names[0]]["num_retained"]
+    # Spent: one run of the row's largest k.
+    grad_evals += max(row_steps) * m * cells[names[0]]["num_retained"]
   # Fig. 1's last panels: the best step size per cell.
   for name, goal in itertools.product(grid.settings, goals):
     panels = [grids[_panel_name(name, goal, f)] for f in fractions]
     if len(panels) > 1:
-      grids[f"{name}/{goal}/best step"] = np.max(panels, axis=0)
-  return grids, benign, grad_evals
+      grids[f"{name}/{goal}/best step"] = np.fmax.reduce(panels)
+  return grids, counts, benign, grad_evals, cells
 
 
-def _write_tables(grid: _Grid, work, grids) -> dict:
-  """Heatmaps and table.md; returns the equal-budget comparisons."""
+def _write_tables(grid: _Grid, work, grids, counts) -> dict:
+  """Heatmaps and table.md; returns the equal-budget pairs per panel."""
   config = grid.config
   steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
   titles = {}
   for panel, rates in grids.items():
     name = panel.split("/")[0]
-    titles[panel] = f"{panel}, eps = {255 * grid.settings[name].eps:.3g}/255"
+    titles[panel] = f"{panel}, eps = {255 * grid.eps[name]:.3g}/255"
     plots.heatmap(
       rates,
       steps,
       draws,
       f"{titles[panel]} ({config.dataset})",
       work.file(f"heatmap_{setup.file_safe(panel)}.png"),
+      counts=counts.get(panel),
     )
   table = markdown_table(
-    {titles[panel]: rates for panel, rates in grids.items()}, steps, draws
+    {titles[panel]: rates for panel, rates in grids.items()},
+    {titles[panel]: c for panel, c in counts.items()},
+    steps,
+    draws,
   )
   with open(work.file("table.md"), "w") as f:
     f.write(table)
   print(table)
   return {
     panel: equal_budget(rates, steps, draws) for panel, rates in grids.items()
+  }
+
+
+def _undefended(grid: _Grid, eval_key, goals, fractions) -> dict:
+  """The control: PGD-max(k) at each defense's eps on the model it
+  attacks, with no defense (the first step size), per goal."""
+  return {
+    f"{name}/{goal}": _with_interval(
+      evaluate.evaluate_attack(
+        prng.fold(eval_key, 0),
+        grid.classifier(name),
+        grid.images,
+        grid.labels,
+        attack=grid.pgd(
+          name, goal, fractions[0], num_steps=max(grid.config.grid.steps)
+        ),
+        defense=None,
+        **grid.protocol(goal, name, num_votes=1),
+      )
+    )
+    for name in grid.settings
+    for goal in goals
+  }
+
+
+def _with_interval(result: dict) -> dict:
+  """`result` with the success rate's exact interval and counts."""
+  outcomes = result.get("attack_success_rate_per_sample", [])
+  k, n = int(np.sum(outcomes)), len(outcomes)
+  return result | {
+    "attack_successes": k,
+    "attack_success_ci": list(stats.rate_interval(k, n)),
   }
 
 
@@ -233,34 +395,43 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     for name in grid.settings
   }
   logging.info("clean test accuracy %s", clean_accuracy)
+  sweeps = {}
+  for index, (name, setting) in enumerate(grid.settings.items()):
+    grid.eps[name] = setting.eps
+    if config.eps_rule.use:
+      sweeps[name] = eps_sweep(grid, name, prng.fold(eval_key, 2, index))
+      if sweeps[name]["picked"] is None:
+        logging.warning("%s: no correct image for the eps rule.", name)
+      else:
+        grid.eps[name] = sweeps[name]["picked"]
+  logging.info("working eps %s", grid.eps)
   goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
   fractions = list(config.grid.step_fractions)
-  # The undefended baseline: how strong is PGD at the defense's eps, on the
-  # model it attacks, with no defense at all (the first step size)?
-  undefended = {
-    f"{name}/{goal}": evaluate.evaluate_attack(
-      prng.fold(eval_key, 0),
-      grid.classifier(name),
-      grid.images,
-      grid.labels,
-      attack=grid.pgd(
-        name, goal, fractions[0], num_steps=max(config.grid.steps)
-      ),
-      defense=None,
-      **grid.protocol(goal, name, num_votes=1),
-    )
-    for name in grid.settings
-    for goal in goals
-  }
+  undefended = _undefended(grid, eval_key, goals, fractions)
   start = time.time()
-  grids, benign, grad_evals = _run_grid(grid, work, eval_key, goals, fractions)
-  comparisons = _write_tables(grid, work, grids)
+  grids, counts, benign, grad_evals, cells = _run_grid(
+    grid, work, eval_key, goals, fractions
+  )
+  pairs = _write_tables(grid, work, grids, counts)
+  records = [
+    record
+    for panel, panel_pairs in pairs.items()
+    if not panel.endswith("best step")
+    for record in comparisons(
+      config, cells, panel, panel.split("/")[0], panel.split("/")[1],
+      panel_pairs,
+    )
+  ]  # fmt: skip
   return {
     "clean_accuracy": clean_accuracy,
+    "eps": grid.eps,
+    "eps_sweep": sweeps,
     "undefended_attack": undefended,
     "benign_accuracy": benign,
     "success_rate": {panel: g.tolist() for panel, g in grids.items()},
-    "equal_budget": comparisons,
+    "success_counts": counts,
+    "equal_budget": pairs,
+    "comparisons": records,
     "steps": list(config.grid.steps),
     "eot_samples": list(config.grid.eot_samples),
     "attack_grad_evals": grad_evals,
