@@ -18,6 +18,7 @@ from configs import fig3
 
 def get_config(arg: str | None = None):
   config = fig3.get_config(arg)
+  config.experiment = "fig4"
   if arg == "paper":
     sigmas = tuple(round(0.05 * i, 2) for i in range(1, 11))
     config.train.epochs = 70

@@ -135,6 +135,43 @@ def vote(
   return jnp.argmax(counts, axis=-1).astype(jnp.int32)
 
 
+def invariance(
+  key: types.PRNGKey,
+  logits_fn: types.LogitsFn,
+  images: types.Batch,
+  *,
+  defense: types.Defense | str,
+  num_draws: int,
+  chunk_size: int = 10,
+) -> jax.Array:
+  """Per image, the fraction of defense draws whose prediction equals the
+  model's prediction on the undefended image: 1 for a model the defense
+  does not move, near 1/K for one it scrambles.
+
+  Args:
+    key: the draws' key (or ``(N,)`` per-example keys, as `vote_counts`).
+    logits_fn: ``(N, H, W, C) -> (N, K)``.
+    images: ``(N, H, W, C)`` float32 in [0, 1].
+    defense: a defense or spec string.
+    num_draws: draws per image.
+    chunk_size: draws evaluated at once.
+
+  Returns:
+    ``(N,)`` float32 in [0, 1].
+  """
+  counts = vote_counts(
+    key,
+    logits_fn,
+    images,
+    defense=defense,
+    num_votes=num_draws,
+    chunk_size=chunk_size,
+  )
+  clean = jnp.argmax(attack_lib.as_pytree_fn(logits_fn)(images), -1)
+  kept = jnp.take_along_axis(counts, clean[:, None], axis=1)[:, 0]
+  return kept.astype(jnp.float32) / num_draws
+
+
 def goal_met(predictions, labels, targets=None) -> np.ndarray:
   """Untargeted: prediction != label; targeted: prediction == target."""
   predictions = np.asarray(predictions)

@@ -115,55 +115,76 @@ def filter_median(image: types.Image, *, size) -> types.Image:
   return _from_ordered_bits(candidates[lo]).astype(image.dtype)
 
 
-def _random_blur(key, image, *, sigma_range):
+def _random_blur(key, image, *, sigma_range, size_high=14):
   size_keys = jax.random.split(key, 3)
-  size = (_odd_size(size_keys[0]), _odd_size(size_keys[1]))
+  size = (
+    _odd_size(size_keys[0], high=size_high),
+    _odd_size(size_keys[1], high=size_high),
+  )
   sigma = jax.random.uniform(
     size_keys[2], (2,), image.dtype, sigma_range[0], sigma_range[1]
   )
   return jnp.clip(blur(image, size=size, sigma=sigma), 0.0, 1.0)
 
 
-def _random_median(key, image):
+def _random_median(key, image, *, size_high=14):
   row_key, col_key = jax.random.split(key)
-  size = (_odd_size(row_key), _odd_size(col_key))
+  size = (
+    _odd_size(row_key, high=size_high),
+    _odd_size(col_key, high=size_high),
+  )
   return filter_median(image, size=size)
 
 
-@core.register("gaussian_blur", gradient="bpda")
+def scaled_size_high(image_size: int) -> int:
+  """BaRT's kernel bound for `image_size`-pixel images, keeping the
+  paper's 224-pixel ratio (14 at 224; at least 3, so kernels stay 3x3)."""
+  return max(3, round(14 * image_size / 224))
+
+
+@core.register("gaussian_blur", gradient="bpda", ranges={"size_high": (3, 14)})
 def gaussian_blur(
   key: types.PRNGKey,
   image: types.Image,
   *,
   sigma_low: float = 0.1,
   sigma_high: float = 3.1,
+  size_high: int = 14,
 ) -> types.Image:
-  """BaRT Gaussian blur: kernel (kh, kw) odd in 3..13, sigma per axis in
-  [sigma_low, sigma_high), reflect borders. BPDA identity (as the paper's
-  code, though the blur itself is differentiable).
+  """BaRT Gaussian blur: kernel (kh, kw) odd, ``randint(2, size_high) | 1``
+  per axis (3..13 by default), sigma per axis in [sigma_low, sigma_high),
+  reflect borders. BPDA identity (as the paper's code, though the blur
+  itself is differentiable).
 
   Args:
     key: the kernel-size and sigma key.
     image: ``(H, W, C)`` float32 in [0, 1], H, W > 6.
     sigma_low, sigma_high: the sigma range, 0 < low < high.
+    size_high: the kernel bound; `scaled_size_high` keeps the paper's
+      relative strength on small images (3 at 32 px).
   """
   validation.positive("sigma_low", sigma_low)
   if sigma_high <= sigma_low:
     raise ValueError(f"sigma_high {sigma_high} must exceed {sigma_low}.")
-  blur = functools.partial(_random_blur, sigma_range=(sigma_low, sigma_high))
+  blur = functools.partial(
+    _random_blur, sigma_range=(sigma_low, sigma_high), size_high=size_high
+  )
   return core.bpda(blur)(key, image)
 
 
-_median_bpda = core.bpda(_random_median)
-
-
-@core.register("median", gradient="bpda")
-def median(key: types.PRNGKey, image: types.Image) -> types.Image:
-  """BaRT median filter: kernel (kh, kw) odd in 3..13 per axis, zero
-  padding (dark borders, as the paper's kornia call). BPDA identity.
+@core.register("median", gradient="bpda", ranges={"size_high": (3, 14)})
+def median(
+  key: types.PRNGKey, image: types.Image, *, size_high: int = 14
+) -> types.Image:
+  """BaRT median filter: kernel (kh, kw) odd, ``randint(2, size_high) | 1``
+  per axis (3..13 by default), zero padding (dark borders, as the paper's
+  kornia call). BPDA identity.
 
   Args:
     key: the kernel-size key.
     image: ``(H, W, C)`` float32 in [0, 1].
+    size_high: the kernel bound (see `gaussian_blur`).
   """
-  return _median_bpda(key, image)
+  return core.bpda(functools.partial(_random_median, size_high=size_high))(
+    key, image
+  )

@@ -13,12 +13,22 @@ fine-tuning resumes from its checkpoints, so an interrupted run computes
 only what is missing.
 """
 
+import dataclasses
 import time
 
+import jax
 import ml_collections
 import numpy as np
 
-from stochjax import attacks, defenses, evaluate, models, prng
+from stochjax import (
+  attacks,
+  defenses,
+  evaluate,
+  models,
+  prng,
+  stats,
+  validation,
+)
 from stochjax import workdir as workdir_lib
 from stochjax.paper import plots, setup
 
@@ -29,20 +39,135 @@ def _goal(targeted: bool) -> str:
 
 def _summary(cells: dict, names, goals, eval_epochs) -> dict:
   """Per defense and goal: before, after and by-epoch benign accuracy,
-  success rate and retained count."""
+  success rate (with its exact interval), retained count, the undefended
+  control's success and the model's invariance to the defense."""
   fields = ("benign_accuracy", "attack_success_rate", "num_retained")
   summary = {}
   for name in names:
     summary[name] = {}
     for goal in goals:
       by_epoch = [cells[f"{name}/{goal}/epoch={e}"] for e in eval_epochs]
+      control = [
+        cells[f"{name}/{goal}/epoch={e}/undefended"] for e in eval_epochs
+      ]
+      invariant = [cells[f"{name}/invariance/epoch={e}"] for e in eval_epochs]
+
+      def point(i, by_epoch=by_epoch, control=control, invariant=invariant):
+        outcomes = by_epoch[i].get("attack_success_rate_per_sample", [])
+        return {f: by_epoch[i][f] for f in fields} | {
+          "attack_success_ci": list(
+            stats.rate_interval(int(np.sum(outcomes)), len(outcomes))
+          ),
+          "undefended_success_rate": control[i]["attack_success_rate"],
+          "invariance": invariant[i]["mean"],
+        }
+
       summary[name][goal] = {
-        "before": {f: by_epoch[0][f] for f in fields},
-        "after": {f: by_epoch[-1][f] for f in fields},
+        "before": point(0),
+        "after": point(-1),
         "by_epoch": {"epoch": list(eval_epochs)}
-        | {f: [c[f] for c in by_epoch] for f in fields},
+        | {f: [c[f] for c in by_epoch] for f in fields}
+        | {"invariance": [c["mean"] for c in invariant]},
       }
   return summary
+
+
+@dataclasses.dataclass
+class _Evaluation:
+  """What every (defense, epoch) evaluation of a run shares."""
+
+  config: ml_collections.ConfigDict
+  images: np.ndarray
+  labels: np.ndarray
+  eval_key: jax.Array
+  goals: list
+
+  def targets(self, logits_fn):
+    k = validation.num_classes(logits_fn, self.images[:1])
+    return np.full_like(self.labels, self.config.target % k)
+
+  def attack(self, logits_fn, attack, defense, goal, key_index, num_votes):
+    targeted = goal == "targeted"
+    config = self.config
+    return evaluate.evaluate_attack(
+      prng.fold(self.eval_key, int(targeted), key_index),
+      logits_fn,
+      self.images,
+      self.labels,
+      attack=attack,
+      defense=defense,
+      num_votes=num_votes,
+      targets=self.targets(logits_fn) if targeted else None,
+      batch_size=config.batch_size,
+      mesh=setup.mesh(config),
+      chunk_size=config.vote_chunk_size,
+    )
+
+
+def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
+                    logits_fn, epoch) -> None:  # fmt: skip
+  """One epoch's cells: per goal the attack through the defense (votes of
+  n draws) and the same attack on the undefended model (one vote), and the
+  model's invariance to the defense. The same keys every epoch: epochs
+  differ only by the weights."""
+  for goal in ev.goals:
+    for kind, (attack, guard, votes) in (
+      ("defended", (attacks_for[goal][0], defense, ev.config.num_votes)),
+      ("undefended", (attacks_for[goal][1], None, 1)),
+    ):
+      cell = f"{name}/{goal}/epoch={epoch}" + (
+        "" if kind == "defended" else "/undefended"
+      )
+      if cell in cells:
+        continue
+      index = 0 if kind == "defended" else 1
+      cells[cell] = ev.attack(logits_fn, attack, guard, goal, index, votes)
+      work.save_cell(cell, cells[cell])
+      work.log_metrics(phase="attack", cell=cell, **cells[cell])
+  cell = f"{name}/invariance/epoch={epoch}"
+  if cell not in cells:
+    kept = evaluate.invariance(
+      prng.fold(ev.eval_key, 2),
+      logits_fn,
+      ev.images,
+      defense=defense,
+      num_draws=ev.config.num_votes,
+      chunk_size=ev.config.vote_chunk_size,
+    )
+    cells[cell] = {
+      "mean": float(np.mean(kept)),
+      "majority_kept": float(np.mean(np.asarray(kept) > 0.5)),
+    }
+    work.save_cell(cell, cells[cell])
+
+
+def _comparisons(config, cells, names, goals) -> list[dict]:
+  """Claim (iii) per defense and goal: success after vs before fine-tuning
+  (Fisher: the retained samples differ), flagged underpowered below
+  ``config.min_samples`` samples on either side."""
+  records = []
+  last = config.eval_epochs[-1]
+  for name in names:
+    for goal in goals:
+      after = cells[f"{name}/{goal}/epoch={last}"]
+      before = cells[f"{name}/{goal}/epoch=0"]
+      record = stats.compare(
+        "after fine-tuning",
+        after.get("attack_success_rate_per_sample", []),
+        "before fine-tuning",
+        before.get("attack_success_rate_per_sample", []),
+        paired=False,
+        claim="iii",
+        experiment=config.experiment,
+        defense=name,
+        goal=goal,
+        seed=config.seed,
+      )
+      record["underpowered"] = (
+        min(record["a"]["n"], record["b"]["n"]) < config.min_samples
+      )
+      records.append(record)
+  return records
 
 
 def run(
@@ -56,18 +181,25 @@ def run(
       f"{config.train.epochs} (the 'after' point)."
     )
   run = setup.fine_tuning(config, workdir)
-  eval_key, model, start = run.eval_key, run.model, run.start
-  images = run.test_set.images[: config.num_examples]
-  labels = run.test_set.labels[: config.num_examples]
-  cells = workdir.cells()
   goals = [_goal(t) for t in config.goals]
+  ev = _Evaluation(
+    config,
+    run.test_set.images[: config.num_examples],
+    run.test_set.labels[: config.num_examples],
+    run.eval_key,
+    goals,
+  )
+  cells = workdir.cells()
   started = time.time()
   for name, defense in built.items():
-    # One attack per goal, built once: a new attack object is a new jitted
+    # The attacks, built once per goal: a new attack object is a new jitted
     # program, and the epochs differ only by the weights (jit arguments).
-    attack_for = {
-      goal: attacks.lookup(
-        config.attack.spec, defense=defense, targeted=goal == "targeted"
+    attacks_for = {
+      goal: tuple(
+        attacks.lookup(
+          config.attack.spec, defense=d, targeted=goal == "targeted"
+        )
+        for d in (defense, None)
       )
       for goal in goals
     }
@@ -75,51 +207,32 @@ def run(
     setup.fine_tune(config, workdir, run, name=run_name, defense=defense)
     checkpoint_dir = setup.checkpoint_dir(workdir, run_name)
     for epoch in config.eval_epochs:
-      todo = [g for g in goals if f"{name}/{g}/epoch={epoch}" not in cells]
-      if not todo:
-        continue
       variables = (
-        start if epoch == 0 else setup.epoch_variables(checkpoint_dir, epoch)
+        run.start
+        if epoch == 0
+        else setup.epoch_variables(checkpoint_dir, epoch)
       )
-      logits_fn = models.classifier(model, variables)
-      for goal in todo:
-        targeted = goal == "targeted"
-        cell = f"{name}/{goal}/epoch={epoch}"
-        # The same evaluation key for every epoch: epochs differ only by
-        # the weights.
-        cells[cell] = evaluate.evaluate_attack(
-          prng.fold(eval_key, int(targeted)),
-          logits_fn,
-          images,
-          labels,
-          attack=attack_for[goal],
-          defense=defense,
-          num_votes=config.num_votes,
-          targets=np.full_like(labels, config.target) if targeted else None,
-          batch_size=config.batch_size,
-          mesh=setup.mesh(config),
-          chunk_size=config.vote_chunk_size,
-        )
-        workdir.save_cell(cell, cells[cell])
-        workdir.log_metrics(phase="attack", cell=cell, **cells[cell])
+      _evaluate_epoch(
+        ev, workdir, cells, name, defense, attacks_for,
+        models.classifier(run.model, variables), epoch,
+      )  # fmt: skip
   summary = _summary(cells, built, goals, config.eval_epochs)
   results = {
     "defenses": summary,
     "labels": list(config.labels),
     "goals": goals,
     "attack": config.attack.spec,
-    "num_examples": int(len(labels)),
+    "num_examples": int(len(ev.labels)),
+    "comparisons": _comparisons(config, cells, built, goals),
     "seconds": time.time() - started,
   }
   plots.plot_before_after(results, workdir.file("before_after.png"))
   plots.plot_by_epoch(results, workdir.file("success_by_epoch.png"))
-  for name in built:
-    for goal in goals:
-      s = summary[name][goal]
-      print(
-        f"{name} {goal}: benign {100 * s['before']['benign_accuracy']:.1f} -> "
-        f"{100 * s['after']['benign_accuracy']:.1f}%, success "
-        f"{100 * s['before']['attack_success_rate']:.1f} -> "
-        f"{100 * s['after']['attack_success_rate']:.1f}%"
-      )
+  for record in results["comparisons"]:
+    print(
+      f"{record['defense']} {record['goal']}: after "
+      f"{stats.format_rate(record['a']['successes'], record['a']['n'])}, "
+      f"before {stats.format_rate(record['b']['successes'], record['b']['n'])},"
+      f" p = {record['p_value']:.3g}: {record['verdict']}"
+    )
   return results

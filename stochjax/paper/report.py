@@ -137,8 +137,9 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
 def invariance_section(experiment: str, results: dict, workdir, out_dir):
   lines = [
     "| defense | goal | benign before → after | success before → after "
-    "| paper benign | paper success |",
-    "|---|---|---|---|---|---|",
+    "(exact 95 % interval) | undefended control before → after | "
+    "invariance before → after | paper benign | paper success |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for label, (name, goals) in zip(
     results["labels"], results["defenses"].items(), strict=True
@@ -153,12 +154,24 @@ def invariance_section(experiment: str, results: dict, workdir, out_dir):
           return "–"
         return f"{before[index]} → {paper[f'{field}_after'][index]}"
 
+      def arrow(field, s=s):
+        b, a = s["before"].get(field), s["after"].get(field)
+        return f"{_pct(b)} → {_pct(a)}"
+
+      def rate(point):
+        ci = point.get("attack_success_ci")
+        text = _pct(point["attack_success_rate"])
+        if ci is None:
+          return text
+        return (
+          f"{text} [{_pct(ci[0])}, {_pct(ci[1])}] (n={point['num_retained']})"
+        )
+
       lines.append(
-        f"| {label} | {goal} | {_pct(s['before']['benign_accuracy'])} → "
-        f"{_pct(s['after']['benign_accuracy'])} | "
-        f"{_pct(s['before']['attack_success_rate'])} → "
-        f"{_pct(s['after']['attack_success_rate'])} | {reported('benign')} | "
-        f"{reported('success')} |"
+        f"| {label} | {goal} | {arrow('benign_accuracy')} | "
+        f"{rate(s['before'])} → {rate(s['after'])} | "
+        f"{arrow('undefended_success_rate')} | {arrow('invariance')} | "
+        f"{reported('benign')} | {reported('success')} |"
       )
   lines.append("")
   for file in ("before_after.png", "success_by_epoch.png"):

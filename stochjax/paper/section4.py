@@ -268,6 +268,71 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m):
   }
 
 
+def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
+  """Table 2's own comparison: PGD without EOT run much longer with a much
+  smaller step (``grid.ablation``: its step counts, one compile through
+  snapshot steps, and ``step_fraction`` x eps) against the grid's EOT
+  attack cell (``versus_k``, ``versus_m``, ``versus_fraction``), paired on
+  the same retained samples. Returns the comparison records."""
+  ablation = grid.config.grid.ablation
+  records = []
+  for name, setting in grid.settings.items():
+    defense = defenses.lookup(setting.spec)
+    for goal in goals:
+      steps = tuple(ablation.steps)
+      panel = f"{name}/{goal}/ablation"
+      names = [_cell(panel, k, 1) for k in steps]
+      if not all(cell in cells for cell in names):
+        result = evaluate.evaluate_attack(
+          prng.fold(eval_key, 1),
+          grid.classifier(name),
+          grid.images,
+          grid.labels,
+          attack=grid.pgd(
+            name, goal, ablation.step_fraction, num_steps=max(steps),
+            defense=defense, snapshot_steps=steps,
+          ),
+          defense=defense,
+          **grid.protocol(goal, name),
+        )  # fmt: skip
+        per_sample = result.pop("attack_success_rate_per_sample_by_steps")
+        by_steps = result.pop("attack_success_rate_by_steps")
+        for k, cell in zip(steps, names, strict=True):
+          cells[cell] = result | {
+            "attack_success_rate": by_steps[k],
+            "attack_success_rate_per_sample": per_sample[k],
+            "grad_evals_per_example": k,
+          }
+          work.save_cell(cell, cells[cell])
+      versus = _cell(
+        _panel_name(name, goal, ablation.versus_fraction),
+        ablation.versus_k,
+        ablation.versus_m,
+      )
+      for k, cell in zip(steps, names, strict=True):
+        a, b = cells[cell], cells[versus]
+        if a["retained_indices"] != b["retained_indices"]:
+          raise ValueError(f"{cell}: the paired cells retained other samples.")
+        records.append(
+          stats.compare(
+            f"PGD-{k} x EOT-1, step eps*{ablation.step_fraction:g}",
+            a["attack_success_rate_per_sample"],
+            f"PGD-{ablation.versus_k} x EOT-{ablation.versus_m}, step "
+            f"eps*{ablation.versus_fraction:g}",
+            b["attack_success_rate_per_sample"],
+            paired=True,
+            claim=setting.claim,
+            experiment=grid.config.experiment,
+            defense=name,
+            goal=goal,
+            panel=panel,
+            budget=k,
+            seed=grid.config.seed,
+          )  # fmt: skip
+        )
+  return records
+
+
 def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
   """Every row of the grid (resuming); returns ``(grids, counts, benign,
   grad_evals, cells)``: success rates per panel ``(len(m), len(k))`` (NaN
@@ -413,7 +478,11 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     grid, work, eval_key, goals, fractions
   )
   pairs = _write_tables(grid, work, grids, counts)
-  records = [
+  if config.grid.get("ablation") is not None:
+    records = _ablation(grid, work, eval_key, goals, cells)
+  else:
+    records = []
+  records += [
     record
     for panel, panel_pairs in pairs.items()
     if not panel.endswith("best step")
