@@ -120,6 +120,29 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
         f"{_rate(results, panel, b)} | {reported or '–'} |"
       )
   lines.append("")
+  for name, control in results.get("undefended_attack", {}).items():
+    outcomes = control.get("attack_success_rate_per_sample")
+    if outcomes is None:
+      continue
+    eps = results.get("eps", {}).get(name.split("/")[0])
+    at = f" at eps {255 * eps:.3g}/255" if eps else ""
+    lines.append(
+      f"Undefended control {name}{at} (the same PGD, no defense): "
+      f"{stats.format_rate(int(sum(outcomes)), len(outcomes))}."
+    )
+  sweeps = results.get("eps_sweep", {})
+  for name, sweep in sweeps.items():
+    if sweep.get("picked") is None:
+      continue
+    rates = ", ".join(
+      f"{255 * e:.3g}/255: {_pct(r)}"
+      for e, r in zip(sweep["candidates"], sweep["success"], strict=True)
+    )
+    lines.append(
+      f"Eps rule for {name}: undefended PGD success on {sweep['n']} correct "
+      f"images by eps ({rates}) picked {255 * sweep['picked']:.3g}/255."
+    )
+  lines.append("")
   lines.append(
     "Benign vote accuracy: "
     + ", ".join(
@@ -247,6 +270,7 @@ def _paper_number(record: dict) -> str:
     f"{record['defense']}/{record['goal']}",
     f"{defense}/{record['goal']}",
     record["defense"],
+    defense,
   ):
     reported = paper.get(key)
     if isinstance(reported, dict):

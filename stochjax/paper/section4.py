@@ -379,8 +379,22 @@ def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
   return grids, counts, benign, grad_evals, cells
 
 
-def _write_tables(grid: _Grid, work, grids, counts) -> dict:
-  """Heatmaps and table.md; returns the equal-budget pairs per panel."""
+def _control_line(undefended: dict, panel: str) -> str:
+  """The panel's undefended control: the same PGD, no defense, one vote."""
+  control = undefended.get("/".join(panel.split("/")[:2]))
+  if control is None:
+    return ""
+  k = control.get("attack_successes", 0)
+  n = len(control.get("attack_success_rate_per_sample", []))
+  return (
+    f"Undefended control (PGD-{control['attack_cost']['num_steps']}, no "
+    f"defense, same eps): {stats.format_rate(k, n)}.\n"
+  )
+
+
+def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
+  """Heatmaps and table.md (each panel with its undefended control);
+  returns the equal-budget pairs per panel."""
   config = grid.config
   steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
   titles = {}
@@ -400,6 +414,11 @@ def _write_tables(grid: _Grid, work, grids, counts) -> dict:
     {titles[panel]: c for panel, c in counts.items()},
     steps,
     draws,
+  )
+  table += "\n" + "".join(
+    f"{titles[panel]}: " + _control_line(undefended, panel)
+    for panel in grids
+    if _control_line(undefended, panel)
   )
   with open(work.file("table.md"), "w") as f:
     f.write(table)
@@ -477,7 +496,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   grids, counts, benign, grad_evals, cells = _run_grid(
     grid, work, eval_key, goals, fractions
   )
-  pairs = _write_tables(grid, work, grids, counts)
+  pairs = _write_tables(grid, work, grids, counts, undefended)
   if config.grid.get("ablation") is not None:
     records = _ablation(grid, work, eval_key, goals, cells)
   else:
