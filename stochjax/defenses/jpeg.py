@@ -118,18 +118,25 @@ def _fdct_pass(d: jax.Array, last: bool) -> jax.Array:
   z1 = (tmp12 + tmp13) * _F0_541
   out[2] = _descale(z1 + tmp13 * _F0_765, n)
   out[6] = _descale(z1 - tmp12 * _F1_847, n)
-  z1, z2 = tmp4 + tmp7, tmp5 + tmp6
-  z3, z4 = tmp4 + tmp6, tmp5 + tmp7
+  odd = _odd_part(tmp4, tmp5, tmp6, tmp7)
+  out[7], out[5], out[3], out[1] = (_descale(x, n) for x in odd)
+  return jnp.stack(out, axis=-1)
+
+
+def _odd_part(t0, t1, t2, t3):
+  """The LL&M odd-part rotation both islow DCTs share (the forward one on
+  ``tmp4..tmp7``, the inverse one on coefficients 7, 5, 3, 1)."""
+  z1, z2 = t0 + t3, t1 + t2
+  z3, z4 = t0 + t2, t1 + t3
   z5 = (z3 + z4) * _F1_175
-  tmp4, tmp5 = tmp4 * _F0_298, tmp5 * _F2_053
-  tmp6, tmp7 = tmp6 * _F3_072, tmp7 * _F1_501
   z1, z2 = z1 * -_F0_899, z2 * -_F2_562
   z3, z4 = z3 * -_F1_961 + z5, z4 * -_F0_390 + z5
-  out[7] = _descale(tmp4 + z1 + z3, n)
-  out[5] = _descale(tmp5 + z2 + z4, n)
-  out[3] = _descale(tmp6 + z2 + z3, n)
-  out[1] = _descale(tmp7 + z1 + z4, n)
-  return jnp.stack(out, axis=-1)
+  return (
+    t0 * _F0_298 + z1 + z3,
+    t1 * _F2_053 + z2 + z4,
+    t2 * _F3_072 + z2 + z3,
+    t3 * _F1_501 + z1 + z4,
+  )
 
 
 def _idct_pass(c: jax.Array, last: bool) -> jax.Array:
@@ -143,16 +150,7 @@ def _idct_pass(c: jax.Array, last: bool) -> jax.Array:
   tmp1 = jnp.left_shift(c[0] - c[4], _CONST_BITS)
   tmp10, tmp13 = tmp0 + tmp3, tmp0 - tmp3
   tmp11, tmp12 = tmp1 + tmp2, tmp1 - tmp2
-  tmp0, tmp1, tmp2, tmp3 = c[7], c[5], c[3], c[1]
-  z1, z2 = tmp0 + tmp3, tmp1 + tmp2
-  z3, z4 = tmp0 + tmp2, tmp1 + tmp3
-  z5 = (z3 + z4) * _F1_175
-  tmp0, tmp1 = tmp0 * _F0_298, tmp1 * _F2_053
-  tmp2, tmp3 = tmp2 * _F3_072, tmp3 * _F1_501
-  z1, z2 = z1 * -_F0_899, z2 * -_F2_562
-  z3, z4 = z3 * -_F1_961 + z5, z4 * -_F0_390 + z5
-  tmp0, tmp1 = tmp0 + z1 + z3, tmp1 + z2 + z4
-  tmp2, tmp3 = tmp2 + z2 + z3, tmp3 + z1 + z4
+  tmp0, tmp1, tmp2, tmp3 = _odd_part(c[7], c[5], c[3], c[1])
   n = _CONST_BITS + _PASS1_BITS + 3 if last else _CONST_BITS - _PASS1_BITS
   out = [
     tmp10 + tmp3, tmp11 + tmp2, tmp12 + tmp1, tmp13 + tmp0,
@@ -211,16 +209,33 @@ def _upsample(plane: jax.Array) -> jax.Array:
   """``h2v2_fancy_upsample`` (rows and columns replicated at the edges);
   ``h2v2_upsample`` (2x2 boxes) for planes 1 or 2 samples wide, as
   libjpeg-turbo chooses."""
-  h, w = plane.shape
-  if w <= 2:
-    return jnp.repeat(jnp.repeat(plane, 2, axis=0), 2, axis=1)
+  if plane.shape[1] <= 2:
+    return _box_upsample(plane)
+  colsums, left, right = _fancy_terms(plane)
+  even = jnp.right_shift(3 * colsums + left + 8, 4)
+  odd = jnp.right_shift(3 * colsums + right + 7, 4)
+  return _interleave(even, odd)
+
+
+def _box_upsample(plane: jax.Array) -> jax.Array:
+  return jnp.repeat(jnp.repeat(plane, 2, axis=0), 2, axis=1)
+
+
+def _fancy_terms(plane: jax.Array):
+  """The fancy filter's ``(colsums, left, right)``: per input row the upper
+  and lower output rows' column sums (3 x nearer + farther row) and their
+  left and right neighbours, edges replicated."""
   above = jnp.concatenate([plane[:1], plane[:-1]], axis=0)
   below = jnp.concatenate([plane[1:], plane[-1:]], axis=0)
   colsums = jnp.stack([3 * plane + above, 3 * plane + below], axis=1)
   left = jnp.concatenate([colsums[..., :1], colsums[..., :-1]], axis=-1)
   right = jnp.concatenate([colsums[..., 1:], colsums[..., -1:]], axis=-1)
-  even = jnp.right_shift(3 * colsums + left + 8, 4)
-  odd = jnp.right_shift(3 * colsums + right + 7, 4)
+  return colsums, left, right
+
+
+def _interleave(even: jax.Array, odd: jax.Array) -> jax.Array:
+  """``(H, 2, W)`` even and odd output columns -> ``(2H, 2W)``."""
+  h, _, w = even.shape
   return jnp.stack([even, odd], axis=-1).reshape(2 * h, 2 * w)
 
 
@@ -304,16 +319,9 @@ def linear_codec(image: types.Image) -> types.Image:
 def _upsample_float(plane: jax.Array) -> jax.Array:
   """The fancy upsampling filter without its rounding biases."""
   if plane.shape[1] <= 2:
-    return jnp.repeat(jnp.repeat(plane, 2, axis=0), 2, axis=1)
-  above = jnp.concatenate([plane[:1], plane[:-1]], axis=0)
-  below = jnp.concatenate([plane[1:], plane[-1:]], axis=0)
-  colsums = jnp.stack([3 * plane + above, 3 * plane + below], axis=1)
-  left = jnp.concatenate([colsums[..., :1], colsums[..., :-1]], axis=-1)
-  right = jnp.concatenate([colsums[..., 1:], colsums[..., -1:]], axis=-1)
-  h, w = plane.shape
-  return (
-    jnp.stack([3 * colsums + left, 3 * colsums + right], axis=-1) / 16
-  ).reshape(2 * h, 2 * w)
+    return _box_upsample(plane)
+  colsums, left, right = _fancy_terms(plane)
+  return _interleave((3 * colsums + left) / 16, (3 * colsums + right) / 16)
 
 
 def jpeg_compress(

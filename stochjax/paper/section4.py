@@ -70,30 +70,47 @@ def _cell(panel: str, k: int, m: int) -> str:
   return f"{panel}/k={k}/m={m}"
 
 
+def _paired(config, name, goal, panel, budget, side_a, side_b) -> dict:
+  """The exact paired test of two cells, each ``(label, cell)``, on the
+  same retained samples.
+
+  Raises:
+    ValueError: the cells retained different samples.
+  """
+  (label_a, cell_a), (label_b, cell_b) = side_a, side_b
+  if cell_a["retained_indices"] != cell_b["retained_indices"]:
+    raise ValueError(f"{panel}: the paired cells retained other samples.")
+  return stats.compare(
+    label_a,
+    cell_a["attack_success_rate_per_sample"],
+    label_b,
+    cell_b["attack_success_rate_per_sample"],
+    paired=True,
+    claim=config.defenses[name].claim,
+    experiment=config.experiment,
+    defense=name,
+    goal=goal,
+    panel=panel,
+    budget=budget,
+    seed=config.seed,
+  )
+
+
 def comparisons(config, cells: dict, panel: str, name: str, goal: str, pairs):
   """Each equal-budget pair as an exact paired test on its samples."""
   records = []
   for pair in pairs:
     a, b = pair["no_eot"], pair["eot"]
-    cell_a = cells[_cell(panel, a["k"], a["m"])]
-    cell_b = cells[_cell(panel, b["k"], b["m"])]
-    if cell_a["retained_indices"] != cell_b["retained_indices"]:
-      raise ValueError(f"{panel}: the paired cells retained other samples.")
     records.append(
-      stats.compare(
-        f"PGD-{a['k']} x EOT-{a['m']}",
-        cell_a["attack_success_rate_per_sample"],
-        f"PGD-{b['k']} x EOT-{b['m']}",
-        cell_b["attack_success_rate_per_sample"],
-        paired=True,
-        claim=config.defenses[name].claim,
-        experiment=config.experiment,
-        defense=name,
-        goal=goal,
-        panel=panel,
-        budget=pair["budget"],
-        seed=config.seed,
-      )
+      _paired(
+        config,
+        name,
+        goal,
+        panel,
+        pair["budget"],
+        (f"PGD-{a['k']} x EOT-{a['m']}", cells[_cell(panel, a["k"], a["m"])]),
+        (f"PGD-{b['k']} x EOT-{b['m']}", cells[_cell(panel, b["k"], b["m"])]),
+      )  # fmt: skip
     )
   return records
 
@@ -236,13 +253,17 @@ def eps_sweep(grid: _Grid, name: str, key) -> dict:
   }
 
 
-def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m):
+def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
+              steps=None, panel=None):  # fmt: skip
   """One row (defense, goal, step size, m): PGD-max(k) keeping its iterate
   after every k of the row, which equals PGD-k (step t's draws depend only
-  on t). Returns ``{cell name: result}`` with per-sample outcomes."""
+  on t). `steps` default to the grid's within its budget, `panel` to the
+  grid's panel name. Returns ``{cell name: result}`` with per-sample
+  outcomes."""
   grid_config = grid.config.grid
-  steps = in_budget(grid_config.steps, m, grid_config.get("max_budget", 0))
-  panel = _panel_name(name, goal, fraction)
+  if steps is None:
+    steps = in_budget(grid_config.steps, m, grid_config.get("max_budget", 0))
+  panel = panel or _panel_name(name, goal, fraction)
   result = evaluate.evaluate_attack(
     prng.fold(eval_key, 1),
     grid.classifier(name),
@@ -283,51 +304,35 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
       panel = f"{name}/{goal}/ablation"
       names = [_cell(panel, k, 1) for k in steps]
       if not all(cell in cells for cell in names):
-        result = evaluate.evaluate_attack(
-          prng.fold(eval_key, 1),
-          grid.classifier(name),
-          grid.images,
-          grid.labels,
-          attack=grid.pgd(
-            name, goal, ablation.step_fraction, num_steps=max(steps),
-            defense=defense, snapshot_steps=steps,
-          ),
-          defense=defense,
-          **grid.protocol(goal, name),
+        row = _grid_row(
+          grid, eval_key, name, defense, goal, ablation.step_fraction, 1,
+          steps=steps, panel=panel,
         )  # fmt: skip
-        per_sample = result.pop("attack_success_rate_per_sample_by_steps")
-        by_steps = result.pop("attack_success_rate_by_steps")
-        for k, cell in zip(steps, names, strict=True):
-          cells[cell] = result | {
-            "attack_success_rate": by_steps[k],
-            "attack_success_rate_per_sample": per_sample[k],
-            "grad_evals_per_example": k,
-          }
-          work.save_cell(cell, cells[cell])
+        for cell, value in row.items():
+          cells[cell] = value
+          work.save_cell(cell, value)
       versus = _cell(
         _panel_name(name, goal, ablation.versus_fraction),
         ablation.versus_k,
         ablation.versus_m,
       )
+      versus_label = (
+        f"PGD-{ablation.versus_k} x EOT-{ablation.versus_m}, step "
+        f"eps*{ablation.versus_fraction:g}"
+      )
       for k, cell in zip(steps, names, strict=True):
-        a, b = cells[cell], cells[versus]
-        if a["retained_indices"] != b["retained_indices"]:
-          raise ValueError(f"{cell}: the paired cells retained other samples.")
         records.append(
-          stats.compare(
-            f"PGD-{k} x EOT-1, step eps*{ablation.step_fraction:g}",
-            a["attack_success_rate_per_sample"],
-            f"PGD-{ablation.versus_k} x EOT-{ablation.versus_m}, step "
-            f"eps*{ablation.versus_fraction:g}",
-            b["attack_success_rate_per_sample"],
-            paired=True,
-            claim=setting.claim,
-            experiment=grid.config.experiment,
-            defense=name,
-            goal=goal,
-            panel=panel,
-            budget=k,
-            seed=grid.config.seed,
+          _paired(
+            grid.config,
+            name,
+            goal,
+            panel,
+            k,
+            (
+              f"PGD-{k} x EOT-1, step eps*{ablation.step_fraction:g}",
+              cells[cell],
+            ),
+            (versus_label, cells[versus]),
           )  # fmt: skip
         )
   return records
