@@ -136,6 +136,9 @@ class ResultsJsonTest(absltest.TestCase):
       [r["status"] for r in loaded["comparisons"]],
       ["reproduced", "reproduced", "not shown"],
     )
+    # Claim (ii) needs 200 samples per side; these rest on 100 and 50.
+    self.assertTrue(all(r["underpowered"] for r in loaded["comparisons"]))
+    self.assertIn("reproduced (underpowered)", text)
     (robust,) = loaded["robustness"]
     self.assertEqual(robust["verdicts"], ["b", "b", "tie"])
     self.assertFalse(robust["holds_in_all"])

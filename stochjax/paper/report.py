@@ -16,6 +16,10 @@ import os
 from stochjax import stats
 from stochjax import workdir as workdir_lib
 
+# The samples each compared rate must rest on (issue 17's protocol);
+# fewer are reported, flagged "underpowered".
+MIN_SAMPLES = {"i": 200, "ii": 200, "iii": 100}
+
 # What each claim predicts for its comparisons (a = without EOT, b = with).
 CLAIMS = {
   "i": "at equal budget, PGD without EOT is as strong as with EOT",
@@ -303,6 +307,8 @@ def collect(workdirs: list[str]) -> dict:
       records += workdir_lib.read_json(path).get("comparisons", [])
   for record in records:
     record["status"] = status(record)
+    smallest = min(record["a"]["n"], record["b"]["n"])
+    record.setdefault("underpowered", smallest < MIN_SAMPLES[record["claim"]])
   groups = collections.defaultdict(list)
   for record in records:
     groups[_identity(record)].append(record)
@@ -340,7 +346,8 @@ def verdict_table(collected: dict) -> list[str]:
       f"{r['defense']} | {r['goal']} | {a['label']}: "
       f"{stats.format_rate(a['successes'], a['n'])} | {b['label']}: "
       f"{stats.format_rate(b['successes'], b['n'])} | {r['test']}{discordant} "
-      f"| {r['p_value']:.3g} | {r['verdict']} | {r['status']} | "
+      f"| {r['p_value']:.3g} | {r['verdict']} | {r['status']}"
+      f"{' (underpowered)' if r['underpowered'] else ''} | "
       f"{_paper_number(r)} |"
     )
   return lines
@@ -397,7 +404,9 @@ def write(workdirs: list[str], out: str, json_out: str | None = None) -> str:
       "",
       "a is always the side without EOT (or after fine-tuning); the verdict "
       "names the significantly stronger side at p < 0.05, else tie. Rates "
-      "carry exact 95 % intervals and counts.",
+      "carry exact 95 % intervals and counts; a comparison on fewer samples "
+      f"than its claim needs ({MIN_SAMPLES['i']} for (i) and (ii), "
+      f"{MIN_SAMPLES['iii']} for (iii)) is marked underpowered.",
       "",
       *verdict_table(collected),
       *_robustness_lines(collected),

@@ -80,7 +80,7 @@ def _paired(config, name, goal, panel, budget, side_a, side_b) -> dict:
   (label_a, cell_a), (label_b, cell_b) = side_a, side_b
   if cell_a["retained_indices"] != cell_b["retained_indices"]:
     raise ValueError(f"{panel}: the paired cells retained other samples.")
-  return stats.compare(
+  record = stats.compare(
     label_a,
     cell_a["attack_success_rate_per_sample"],
     label_b,
@@ -94,6 +94,8 @@ def _paired(config, name, goal, panel, budget, side_a, side_b) -> dict:
     budget=budget,
     seed=config.seed,
   )
+  record["underpowered"] = record["a"]["n"] < config.get("min_samples", 200)
+  return record
 
 
 def comparisons(config, cells: dict, panel: str, name: str, goal: str, pairs):
