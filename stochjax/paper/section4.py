@@ -393,9 +393,10 @@ def _control_line(undefended: dict, panel: str) -> str:
     return ""
   k = control.get("attack_successes", 0)
   n = len(control.get("attack_success_rate_per_sample", []))
+  steps = control.get("attack_cost", {}).get("num_steps", "k")
   return (
-    f"Undefended control (PGD-{control['attack_cost']['num_steps']}, no "
-    f"defense, same eps): {stats.format_rate(k, n)}.\n"
+    f"Undefended control (PGD-{steps}, no defense, same eps): "
+    f"{stats.format_rate(k, n)}.\n"
   )
 
 
