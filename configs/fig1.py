@@ -11,6 +11,9 @@ x 3 EOT rows of PGD-1000).
 
 Paper: PGD-10 x EOT-10 and PGD-100 x EOT-1 both near 100 % (panel f).
 Claim (i): at equal budget, no EOT is about as strong as EOT.
+
+Default CPU variant measured on a 2-core CPU on 2026-11-29: 455 s; the
+verdicts it gives are in docs/results.md.
 """
 
 from configs import eot_ablation

@@ -23,6 +23,9 @@ al.'s L2/Adam attacks, whose learning rates do not map onto sign-PGD steps.
 
 Paper: no-EOT ablations reach 99.0 % (Guo) and 100 % (Xie), as the
 original EOT attacks do. Claim (i) again.
+
+Default CPU variant measured on a 2-core CPU on 2026-11-29: 701 s; the
+verdicts it gives are in docs/results.md.
 """
 
 import ml_collections

@@ -37,6 +37,9 @@ def write_json_atomic(path: str, value: Any) -> None:
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> a normal file's mode
   try:
     with os.fdopen(fd, "w") as f:
       json.dump(value, f, indent=2, sort_keys=True, allow_nan=True)

@@ -73,7 +73,13 @@ class ReportTest(absltest.TestCase):
       "95.0 | 100.0 / 100.0 |",
       text,
     )
-    self.assertIn("![heatmap_rotation.png](table1/heatmap_rotation.png)", text)
+    self.assertIn(
+      "![heatmap_rotation.png](figures/table1/heatmap_rotation.png)", text
+    )
+    # Figures are copied beside the report.
+    self.assertTrue(
+      os.path.exists(os.path.join(root, "figures/table1/heatmap_rotation.png"))
+    )
     # Fig. 3's k = 2 column and Fig. 4's sigma = 0.10 column.
     self.assertIn(
       "| k=2 | untargeted | 60.0 → 90.0 | 50.0 → 80.0 | – → – | – → – | "

@@ -12,6 +12,7 @@ Section 5 theory, or a fine-tuning run), figures linked relative to it.
 import collections
 import math
 import os
+import shutil
 
 from stochjax import stats
 from stochjax import workdir as workdir_lib
@@ -89,7 +90,14 @@ def _paper_index(experiment: str, name: str) -> int | None:
 
 
 def _figure(path: str, name: str, out_dir: str) -> str:
-  return f"![{name}]({os.path.relpath(path, out_dir)})\n"
+  """A markdown image of `path`, copied to ``<out_dir>/figures/<run>/`` so
+  the report keeps its figures wherever the workdirs go."""
+  run = os.path.basename(os.path.dirname(os.path.abspath(path)))
+  target = os.path.join(out_dir, "figures", run, os.path.basename(path))
+  if os.path.exists(path):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(path, target)
+  return f"![{name}]({os.path.relpath(target, out_dir)})\n"
 
 
 def _rate(results: dict, panel: str, cell: dict) -> str:
