@@ -11,8 +11,8 @@ converted noise_0.25 / noise_0.50 ResNet-50s, eps 8/255, 500 votes.
 Paper (sigma = 0.5): PGD-100 x EOT-10 at 40.3 % against PGD-1000 x EOT-1 at
 34.8 %. Claim (ii): for strong randomness EOT matters at equal budget.
 
-Default CPU variant measured on a 2-core CPU on 2026-11-29: 928 s (beside another job); the
-verdicts it gives are in docs/results.md.
+Default CPU variant measured on a 2-core CPU on 2026-11-29: 928 s
+(beside another job); the verdicts it gives are in docs/results.md.
 """
 
 from configs import eot_ablation

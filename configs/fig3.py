@@ -21,8 +21,8 @@ before: 87.4, 59.9, 66.7, 79.6, 80.6, 42.4 %; after: 98.8, 98.1, 97.0,
 94.5, 96.0, 92.8 %. Claim (iii): fine-tuning raises benign accuracy and
 attack success.
 
-Default CPU variant measured on a 2-core CPU on 2026-11-29: 1,062 s (beside the test suite); the
-verdicts it gives are in docs/results.md.
+Default CPU variant measured on a 2-core CPU on 2026-11-29: 1,062 s
+(beside the test suite); the verdicts it gives are in docs/results.md.
 """
 
 import ml_collections

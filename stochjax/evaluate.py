@@ -135,6 +135,17 @@ def vote(
   return jnp.argmax(counts, axis=-1).astype(jnp.int32)
 
 
+def predict(logits_fn: types.LogitsFn, images: types.Batch) -> jax.Array:
+  """``(N,)`` int32 argmax labels of the undefended model, one jitted call
+  (compiled once per model and shape)."""
+  return _predict(attack_lib.as_pytree_fn(logits_fn), images)
+
+
+@jax.jit
+def _predict(logits_fn, images):
+  return jnp.argmax(logits_fn(images), -1).astype(jnp.int32)
+
+
 def invariance(
   key: types.PRNGKey,
   logits_fn: types.LogitsFn,
@@ -167,7 +178,7 @@ def invariance(
     num_votes=num_draws,
     chunk_size=chunk_size,
   )
-  clean = jnp.argmax(attack_lib.as_pytree_fn(logits_fn)(images), -1)
+  clean = predict(logits_fn, images)
   kept = jnp.take_along_axis(counts, clean[:, None], axis=1)[:, 0]
   return kept.astype(jnp.float32) / num_draws
 
@@ -429,9 +440,11 @@ def evaluate_attack(
     "non_adaptive_success_rate": non_adaptive_key,
   }
   voting = dict(
-    defense=defense_core.resolve(defense), num_votes=num_votes, chunk_size=chunk_size,
+    defense=defense_core.resolve(defense),
+    num_votes=num_votes,
+    chunk_size=chunk_size,
     aggregate=aggregate,
-  )  # fmt: skip
+  )
   protocol = _Protocol(
     sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh),
     batch_size=batch_size, mesh=mesh, voting=voting,

@@ -7,6 +7,9 @@ retention never change an example's attack.
 """
 
 import argparse
+import os
+import sys
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -262,9 +265,12 @@ class BadInputTest(absltest.TestCase):
 class ProgressTest(absltest.TestCase):
   def test_bars_only_on_a_terminal_or_when_forced(self):
     self.addCleanup(progress.set_enabled, None)
-    # pytest captures stderr: not a terminal, so no bar by default.
-    self.assertFalse(progress.enabled())
-    self.assertTrue(progress.bar(range(3)).disable)
+    for terminal in (False, True):
+      with mock.patch.object(sys.stderr, "isatty", return_value=terminal):
+        self.assertEqual(progress.enabled(), terminal)
+        self.assertEqual(progress.bar(range(3)).disable, not terminal)
+        with mock.patch.dict(os.environ, {"STOCHJAX_PROGRESS": "0"}):
+          self.assertFalse(progress.enabled())
     progress.set_enabled(True)
     self.assertFalse(progress.bar(range(3)).disable)
     progress.set_enabled(False)

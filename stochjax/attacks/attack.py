@@ -48,14 +48,21 @@ def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
   return jax.tree_util.Partial(logits_fn)
 
 
-def _recompile_hint(seen: dict, logits_fn) -> None:
+def _recompile_hint(seen: dict, logits_fn, images) -> None:
   """Warns once per attack when a new closure of an already seen function
-  arrives: each one is a new static argument, so the attack recompiles."""
+  arrives with inputs of an already seen shape: each closure is a new
+  static argument, so the attack recompiles. Only hashes are kept, not the
+  closures (nor the weights they hold)."""
   code = getattr(getattr(logits_fn, "__func__", logits_fn), "__code__", None)
   if code is None or isinstance(logits_fn, jax.tree_util.Partial | tuple):
     return
-  previous = seen.setdefault(code, logits_fn)
-  if previous != logits_fn and not seen.get("warned"):
+  try:
+    identity = hash(logits_fn)
+  except TypeError:  # An unhashable callable: nothing to compare.
+    return
+  key = (code, getattr(images, "shape", None), getattr(images, "dtype", None))
+  previous = seen.setdefault(key, identity)
+  if previous != identity and not seen.get("warned"):
     seen["warned"] = True
     warnings.warn(
       "The attack is recompiling for a new logits_fn closure at unchanged "
@@ -179,7 +186,7 @@ class Attack:
       with `snapshot_steps`), or an `AttackResult` with `with_info`.
     """
     if not validation.in_trace():
-      _recompile_hint(self._closures, logits_fn)
+      _recompile_hint(self._closures, logits_fn, images)
     logits_fn = check_inputs(
       logits_fn, images, labels, loss=self.loss, targeted=self.targeted
     )

@@ -1,6 +1,7 @@
 """BaRT's non-local means denoiser: scikit-image's fast algorithm in JAX.
 
-`denoise_nl_means` follows `skimage.restoration.denoise_nl_means(fast_mode=True)`
+`denoise_nl_means` follows scikit-image's
+`skimage.restoration.denoise_nl_means(fast_mode=True)`
 on a 2-D image with channels (Darbon et al.'s shift-outer loop, Froment's
 formulation): for every shift of the search window it computes the patch
 distance of each pixel to its shifted twin, and both pixels of the pair
@@ -192,8 +193,9 @@ def nl_means(
                                   distances[1] + 1)  # fmt: skip
     factor = jax.random.uniform(h_key, (), jnp.float32, *h_factors)
     h = jnp.maximum(factor * sigma, 1e-3)
-    return denoise_nl_means(image, patch_size=size, patch_distance=distance, h=h,
-                    bounds=bounds)  # fmt: skip
+    return denoise_nl_means(
+      image, patch_size=size, patch_distance=distance, h=h, bounds=bounds
+    )
 
   def joint(key, image):
     sigma = jnp.mean(jax.vmap(noise_sigma, -1)(image))

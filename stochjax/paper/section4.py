@@ -14,7 +14,6 @@ import itertools
 import os
 import time
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -222,7 +221,7 @@ def eps_sweep(grid: _Grid, name: str, key) -> dict:
   logits_fn = grid.classifier(name)
   x = grid.images[: rule.num_examples]
   y = grid.labels[: rule.num_examples]
-  correct = np.asarray(jnp.argmax(logits_fn(x), -1)) == y
+  correct = np.asarray(evaluate.predict(logits_fn, x)) == y
   x, y = x[correct], y[correct]
   radii = [float(r) for r in rule.candidates]
   if not len(y):  # Nothing to attack: the rule cannot apply.
@@ -239,7 +238,7 @@ def eps_sweep(grid: _Grid, name: str, key) -> dict:
   )  # fmt: skip
   adv = attack.sweep(key, logits_fn, x, y, eps=radii)
   hits = [
-    int(np.sum(np.asarray(jnp.argmax(logits_fn(a), -1)) != y)) for a in adv
+    int(np.sum(np.asarray(evaluate.predict(logits_fn, a)) != y)) for a in adv
   ]
   success = [h / len(y) for h in hits]
   picked = next(
