@@ -269,6 +269,16 @@ def _images_of(attack: attack_lib.Attack):
   return images_of
 
 
+def _voting(defense, num_votes, chunk_size, aggregate) -> dict:
+  """`vote`'s keyword arguments, the defense resolved once."""
+  return dict(
+    defense=defense_core.resolve(defense),
+    num_votes=num_votes,
+    chunk_size=chunk_size,
+    aggregate=aggregate,
+  )
+
+
 class _Protocol:
   """One `evaluate_attack` call's batching and voting settings."""
 
@@ -439,16 +449,12 @@ def evaluate_attack(
     "attack_success_rate": attack_key,
     "non_adaptive_success_rate": non_adaptive_key,
   }
-  voting = dict(
-    defense=defense_core.resolve(defense),
-    num_votes=num_votes,
-    chunk_size=chunk_size,
-    aggregate=aggregate,
-  )
   protocol = _Protocol(
     sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh),
-    batch_size=batch_size, mesh=mesh, voting=voting,
-  )  # fmt: skip
+    batch_size=batch_size,
+    mesh=mesh,
+    voting=_voting(defense, num_votes, chunk_size, aggregate),
+  )
   benign = protocol.votes(benign_key, images, "benign votes")
   keep = ~goal_met(benign, labels, targets)
   results = {
