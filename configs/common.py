@@ -62,3 +62,26 @@ def imagenet_model(config: ml_collections.ConfigDict, name: str) -> None:
   """A torchvision-layout ResNet at 224 x 224."""
   config.model.name = name
   config.model.stem = "imagenet"
+
+
+def eps_rule(variant: str) -> ml_collections.ConfigDict:
+  """The working eps, by a rule fixed before the run
+  (`stochjax.eps_rule`): the smallest candidate at which undefended PGD
+  (num_steps steps of step_fraction x eps) succeeds on >= min_success of
+  the first num_examples correctly classified test images (one compiled
+  sweep). Off for ``:paper`` (the paper's eps)."""
+  rule = ml_collections.ConfigDict(
+    dict(
+      use=variant != "paper",
+      candidates=tuple(v / 255 for v in (0.5, 1, 2, 4, 8, 16, 32)),
+      num_steps=50,
+      step_fraction=0.25,
+      min_success=0.9,
+      num_examples=100,
+    )
+  )
+  if variant == "smoke":
+    rule.candidates = (2 / 255, 8 / 255)
+    rule.num_steps = 2
+    rule.num_examples = 8
+  return rule

@@ -85,26 +85,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # each row costing at most max_budget gradients per example.
   config.grid.max_budget = 100
 
-  # The working eps of each defense, by a rule fixed before the run: the
-  # smallest candidate at which undefended PGD (num_steps steps of
-  # step_fraction x eps) succeeds on >= min_success of the first
-  # num_examples correctly classified test images (one compiled sweep).
-  config.eps_rule = ml_collections.ConfigDict()
-  config.eps_rule.use = True
-  config.eps_rule.candidates = tuple(v / 255 for v in (0.5, 1, 2, 4, 8, 16, 32))
-  config.eps_rule.num_steps = 50
-  config.eps_rule.step_fraction = 0.25
-  config.eps_rule.min_success = 0.9
-  config.eps_rule.num_examples = 100
+  # The working eps of each defense (with use, it replaces `eps`).
+  config.eps_rule = common.eps_rule(variant)
 
   if variant == "smoke":
     config.num_examples = 8
     config.batch_size = 8
     common.smoke_model(config)
     config.train.epochs = 1
-    config.eps_rule.candidates = (2 / 255, 8 / 255)
-    config.eps_rule.num_steps = 2
-    config.eps_rule.num_examples = 8
     config.attack.num_votes = 3
     config.vote_chunk_size = 3
     config.grid.steps = (2, 4)
@@ -118,7 +106,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset = "imagenet"
     config.num_examples = 1000
     config.batch_size = 128
-    config.eps_rule.use = False  # The paper's eps, 8/255.
     config.grid.max_budget = 0
     common.imagenet_model(config, "ResNet50")
     for setting in config.defenses.values():

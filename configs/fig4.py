@@ -5,8 +5,8 @@ fine-tuning on the defense's noise.
 
 The same protocol as Fig. 3 (`configs/fig3.py`) with Gaussian noise,
 clipped to [0, 1] as the paper's ImageNette runs. CPU default: sigma in
-{0.1, 0.25, 0.5}, 2 fine-tuning epochs, PGD-20 at eps 4/255; ``:paper``:
-the ten sigmas, 70 epochs, APGD-200.
+{0.1, 0.25, 0.5}, 2 fine-tuning epochs, PGD-20 at the eps rule's radius;
+``:paper``: the ten sigmas, 70 epochs, APGD-200.
 
 Paper (ImageNette, official_code.md §7.4), sigma = 0.05..0.5, untargeted
 success on the clean model 99.1 ... 58.1 %, after fine-tuning 99.6 ...

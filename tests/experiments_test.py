@@ -208,6 +208,13 @@ class InvarianceSmokeTest(absltest.TestCase):
         summary["by_epoch"]["benign_accuracy"][-1],
       )
     json.dumps(results)
+    # The eps rule on the clean model sets the attack's radius and step.
+    picked = results["eps_sweep"]["picked"]
+    self.assertIn(picked, config.eps_rule.candidates)
+    self.assertEqual(
+      results["attack_overrides"],
+      {"eps": picked, "step_size": picked * config.attack.step_fraction},
+    )
     cells = workdir.cells()
     again = figs3_4.run(config, workdir)  # Restores; recomputes nothing.
     # (As JSON: NaN rates, where no sample was retained, compare equal.)

@@ -50,6 +50,15 @@ class ReportTest(absltest.TestCase):
         "defenses": {"bart_k2": {"untargeted": summary}},
         "labels": ["k=2"],
         "goals": ["untargeted"],
+        "attack": "pgd(num_steps=20)",
+        "attack_overrides": {"eps": 2 / 255, "step_size": 0.5 / 255},
+        "eps_sweep": {
+          "candidates": [1 / 255, 2 / 255],
+          "success": [0.5, 0.95],
+          "ci": [[0.4, 0.6], [0.9, 0.98]],
+          "n": 100,
+          "picked": 2 / 255,
+        },
       },
     )
     fig4 = _workdir(
@@ -59,6 +68,7 @@ class ReportTest(absltest.TestCase):
         "defenses": {"sigma_010": {"untargeted": summary}},
         "labels": ["sigma=0.1"],
         "goals": ["untargeted"],
+        "attack": "pgd(eps=0.0157, num_steps=20)",
       },
     )
     unfinished = os.path.join(root, "fig1")
@@ -88,6 +98,18 @@ class ReportTest(absltest.TestCase):
     )
     self.assertIn("81.53 → 95.16 | 98.75 → 99.06 |", text)
     self.assertIn("Wall time 12 s.", text)
+    # Fig. 3's attack radius came from the eps rule; Fig. 4's from its spec.
+    self.assertIn(
+      "Eps rule for the clean model: undefended PGD success on 100 correct "
+      "images by eps (1/255: 50.0, 2/255: 95.0) picked 2/255.",
+      text,
+    )
+    self.assertIn(
+      "Attack: pgd(num_steps=20) with eps = 2/255, step_size = 0.5/255 "
+      "(the eps rule).",
+      text,
+    )
+    self.assertIn("Attack: pgd(eps=0.0157, num_steps=20).", text)
 
   def test_unknown_results_are_refused(self):
     root = self.create_tempdir().full_path

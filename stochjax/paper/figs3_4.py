@@ -23,6 +23,7 @@ import numpy as np
 from stochjax import (
   attacks,
   defenses,
+  eps_rule,
   evaluate,
   models,
   prng,
@@ -170,6 +171,28 @@ def _comparisons(config, cells, names, goals) -> list[dict]:
   return records
 
 
+def _working_eps(config, work, cells, ev: _Evaluation, start) -> dict:
+  """The attack's radius: ``config.eps_rule`` on the clean starting model,
+  undefended (one cell, so a resumed run keeps it), or the spec's eps.
+
+  Returns:
+    ``{"overrides": attack keyword overrides, "sweep": the rule's record}``.
+  """
+  if not config.eps_rule.use:
+    return {"overrides": {}, "sweep": None}
+  if "eps_sweep" not in cells:
+    cells["eps_sweep"] = eps_rule.from_config(
+      prng.fold(ev.eval_key, 3), start, ev.images, ev.labels, config.eps_rule
+    )
+    work.save_cell("eps_sweep", cells["eps_sweep"])
+  sweep = cells["eps_sweep"]
+  eps = sweep["picked"]
+  if eps is None:
+    return {"overrides": {}, "sweep": sweep}
+  step = eps * config.attack.step_fraction
+  return {"overrides": {"eps": eps, "step_size": step}, "sweep": sweep}
+
+
 def run(
   config: ml_collections.ConfigDict, workdir: workdir_lib.Workdir
 ) -> dict:
@@ -191,13 +214,19 @@ def run(
   )
   cells = workdir.cells()
   started = time.time()
+  working = _working_eps(
+    config, workdir, cells, ev, models.classifier(run.model, run.start)
+  )
   for name, defense in built.items():
     # The attacks, built once per goal: a new attack object is a new jitted
     # program, and the epochs differ only by the weights (jit arguments).
     attacks_for = {
       goal: tuple(
         attacks.lookup(
-          config.attack.spec, defense=d, targeted=goal == "targeted"
+          config.attack.spec,
+          defense=d,
+          targeted=goal == "targeted",
+          **working["overrides"],
         )
         for d in (defense, None)
       )
@@ -222,6 +251,8 @@ def run(
     "labels": list(config.labels),
     "goals": goals,
     "attack": config.attack.spec,
+    "attack_overrides": working["overrides"],
+    "eps_sweep": working["sweep"],
     "num_examples": int(len(ev.labels)),
     "comparisons": _comparisons(config, cells, built, goals),
     "seconds": time.time() - started,

@@ -142,18 +142,8 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
       f"Undefended control {name}{at} (the same PGD, no defense): "
       f"{stats.format_rate(int(sum(outcomes)), len(outcomes))}."
     )
-  sweeps = results.get("eps_sweep", {})
-  for name, sweep in sweeps.items():
-    if sweep.get("picked") is None:
-      continue
-    rates = ", ".join(
-      f"{255 * e:.3g}/255: {_pct(r)}"
-      for e, r in zip(sweep["candidates"], sweep["success"], strict=True)
-    )
-    lines.append(
-      f"Eps rule for {name}: undefended PGD success on {sweep['n']} correct "
-      f"images by eps ({rates}) picked {255 * sweep['picked']:.3g}/255."
-    )
+  for name, sweep in results.get("eps_sweep", {}).items():
+    lines.extend(_eps_rule_lines(name, sweep))
   lines.append("")
   lines.append(
     "Benign vote accuracy: "
@@ -167,6 +157,20 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
     if file.startswith("heatmap_") and file.endswith(".png"):
       lines.append(_figure(os.path.join(workdir, file), file, out_dir))
   return lines
+
+
+def _eps_rule_lines(name: str, sweep: dict | None) -> list[str]:
+  """The eps rule's record as one sentence (none when it did not apply)."""
+  if not sweep or sweep.get("picked") is None:
+    return []
+  rates = ", ".join(
+    f"{255 * e:.3g}/255: {_pct(r)}"
+    for e, r in zip(sweep["candidates"], sweep["success"], strict=True)
+  )
+  return [
+    f"Eps rule for {name}: undefended PGD success on {sweep['n']} correct "
+    f"images by eps ({rates}) picked {255 * sweep['picked']:.3g}/255."
+  ]
 
 
 def invariance_section(experiment: str, results: dict, workdir, out_dir):
@@ -209,9 +213,21 @@ def invariance_section(experiment: str, results: dict, workdir, out_dir):
         f"{reported('benign')} | {reported('success')} |"
       )
   lines.append("")
+  lines.extend(_eps_rule_lines("the clean model", results.get("eps_sweep")))
+  lines.append(f"Attack: {_attack_text(results)}.")
+  lines.append("")
   for file in ("before_after.png", "success_by_epoch.png"):
     lines.append(_figure(os.path.join(workdir, file), file, out_dir))
   return lines
+
+
+def _attack_text(results: dict) -> str:
+  """The attack spec with the eps rule's overrides, if any."""
+  overrides = results.get("attack_overrides") or {}
+  if not overrides:
+    return results["attack"]
+  changed = ", ".join(f"{k} = {255 * v:.3g}/255" for k, v in overrides.items())
+  return f"{results['attack']} with {changed} (the eps rule)"
 
 
 def section5_section(results: dict, workdir: str, out_dir: str):

@@ -21,6 +21,7 @@ from absl import logging
 from stochjax import (
   attacks,
   defenses,
+  eps_rule,
   evaluate,
   models,
   prng,
@@ -205,53 +206,11 @@ def _classifiers(config, work, train_key) -> dict:
 
 
 def eps_sweep(grid: _Grid, name: str, key) -> dict:
-  """The config's rule for the working eps of defense `name`.
-
-  Undefended PGD (``eps_rule.num_steps`` steps of ``step_fraction`` x eps)
-  at every candidate radius, as one compiled sweep, on the first
-  ``eps_rule.num_examples`` evaluated images the model classifies
-  correctly; the working eps is the smallest radius whose success reaches
-  ``eps_rule.min_success`` (the largest candidate if none does).
-
-  Returns:
-    ``{"candidates", "success", "ci", "n", "picked"}``; `picked` is None
-    when no image is classified correctly (the configured eps stays).
-  """
-  rule = grid.config.eps_rule
-  logits_fn = grid.classifier(name)
-  x = grid.images[: rule.num_examples]
-  y = grid.labels[: rule.num_examples]
-  correct = np.asarray(evaluate.predict(logits_fn, x)) == y
-  x, y = x[correct], y[correct]
-  radii = [float(r) for r in rule.candidates]
-  if not len(y):  # Nothing to attack: the rule cannot apply.
-    return {
-      "candidates": radii,
-      "success": [],
-      "ci": [],
-      "n": 0,
-      "picked": None,
-    }
-  attack = attacks.make_pgd(
-    eps=max(radii), step_size=max(radii) * rule.step_fraction,
-    num_steps=rule.num_steps,
-  )  # fmt: skip
-  adv = attack.sweep(key, logits_fn, x, y, eps=radii)
-  hits = [
-    int(np.sum(np.asarray(evaluate.predict(logits_fn, a)) != y)) for a in adv
-  ]
-  success = [h / len(y) for h in hits]
-  picked = next(
-    (r for r, s in zip(radii, success, strict=True) if s >= rule.min_success),
-    radii[-1],
+  """The config's ``eps_rule`` (`stochjax.eps_rule.from_config`) on the
+  model that defense `name` attacks."""
+  return eps_rule.from_config(
+    key, grid.classifier(name), grid.images, grid.labels, grid.config.eps_rule
   )
-  return {
-    "candidates": radii,
-    "success": success,
-    "ci": [list(stats.rate_interval(h, len(y))) for h in hits],
-    "n": int(len(y)),
-    "picked": picked,
-  }
 
 
 def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
