@@ -27,6 +27,8 @@ from stochjax.data import core as data_core
 from stochjax.defenses import core as defense_core
 
 AGGREGATES = ("hard", "soft")
+# The fold of an evaluation's key that draws a detector's randomness.
+_DETECTOR = 5
 
 
 @functools.partial(
@@ -36,12 +38,12 @@ def _vote_counts(
   key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
 ):
   keys = prng.per_example(key, images.shape[0])
-  defend = defense_core.over_batch(defense)
+  defended = defense_core.defended_logits(logits_fn, defense)
   num_chunks = -(-num_votes // chunk_size)
   draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
 
   def one_draw(draw_keys, valid):
-    logits = logits_fn(defend(draw_keys, images))
+    logits = defended(draw_keys, images)
     if aggregate == "soft":
       hits = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     else:
@@ -251,9 +253,10 @@ def accuracy(
 
 @functools.partial(jax.jit, static_argnums=0)
 def _correct(defense, keys, logits_fn, images, labels):
-  if defense is not None:
-    images = defense_core.over_batch(defense)(keys, images)
-  return jnp.argmax(logits_fn(images), -1) == labels
+  if defense is None:
+    return jnp.argmax(logits_fn(images), -1) == labels
+  logits = defense_core.defended_logits(logits_fn, defense)(keys, images)
+  return jnp.argmax(logits, -1) == labels
 
 
 def _images_of(attack: attack_lib.Attack):
@@ -282,11 +285,25 @@ def _voting(defense, num_votes, chunk_size, aggregate) -> dict:
 class _Protocol:
   """One `evaluate_attack` call's batching and voting settings."""
 
-  def __init__(self, logits_fn, *, batch_size, mesh, voting):
+  def __init__(self, logits_fn, *, batch_size, mesh, voting, detector=None):
     self.logits_fn = logits_fn
     self.batch_size = batch_size
     self.mesh = mesh
     self.voting = voting
+    self.detector = detector
+
+  def unflagged(self, key, images, desc, indices=None) -> np.ndarray:
+    """``(N,)`` bool: not flagged by the detector (all True without one)."""
+    if self.detector is None:
+      return np.ones(len(images), bool)
+    flagged = self.batches(
+      lambda keys, x: self.detector(keys, self.logits_fn, x),
+      key,
+      [images],
+      desc,
+      indices,
+    )
+    return ~np.asarray(flagged, bool)
 
   def batches(self, fn, key, arrays, desc, indices=None, with_valid=False):
     return batching.map_batches(
@@ -341,19 +358,44 @@ def _attack_results(
   results, by_steps, per_sample = {}, {}, {}
   for s, images_s in enumerate(candidates):
     adv_pred = protocol.votes(vote_key, images_s, "adversarial votes", indices)
-    adv_met = goal_met(adv_pred, labels, targets)
+    unflagged = protocol.unflagged(
+      prng.fold(vote_key, _DETECTOR), images_s, "detector", indices
+    )
+    adv_met = goal_met(adv_pred, labels, targets) & unflagged
     rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
     if snapshots:
       by_steps[snapshots[s]] = rate
       per_sample[snapshots[s]] = adv_met.tolist()
   results[name] = rate
   results["num_retained"] = retained
+  if protocol.detector is not None:
+    flagged_rate = float(np.mean(~unflagged))
+    results[f"{name.removesuffix('_success_rate')}_flagged_rate"] = flagged_rate
   results[f"{name}_per_sample"] = adv_met.tolist()
   if snapshots:
     results[f"{name}_by_steps"] = by_steps
     results[f"{name}_per_sample_by_steps"] = per_sample
   results[f"{name.removesuffix('_success_rate')}_cost"] = attack.cost.as_dict()
   return results
+
+
+def _benign(protocol: _Protocol, keys, images, labels, targets):
+  """``(keep (N,) bool, results)``: the samples whose benign vote misses
+  the goal and that the detector (if any) does not flag, and the benign
+  rates."""
+  vote_key, detector_key = keys
+  benign = protocol.votes(vote_key, images, "benign votes")
+  unflagged = protocol.unflagged(detector_key, images, "detector")
+  keep = ~goal_met(benign, labels, targets) & unflagged
+  results = {
+    "num_samples": len(images),
+    "benign_accuracy": float(np.mean(benign == labels)),
+    "benign_success_rate": float(np.mean(~keep)),
+    "retained_indices": np.flatnonzero(keep).tolist(),
+  }
+  if protocol.detector is not None:
+    results["benign_flagged_rate"] = float(np.mean(~unflagged))
+  return keep, results
 
 
 def _checked_data(logits_fn, images, labels, targets):
@@ -402,6 +444,7 @@ def evaluate_attack(
   chunk_size: int = 10,
   aggregate: str = "hard",
   mesh=None,
+  detector=None,
 ) -> dict[str, float]:
   """Benign accuracy and attack success rate under the paper's protocol.
 
@@ -424,6 +467,10 @@ def evaluate_attack(
       devices, or None. Example i's keys come from its index in `images`
       (`prng.at`), so its numbers depend neither on `batch_size`, the mesh,
       nor which other samples were retained.
+    detector: ``(keys (N,), logits_fn, images) -> (N,) bool`` flags (e.g.
+      `stochjax.detectors.OddsDetector`) or None: flagged samples are not
+      retained, flagged adversarial images do not succeed; reports
+      ``benign_flagged_rate`` and ``attack_flagged_rate``.
 
   Returns:
     A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
@@ -454,15 +501,11 @@ def evaluate_attack(
     batch_size=batch_size,
     mesh=mesh,
     voting=_voting(defense, num_votes, chunk_size, aggregate),
+    detector=detector,
   )
-  benign = protocol.votes(benign_key, images, "benign votes")
-  keep = ~goal_met(benign, labels, targets)
-  results = {
-    "num_samples": len(images),
-    "benign_accuracy": float(np.mean(benign == labels)),
-    "benign_success_rate": float(np.mean(~keep)),
-  }
-  results["retained_indices"] = np.flatnonzero(keep).tolist()
+  keep, results = _benign(
+    protocol, (benign_key, prng.fold(key, _DETECTOR)), images, labels, targets
+  )
   for i, (name, fn) in enumerate(attacks.items()):
     if not keep.any():  # Every sample already meets the goal.
       results[name], results["num_retained"] = float("nan"), 0

@@ -94,8 +94,8 @@ def check_images(images: Any, *, batched: bool = True, name: str = "images"):
 def check_labels(labels: Any, num_examples: int, classes: int):
   """Checks integer labels ``(N,)`` with values in ``[0, classes)`` (a list
   or tuple is read as an array)."""
-  if isinstance(labels, list | tuple):
-    labels = np.asarray(labels)
+  if isinstance(labels, list | tuple):  # Of tracers inside a trace.
+    labels = jnp.asarray(labels) if in_trace() else np.asarray(labels)
   shape = getattr(labels, "shape", None)
   if shape is None or tuple(shape) != (num_examples,):
     raise ValueError(f"labels must have shape ({num_examples},), got {shape}.")

@@ -18,6 +18,7 @@ import numpy as np
 from stochjax import validation
 from stochjax.attacks import losses
 from stochjax.attacks import results as results_lib
+from stochjax.models.stochastic import StochasticClassifier
 
 
 def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
@@ -25,7 +26,8 @@ def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
 
   Args:
     logits_fn: ``images -> logits``; a `jax.tree_util.Partial` (e.g. from
-      `stochjax.models.classifier`); or ``(apply_fn, params)``, called as
+      `stochjax.models.classifier`) or a
+      `stochjax.models.stochastic.StochasticClassifier`, as they are; or ``(apply_fn, params)``, called as
       ``apply_fn(params, images)`` (Flax's ``(model.apply, variables)``).
       With either form the weights are traced arguments, so new weights
       reuse the compiled attack; a fresh closure over the weights (a
@@ -34,7 +36,7 @@ def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
   Raises:
     ValueError: anything else.
   """
-  if isinstance(logits_fn, jax.tree_util.Partial):
+  if isinstance(logits_fn, jax.tree_util.Partial | StochasticClassifier):
     return logits_fn
   if isinstance(logits_fn, tuple) and len(logits_fn) == 2:
     apply_fn, params = logits_fn

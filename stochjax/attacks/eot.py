@@ -94,10 +94,10 @@ def make_eot(
   if mode not in MODES:
     raise ValueError(f"Unknown EOT mode {mode!r}; valid: {', '.join(MODES)}.")
   sign = -1.0 if targeted else 1.0
-  defend = defense_core.over_batch(defense)
+  defended = defense_core.defended_logits(logits_fn, defense)
 
   def logits_of(x, keys, draw):
-    return logits_fn(defend(prng.fold_each(keys, draw), x)).astype(jnp.float32)
+    return defended(prng.fold_each(keys, draw), x).astype(jnp.float32)
 
   def goal(logits, labels):
     hit = jnp.argmax(logits, axis=-1) == labels

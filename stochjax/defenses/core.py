@@ -129,6 +129,26 @@ def over_batch(defense: types.Defense) -> Callable:
   return jax.vmap(one, axis_name=types.BATCH_AXIS)
 
 
+# The fold that separates a model's own draw from its defense's.
+_MODEL_DRAW = 0x5A9
+
+
+def defended_logits(logits_fn: types.LogitsFn, defense: types.Defense):
+  """``(keys (N,), images (N, H, W, C)) -> (N, K)``: example i through the
+  defense drawn with ``keys[i]``, then the model. A model with randomness of
+  its own (a ``draw(keys, images)`` method, as
+  `stochjax.models.stochastic.StochasticClassifier`) draws it from
+  ``fold_in(keys[i], _MODEL_DRAW)``. Attacks (EOT) and votes evaluate a
+  defended model only through here."""
+  defend = over_batch(defense)
+  draw = getattr(logits_fn, "draw", None)
+  if draw is None:
+    return lambda keys, images: logits_fn(defend(keys, images))
+  return lambda keys, images: draw(
+    prng.fold_each(keys, _MODEL_DRAW), defend(keys, images)
+  )
+
+
 def batched(defense: types.Defense) -> Callable:
   """``(key, images (N, H, W, C)) -> (N, H, W, C)``, one draw per image.
 

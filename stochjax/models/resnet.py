@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from stochjax.models import activations
 from stochjax.models import conv as conv_lib
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,19 +30,21 @@ class BasicBlock(nn.Module):
   conv: ModuleDef
   norm: ModuleDef
   strides: int = 1
+  activation: str = "relu"
   expansion = 1
 
   @nn.compact
   def __call__(self, x):
+    act = functools.partial(activations.apply, self, self.activation)
     strides = (self.strides, self.strides)
     y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(x)
-    y = nn.relu(self.norm()(y))
+    y = act(self.norm()(y))
     y = self.conv(self.filters, (3, 3), padding=((1, 1), (1, 1)))(y)
     y = self.norm()(y)
     if x.shape[-1] != self.filters or self.strides != 1:
       x = self.conv(self.filters, (1, 1), strides, padding="VALID")(x)
       x = self.norm()(x)
-    return nn.relu(x + y)
+    return act(x + y)
 
 
 class BottleneckBlock(nn.Module):
@@ -51,19 +54,21 @@ class BottleneckBlock(nn.Module):
   conv: ModuleDef
   norm: ModuleDef
   strides: int = 1
+  activation: str = "relu"
   expansion = 4
 
   @nn.compact
   def __call__(self, x):
+    act = functools.partial(activations.apply, self, self.activation)
     out = self.filters * self.expansion
     strides = (self.strides, self.strides)
-    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = act(self.norm()(self.conv(self.filters, (1, 1))(x)))
     y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(y)
-    y = nn.relu(self.norm()(y))
+    y = act(self.norm()(y))
     y = self.norm()(self.conv(out, (1, 1))(y))
     if x.shape[-1] != out or self.strides != 1:
       x = self.norm()(self.conv(out, (1, 1), strides, padding="VALID")(x))
-    return nn.relu(x + y)
+    return act(x + y)
 
 
 class ResNet(nn.Module):
@@ -79,6 +84,9 @@ class ResNet(nn.Module):
     mean, std: per-channel normalization applied to the input.
     conv_general_dilated: the convolution primitive; the default keeps input
       gradients fast inside XLA:CPU loops (`stochjax.models.conv`).
+    activation: a `stochjax.models.activations` spec: "relu", or SAP or
+      k-WTA (defenses inside the network); stochastic ones draw from the
+      ``"activation"`` RNG stream (`stochjax.models.stochastic`).
 
   References:
     He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR
@@ -93,11 +101,16 @@ class ResNet(nn.Module):
   mean: Sequence[float] = IMAGENET_MEAN
   std: Sequence[float] = IMAGENET_STD
   conv_general_dilated: Callable = conv_lib.conv_general_dilated
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     if self.stem not in STEMS:
       raise ValueError(f"Unknown stem {self.stem!r}; valid: {STEMS}.")
+    activations.check(self.activation)
+    stem_act = functools.partial(
+      activations.apply, self, self.activation, stem=True
+    )
     conv = functools.partial(
       nn.Conv, use_bias=False, conv_general_dilated=self.conv_general_dilated
     )
@@ -109,11 +122,11 @@ class ResNet(nn.Module):
     x = (x - mean) / std
     if self.stem == "imagenet":
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
-      x = nn.relu(norm()(x))
+      x = stem_act(norm()(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
       x = conv(self.num_filters, (3, 3), padding=((1, 1), (1, 1)))(x)
-      x = nn.relu(norm()(x))
+      x = stem_act(norm()(x))
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = self.block_cls(
@@ -121,6 +134,7 @@ class ResNet(nn.Module):
           strides=2 if i > 0 and j == 0 else 1,
           conv=conv,
           norm=norm,
+          activation=self.activation,
         )(x)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes)(x)

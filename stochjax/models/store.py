@@ -10,9 +10,9 @@ from typing import Any
 import jax
 
 from stochjax import checkpoint
-from stochjax.models import resnet
+from stochjax.models import activations, resnet
 
-_FIELDS = ("num_classes", "num_filters", "stem", "mean", "std")
+_FIELDS = ("num_classes", "num_filters", "stem", "mean", "std", "activation")
 
 
 def save(directory: str, name: str, model: resnet.ResNet, variables) -> None:
@@ -50,9 +50,10 @@ def load(directory: str) -> tuple[resnet.ResNet, Any]:
     spec.pop("architecture"),
     **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()},
   )
+  key = jax.random.key(0)
   like = jax.eval_shape(
     model.init,
-    jax.random.key(0),
+    {"params": key, activations.RNG_STREAM: key},
     jax.ShapeDtypeStruct((1, 32, 32, 3), "float32"),
   )
   variables = checkpoint.restore_tree(

@@ -1,0 +1,77 @@
+"""A classifier with randomness of its own (e.g. SAP), keyed per example.
+
+A pre-processing defense draws from one key per example
+(`stochjax.defenses.core.over_batch`); a model whose layers are random
+must too, or EOT over its draws and the votes would not be the same vmap
+over keys. `StochasticClassifier` is that model: called plainly it is the
+network without its randomness (the undefended model, e.g. SAP's base
+network); `draw(keys, images)` evaluates example i with ``keys[i]``
+(`stochjax.defenses.core.defended_logits` is where attacks and votes do).
+It is a pytree (weights traced, modules static), so it passes through
+`jax.jit` as a `stochjax.models.classifier` does.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+
+from stochjax import types
+from stochjax.models import activations
+from stochjax.models.classifier import classifier
+
+
+@flax.struct.dataclass
+class StochasticClassifier:
+  """``__call__(images) -> logits`` without the randomness;
+  ``draw(keys (N,), images (N, H, W, C)) -> (N, K)`` with it.
+
+  Attributes:
+    model: a module whose activation is stochastic (static).
+    base: the same network without it (static; shares the variables).
+    variables: the weights (pytree leaves).
+  """
+
+  model: nn.Module = flax.struct.field(pytree_node=False)
+  base: nn.Module = flax.struct.field(pytree_node=False)
+  variables: Any
+
+  def __call__(self, images: types.Batch) -> types.Logits:
+    return classifier(self.base, self.variables)(images)
+
+  def draw(self, keys: jax.Array, images: types.Batch) -> types.Logits:
+    """Example i's logits with its own draw of the model's randomness."""
+
+    def one(key, image):
+      logits = self.model.apply(
+        self.variables, image[None], train=False,
+        rngs={activations.RNG_STREAM: key},
+      )  # fmt: skip
+      return logits[0]
+
+    return jax.vmap(one)(keys, images)
+
+
+def stochastic_classifier(model: nn.Module, variables, *,
+                          base_activation: str = "relu"):  # fmt: skip
+  """`model` (a `stochjax.models.ResNet` with a stochastic activation, e.g.
+  ``activation="sap(fraction=1.0)"``) as a `StochasticClassifier`; its base
+  network uses `base_activation`.
+
+  Raises:
+    ValueError: the activation is not stochastic (use
+      `stochjax.models.classifier`).
+  """
+  if not activations.is_stochastic(model.activation):
+    raise ValueError(
+      f"activation {model.activation!r} is deterministic: use "
+      "stochjax.models.classifier for it."
+    )
+  base = model.clone(parent=None, activation=base_activation)
+  return StochasticClassifier(model, base, variables)
+
+
+def is_stochastic(logits_fn) -> bool:
+  """Whether `logits_fn` draws randomness of its own (has ``draw``)."""
+  return isinstance(logits_fn, StochasticClassifier)

@@ -1,0 +1,140 @@
+"""SAP and k-WTA, the defenses that live inside a network."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+from stochjax import attacks, evaluate, models, prng
+from stochjax.defenses import core as defense_core
+from stochjax.models import activations, stochastic
+
+
+class SapTest(absltest.TestCase):
+  def test_unbiased_in_expectation(self):
+    # Skewed positive activations: a few large, many small.
+    a = jnp.asarray(np.random.default_rng(0).exponential(size=(1, 40)) ** 3)
+    num = 20_000
+    keys = jax.random.split(jax.random.key(1), num)
+    draws = jax.vmap(lambda k: activations.sap(a, k, fraction=0.5))(keys)
+    draws = np.asarray(draws[:, 0], np.float64)
+    # The closed-form spread: a unit kept with probability q is a / q, so
+    # Var = a^2 (1 / q - 1), with q = 1 - (1 - p)^r, r = 20 draws.
+    values = np.asarray(a[0], np.float64)
+    q = 1.0 - (1.0 - values / values.sum()) ** 20
+    stderr = np.sqrt(values**2 * (1.0 / q - 1.0) / num)
+    error = np.abs(draws.mean(0) - values)
+    np.testing.assert_array_less(error, 4 * stderr + 1e-5 * values)
+    # Pruning happens: some units are zeroed in most draws.
+    self.assertGreater(np.mean(draws == 0), 0.2)
+
+  def test_kept_units_are_scaled_by_their_keep_probability(self):
+    a = jnp.asarray([[1.0, 2.0, 3.0, 4.0]])
+    out = np.asarray(activations.sap(a, jax.random.key(0), fraction=1.0))[0]
+    p = np.asarray(a[0]) / 10.0
+    scale = 1.0 / (1.0 - (1.0 - p) ** 4)
+    kept = out != 0
+    self.assertTrue(kept.any())
+    np.testing.assert_allclose(out[kept], (a[0] * scale)[kept], rtol=1e-5)
+
+  def test_same_key_same_mask_other_key_other_mask(self):
+    a = jax.random.uniform(jax.random.key(3), (2, 4, 4, 8))
+    one = activations.sap(a, jax.random.key(7), fraction=0.3)
+    again = activations.sap(a, jax.random.key(7), fraction=0.3)
+    other = activations.sap(a, jax.random.key(8), fraction=0.3)
+    np.testing.assert_array_equal(one, again)
+    self.assertFalse(np.array_equal(one != 0, other != 0))
+
+  def test_negative_inputs_are_zero_after_the_relu(self):
+    a = -jnp.ones((1, 5))
+    out = activations.sap(a, jax.random.key(0), fraction=1.0)
+    np.testing.assert_array_equal(out, np.zeros((1, 5)))
+
+
+class KwtaTest(absltest.TestCase):
+  def test_exactly_k_units_pass_per_example(self):
+    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 5))
+    out = np.asarray(activations.kwta(x, None, ratio=0.1))
+    k = int(0.1 * 4 * 4 * 5)
+    flat_in = np.asarray(x).reshape(3, -1)
+    for row_in, row_out in zip(flat_in, out.reshape(3, -1), strict=True):
+      self.assertEqual(np.count_nonzero(row_out), k)
+      top = np.sort(row_in)[-k:]
+      np.testing.assert_array_equal(np.sort(row_out[row_out != 0]), top)
+
+  def test_in_a_resnet_every_block_activation_keeps_k(self):
+    model = models.get_model(
+      "ResNetTiny", num_classes=3, stem="cifar", activation="kwta(ratio=0.25)"
+    )
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 3))
+    variables = model.init(jax.random.key(1), x)
+    _, state = model.apply(
+      variables, x, capture_intermediates=True, mutable=["intermediates"]
+    )
+    blocks = [v for k, v in state["intermediates"].items() if "Block" in k]
+    self.assertLen(blocks, 2)
+    for block in blocks:
+      (out,) = block["__call__"]
+      per_example = out.reshape(out.shape[0], -1)
+      k = int(0.25 * per_example.shape[1])
+      np.testing.assert_array_equal(
+        np.count_nonzero(np.asarray(per_example), axis=1), [k, k]
+      )
+
+  def test_unknown_activation_and_bad_ratio_are_refused(self):
+    x = jnp.zeros((1, 8, 8, 3))
+    for spec, message in (("swish", "Unknown activation"),
+                          ("kwta(ratio=0)", "ratio must lie")):  # fmt: skip
+      model = models.get_model("ResNetTiny", num_classes=3, activation=spec)
+      with self.assertRaisesRegex(ValueError, message):
+        model.init(jax.random.key(0), x)
+
+
+class StochasticClassifierTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    model = models.get_model(
+      "ResNetTiny", num_classes=4, stem="cifar", activation="sap(fraction=1.0)"
+    )
+    self.x = jax.random.uniform(jax.random.key(0), (3, 8, 8, 3))
+    key = jax.random.key(1)
+    variables = model.init({"params": key, "activation": key}, self.x)
+    self.model = stochastic.stochastic_classifier(model, variables)
+    self.base = models.classifier(self.model.base, variables)
+
+  def test_plain_call_is_the_base_network(self):
+    np.testing.assert_allclose(self.model(self.x), self.base(self.x))
+
+  def test_draws_follow_per_example_keys(self):
+    keys = prng.per_example(jax.random.key(2), 3)
+    full = self.model.draw(keys, self.x)
+    # Example 1 alone with its key gives its row of the batch.
+    alone = self.model.draw(keys[1:2], self.x[1:2])
+    np.testing.assert_allclose(full[1:2], alone, rtol=1e-5, atol=1e-6)
+    other = self.model.draw(prng.per_example(jax.random.key(3), 3), self.x)
+    self.assertFalse(np.allclose(full, other))
+
+  def test_votes_and_eot_go_through_the_models_draws(self):
+    defended = defense_core.defended_logits(self.model, defense_core.identity)
+    keys = prng.per_example(jax.random.key(4), 3)
+    np.testing.assert_allclose(
+      defended(keys, self.x),
+      self.model.draw(prng.fold_each(keys, defense_core._MODEL_DRAW), self.x),
+    )
+    counts = evaluate.vote_counts(
+      jax.random.key(5), self.model, self.x, defense=None, num_votes=6
+    )
+    np.testing.assert_array_equal(np.sum(counts, 1), [6, 6, 6])
+    attack = attacks.make_pgd(
+      eps=8 / 255, step_size=2 / 255, num_steps=2, eot_samples=2
+    )
+    adv = jax.jit(attack)(jax.random.key(6), self.model, self.x, [0, 1, 2])
+    self.assertLessEqual(float(jnp.max(jnp.abs(adv - self.x))), 8 / 255 + 1e-6)
+
+  def test_a_deterministic_activation_is_refused(self):
+    with self.assertRaisesRegex(ValueError, "deterministic"):
+      stochastic.stochastic_classifier(self.model.base, self.model.variables)
+
+
+if __name__ == "__main__":
+  absltest.main()
