@@ -20,7 +20,14 @@ from configs import common
 
 
 def defense(
-  spec: str, *, eps: float, model: str, weights: str = "", claim: str = "i"
+  spec: str,
+  *,
+  eps: float,
+  model: str,
+  weights: str = "",
+  claim: str = "i",
+  activation: str = "",
+  attack_spec: str = "",
 ) -> ml_collections.ConfigDict:
   """A defense entry: its spec and the attack's eps (step sizes are
   ``config.grid.step_fractions`` of eps; with ``config.eps_rule.use`` the
@@ -29,10 +36,21 @@ def defense(
 
   `model` is the augmentation the attacked model is trained on here ("" =
   clean); `weights`, if set, is a converted model folder used instead
-  (``python -m stochjax.convert``).
+  (``python -m stochjax.convert``). `activation` puts a defense inside the
+  network (SAP, k-WTA), `attack_spec` is the defense the attack's EOT
+  draws from if not `spec` (``{eps}`` is the working radius); see
+  `stochjax.paper.attacked`.
   """
   return ml_collections.ConfigDict(
-    dict(spec=spec, eps=eps, model=model, weights=weights, claim=claim)
+    dict(
+      spec=spec,
+      eps=eps,
+      model=model,
+      weights=weights,
+      claim=claim,
+      activation=activation,
+      attack_spec=attack_spec,
+    )
   )
 
 

@@ -62,6 +62,16 @@ class KwtaTest(absltest.TestCase):
       top = np.sort(row_in)[-k:]
       np.testing.assert_array_equal(np.sort(row_out[row_out != 0]), top)
 
+  def test_threshold_equals_top_k_with_ties_and_signs(self):
+    x = jax.random.normal(jax.random.key(1), (4, 300))
+    x = x.at[:, :40].set(0.0).at[:, 40:60].set(-2.5)  # Ties, negatives.
+    for k in (1, 7, 50, 280, 300):
+      keys = activations._ordered(x)
+      expected = jax.lax.top_k(x, k)[0][:, -1]
+      np.testing.assert_array_equal(
+        activations._kth_largest(keys, k), activations._ordered(expected)
+      )
+
   def test_in_a_resnet_every_block_activation_keeps_k(self):
     model = models.get_model(
       "ResNetTiny", num_classes=3, stem="cifar", activation="kwta(ratio=0.25)"

@@ -104,6 +104,26 @@ class PaperGridSmokeTest(parameterized.TestCase):
           pair["no_eot"]["k"], pair["eot"]["k"] * pair["eot"]["m"], panel
         )
     json.dumps(results)
+    if module is table2:
+      self._check_network_defenses(config, results)
+
+  def _check_network_defenses(self, config, results):
+    """Table 2's SAP, k-WTA and odds rows: SAP on its own axes, the
+    detector calibrated, and every row's no-EOT ablation tested."""
+    sap = config.defenses.sap.grid
+    self.assertEqual(
+      results["axes"]["sap/untargeted/step=0.25eps"],
+      (list(sap.steps), list(sap.eot_samples)),
+    )
+    self.assertTrue(
+      math.isfinite(results["detectors"]["odds"]["detector_threshold"])
+    )
+    ablations = {
+      record["defense"]
+      for record in results["comparisons"]
+      if record["panel"].endswith("/ablation")
+    }
+    self.assertEqual(ablations, set(config.defenses))
 
   def test_paper_variants_name_converted_weights(self):
     for module in (table1, table2, fig1, fig2):

@@ -61,6 +61,8 @@ class DefenseLookupTest(absltest.TestCase):
 
   def test_none_is_identity(self):
     self.assertIs(defenses.lookup(None), defenses.identity)
+    for spec in ("", " ", "identity", "identity()"):
+      self.assertIs(defenses.lookup(spec), defenses.identity, spec)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 from absl.testing import absltest
 
 from stochjax import stats
-from stochjax.paper import section4
+from stochjax.paper import attacked, section4
 
 
 def _signed_mean(bias, images):
@@ -40,7 +40,9 @@ class EpsRuleTest(absltest.TestCase):
       )
     )
     logits_fn = jax.tree_util.Partial(_signed_mean, jnp.float32(0.0))
-    grid = section4._Grid(config, images, labels, {"m": logits_fn})
+    grid = section4._Grid(
+      config, images, labels, {"d": attacked.Attacked(logits_fn, logits_fn)}
+    )
     sweep = section4.eps_sweep(grid, "d", jax.random.key(0))
     expected = [float(np.mean(margins < eps)) for eps in candidates]
     np.testing.assert_allclose(sweep["success"], expected)

@@ -91,7 +91,7 @@ def lookup(spec: str | None) -> types.Defense:
     ValueError: unknown names or arguments (the message lists valid ones),
       or values outside a parameter's declared range.
   """
-  if spec is None or not spec.strip():
+  if spec is None or spec.strip() in ("", "identity", "identity()"):
     return identity
   calls = registry_lib.parse(spec)
   return compose([REGISTRY.bind(call) for call in calls])

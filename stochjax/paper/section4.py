@@ -23,7 +23,6 @@ from stochjax import (
   defenses,
   eps_rule,
   evaluate,
-  models,
   prng,
   progress,
   stats,
@@ -31,7 +30,7 @@ from stochjax import (
 )
 from stochjax import data as data_lib
 from stochjax import workdir as workdir_lib
-from stochjax.paper import plots, setup
+from stochjax.paper import attacked, plots, setup
 
 
 def _panel_name(defense: str, goal: str, fraction: float) -> str:
@@ -117,11 +116,13 @@ def comparisons(config, cells: dict, panel: str, name: str, goal: str, pairs):
   return records
 
 
-def markdown_table(grids: dict, counts: dict, steps, draws) -> str:
+def markdown_table(grids: dict, counts: dict, axes: dict) -> str:
   """One table per panel: each cell's success rate, its exact 95 %
-  interval and the samples behind it."""
+  interval and the samples behind it; `axes` maps a panel to its
+  ``(steps, eot_samples)``."""
   lines = []
   for name, grid in grids.items():
+    steps, draws = axes[name]
     lines.append(f"**{name}** (attack success rate, exact 95 % interval)\n")
     lines.append("| EOT m \\ PGD k | " + " | ".join(map(str, steps)) + " |")
     lines.append("|---" * (len(steps) + 1) + "|")
@@ -146,16 +147,28 @@ class _Grid:
   config: ml_collections.ConfigDict
   images: np.ndarray
   labels: np.ndarray
-  classifiers: dict  # model source (weights folder or training spec) -> fn
+  attacked: dict  # defense name -> `attacked.Attacked`
   eps: dict = dataclasses.field(default_factory=dict)  # defense -> radius
 
   @property
   def settings(self):
     return self.config.defenses
 
-  def classifier(self, name: str):
-    setting = self.settings[name]
-    return self.classifiers[setting.weights or setting.model]
+  def classifier(self, name: str, defended: bool = True):
+    """The model defense `name` protects (with SAP's randomness when
+    `defended`), or the bare network."""
+    entry = self.attacked[name]
+    return entry.model if defended else entry.undefended
+
+  def axes(self, name: str) -> ml_collections.ConfigDict:
+    """``config.grid`` with defense `name`'s own ``grid`` block over it
+    (steps, eot_samples, step_fractions, max_budget, ablation): Table 2's
+    rows each have the paper's own (k, m, step)."""
+    axes = ml_collections.ConfigDict(self.config.grid.to_dict())
+    own = self.settings[name].get("grid")
+    if own is not None:
+      axes.update(own.to_dict())
+    return axes
 
   def target(self, name: str) -> int:
     """The target class: ``config.attack.target`` (negative counts from the
@@ -163,9 +176,10 @@ class _Grid:
     k = validation.num_classes(self.classifier(name), self.images[:1])
     return self.config.attack.target % k
 
-  def protocol(self, goal: str, name: str, num_votes: int | None = None):
+  def protocol(self, goal: str, name: str, num_votes: int | None = None,
+               defended: bool = True):  # fmt: skip
     """The evaluation settings; a defense may set its own vote count and
-    aggregation (e.g. Guo et al.'s 30-crop mean softmax)."""
+    aggregation (e.g. Guo et al.'s 30-crop mean softmax), and a detector."""
     setting, config = self.settings[name], self.config
     targets = np.full_like(self.labels, self.target(name))
     return dict(
@@ -177,39 +191,31 @@ class _Grid:
       chunk_size=config.vote_chunk_size,
       mesh=setup.mesh(config),
       aggregate=setting.get("aggregate", "hard"),
+      detector=self.attacked[name].detector if defended else None,
     )
 
-  def pgd(self, name: str, goal: str, fraction: float, **kwargs):
-    eps = self.eps[name]
+  def pgd(self, name: str, goal: str, fraction: float, defended=True, **kw):
+    """PGD at the defense's eps; `defended`, with the entry's loss and the
+    defense its EOT draws from (`attacked.Attacked`)."""
+    eps, entry = self.eps[name], self.attacked[name]
+    if defended:
+      kw["loss"] = entry.loss
+      if entry.defense_for_attack(eps) is not None:
+        kw["defense"] = entry.defense_for_attack(eps)
     return attacks.make_pgd(
-      eps=eps, step_size=eps * fraction, targeted=goal == "targeted", **kwargs
+      eps=eps, step_size=eps * fraction, targeted=goal == "targeted", **kw
     )
-
-
-def _classifiers(config, work, train_key) -> dict:
-  """One logits_fn per model source: converted weights, or trained here."""
-  classifiers = {}
-  for setting in config.defenses.values():
-    source = setting.weights or setting.model
-    if source in classifiers:
-      continue
-    if setting.weights:
-      classifiers[source] = models.classifier(*models.load(setting.weights))
-    else:
-      train_set = data_lib.load(
-        config.dataset, "train", data_dir=config.data_dir
-      )
-      classifiers[source] = setup.trained_classifier(
-        config, work, train_key, train_set, setting.model
-      )
-  return classifiers
 
 
 def eps_sweep(grid: _Grid, name: str, key) -> dict:
   """The config's ``eps_rule`` (`stochjax.eps_rule.from_config`) on the
   model that defense `name` attacks."""
   return eps_rule.from_config(
-    key, grid.classifier(name), grid.images, grid.labels, grid.config.eps_rule
+    key,
+    grid.classifier(name, defended=False),
+    grid.images,
+    grid.labels,
+    grid.config.eps_rule,
   )
 
 
@@ -220,7 +226,7 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
   on t). `steps` default to the grid's within its budget, `panel` to the
   grid's panel name. Returns ``{cell name: result}`` with per-sample
   outcomes."""
-  grid_config = grid.config.grid
+  grid_config = grid.axes(name)
   if steps is None:
     steps = in_budget(grid_config.steps, m, grid_config.get("max_budget", 0))
   panel = panel or _panel_name(name, goal, fraction)
@@ -255,9 +261,11 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
   snapshot steps, and ``step_fraction`` x eps) against the grid's EOT
   attack cell (``versus_k``, ``versus_m``, ``versus_fraction``), paired on
   the same retained samples. Returns the comparison records."""
-  ablation = grid.config.grid.ablation
   records = []
   for name, setting in grid.settings.items():
+    ablation = grid.axes(name).get("ablation")
+    if ablation is None:
+      continue
     defense = defenses.lookup(setting.spec)
     for goal in goals:
       steps = tuple(ablation.steps)
@@ -298,30 +306,34 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
   return records
 
 
-def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
+def _run_grid(grid: _Grid, work, eval_key, goals):
   """Every row of the grid (resuming); returns ``(grids, counts, benign,
-  grad_evals, cells)``: success rates per panel ``(len(m), len(k))`` (NaN
-  outside the budget), their ``(successes, n)``, benign vote accuracy per
-  (defense, goal), the input gradients spent, and the finished cells."""
-  config = grid.config
-  steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
-  budget = config.grid.get("max_budget", 0)
+  grad_evals, cells)``: success rates per panel ``(len(m), len(k))`` of
+  its defense's axes (NaN outside the budget), their ``(successes, n)``,
+  benign vote accuracy per (defense, goal), the input gradients spent, and
+  the finished cells."""
   cells = work.cells()
   grids, counts, benign, grad_evals = {}, {}, {}, 0
   # One defense object per name, so the jitted votes compile once per defense.
   built = {name: defenses.lookup(s.spec) for name, s in grid.settings.items()}
-  todo = list(itertools.product(built.items(), goals, fractions, draws))
-  for (name, defense), goal, fraction, m in progress.bar(
-    todo, desc="grid rows"
-  ):
+  todo = [
+    (name, goal, fraction, m)
+    for name in built
+    for goal in goals
+    for fraction in grid.axes(name).step_fractions
+    for m in grid.axes(name).eot_samples
+  ]
+  for name, goal, fraction, m in progress.bar(todo, desc="grid rows"):
+    axes = grid.axes(name)
+    steps, draws = list(axes.steps), list(axes.eot_samples)
     panel = _panel_name(name, goal, fraction)
-    row_steps = in_budget(steps, m, budget)
+    row_steps = in_budget(steps, m, axes.get("max_budget", 0))
     if not row_steps:
       continue
     names = [_cell(panel, k, m) for k in row_steps]
     if not all(cell in cells for cell in names):
       for cell, value in _grid_row(
-        grid, eval_key, name, defense, goal, fraction, m
+        grid, eval_key, name, built[name], goal, fraction, m
       ).items():
         cells[cell] = value
         work.save_cell(cell, value)
@@ -338,10 +350,17 @@ def _run_grid(grid: _Grid, work, eval_key, goals, fractions):
     grad_evals += max(row_steps) * m * cells[names[0]]["num_retained"]
   # Fig. 1's last panels: the best step size per cell.
   for name, goal in itertools.product(grid.settings, goals):
+    fractions = grid.axes(name).step_fractions
     panels = [grids[_panel_name(name, goal, f)] for f in fractions]
     if len(panels) > 1:
       grids[f"{name}/{goal}/best step"] = np.fmax.reduce(panels)
   return grids, counts, benign, grad_evals, cells
+
+
+def panel_axes(grid: _Grid, panel: str) -> tuple[list, list]:
+  """``(steps, eot_samples)`` of a panel (its defense's axes)."""
+  axes = grid.axes(panel.split("/")[0])
+  return list(axes.steps), list(axes.eot_samples)
 
 
 def _control_line(undefended: dict, panel: str) -> str:
@@ -362,15 +381,13 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
   """Heatmaps and table.md (each panel with its undefended control);
   returns the equal-budget pairs per panel."""
   config = grid.config
-  steps, draws = list(config.grid.steps), list(config.grid.eot_samples)
   titles = {}
   for panel, rates in grids.items():
     name = panel.split("/")[0]
     titles[panel] = f"{panel}, eps = {255 * grid.eps[name]:.3g}/255"
     plots.heatmap(
       rates,
-      steps,
-      draws,
+      *panel_axes(grid, panel),
       f"{titles[panel]} ({config.dataset})",
       work.file(f"heatmap_{setup.file_safe(panel)}.png"),
       counts=counts.get(panel),
@@ -378,8 +395,7 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
   table = markdown_table(
     {titles[panel]: rates for panel, rates in grids.items()},
     {titles[panel]: c for panel, c in counts.items()},
-    steps,
-    draws,
+    {titles[panel]: panel_axes(grid, panel) for panel in grids},
   )
   table += "\n" + "".join(
     f"{titles[panel]}: " + _control_line(undefended, panel)
@@ -390,25 +406,30 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
     f.write(table)
   print(table)
   return {
-    panel: equal_budget(rates, steps, draws) for panel, rates in grids.items()
+    panel: equal_budget(rates, *panel_axes(grid, panel))
+    for panel, rates in grids.items()
   }
 
 
-def _undefended(grid: _Grid, eval_key, goals, fractions) -> dict:
+def _undefended(grid: _Grid, eval_key, goals) -> dict:
   """The control: PGD-max(k) at each defense's eps on the model it
   attacks, with no defense (the first step size), per goal."""
   return {
     f"{name}/{goal}": _with_interval(
       evaluate.evaluate_attack(
         prng.fold(eval_key, 0),
-        grid.classifier(name),
+        grid.classifier(name, defended=False),
         grid.images,
         grid.labels,
         attack=grid.pgd(
-          name, goal, fractions[0], num_steps=max(grid.config.grid.steps)
+          name,
+          goal,
+          grid.axes(name).step_fractions[0],
+          defended=False,
+          num_steps=max(grid.axes(name).steps),
         ),
         defense=None,
-        **grid.protocol(goal, name, num_votes=1),
+        **grid.protocol(goal, name, num_votes=1, defended=False),
       )
     )
     for name in grid.settings
@@ -436,12 +457,14 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     config,
     test_set.images[: config.num_examples],
     test_set.labels[: config.num_examples],
-    _classifiers(config, work, train_key),
+    attacked.build(config, work, train_key, prng.fold(eval_key, 4)),
   )
   mesh = setup.mesh(config)
-  # Clean (undefended, no noise) test accuracy of each attacked model.
+  # Clean (undefended, no noise) test accuracy of each attacked network.
   clean_accuracy = {
-    name: evaluate.accuracy(grid.classifier(name), test_set, mesh=mesh)
+    name: evaluate.accuracy(
+      grid.classifier(name, defended=False), test_set, mesh=mesh
+    )
     for name in grid.settings
   }
   logging.info("clean test accuracy %s", clean_accuracy)
@@ -456,17 +479,13 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
         grid.eps[name] = sweeps[name]["picked"]
   logging.info("working eps %s", grid.eps)
   goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
-  fractions = list(config.grid.step_fractions)
-  undefended = _undefended(grid, eval_key, goals, fractions)
+  undefended = _undefended(grid, eval_key, goals)
   start = time.time()
   grids, counts, benign, grad_evals, cells = _run_grid(
-    grid, work, eval_key, goals, fractions
+    grid, work, eval_key, goals
   )
   pairs = _write_tables(grid, work, grids, counts, undefended)
-  if config.grid.get("ablation") is not None:
-    records = _ablation(grid, work, eval_key, goals, cells)
-  else:
-    records = []
+  records = _ablation(grid, work, eval_key, goals, cells)
   records += [
     record
     for panel, panel_pairs in pairs.items()
@@ -480,6 +499,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     "clean_accuracy": clean_accuracy,
     "eps": grid.eps,
     "eps_sweep": sweeps,
+    "detectors": attacked.summary(grid.attacked),
     "undefended_attack": undefended,
     "benign_accuracy": benign,
     "success_rate": {panel: g.tolist() for panel, g in grids.items()},
@@ -488,6 +508,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     "comparisons": records,
     "steps": list(config.grid.steps),
     "eot_samples": list(config.grid.eot_samples),
+    "axes": {panel: panel_axes(grid, panel) for panel in grids},
     "attack_grad_evals": grad_evals,
     "grid_seconds": time.time() - start,
     "table_md": os.path.basename(work.file("table.md")),

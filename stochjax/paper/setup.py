@@ -2,7 +2,7 @@
 
 Every experiment derives its keys from ``config.seed`` here (`run_keys`),
 reads its devices from ``config.num_devices`` (`mesh`), and trains or
-restores its models here (`trained_classifier`, `starting_model`,
+restores its models here (`trained_model`, `starting_model`,
 `train_phase`), so no driver imports another.
 """
 
@@ -71,8 +71,10 @@ def train_phase(config, work, key, model, train_set, *, name, log=None, **kw):
   )
 
 
-def trained_classifier(config, work, key, train_set, augment: str):
-  """Trains ``config.model`` (resuming), returns its logits_fn.
+def trained_model(config, work, key, train_set, augment: str,
+                  activation: str = "relu"):  # fmt: skip
+  """Trains ``config.model`` (resuming) with `activation` (a
+  `stochjax.models.activations` spec); returns ``(model, variables)``.
 
   `augment` is a defense spec applied to training images (randomized
   smoothing models are trained on their own noise, as Cohen et al.'s), or
@@ -82,15 +84,18 @@ def trained_classifier(config, work, key, train_set, augment: str):
     config.model.name,
     num_classes=train_set.num_classes,
     stem=config.model.stem,
+    activation=activation,
   )
   name = file_safe(augment) or "clean"
+  if activation != "relu":
+    name += "_" + file_safe(activation)
   variables = train_phase(
     config, work, key, model, train_set, name=name,
     log=dict(phase="train", model=name),
     defense=defenses.lookup(augment) if augment else None,
     epochs=config.train.epochs,
   )  # fmt: skip
-  return models.classifier(model, variables)
+  return model, variables
 
 
 def starting_model(config, work, key, train_set, eval_set):

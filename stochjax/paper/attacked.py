@@ -1,0 +1,143 @@
+"""What one Section 4 grid row attacks: the model, the attack's EOT draws
+and loss, and the detector, for every kind of randomized defense.
+
+A defense entry of the config (`configs.eot_ablation.defense`) names a
+pre-processing defense (``spec``), the model it protects (trained here on
+``model``, or converted ``weights``), and optionally a defense that lives
+elsewhere:
+
+* ``activation``: SAP or k-WTA inside the network
+  (`stochjax.models.activations`). A stochastic one (SAP) wraps the ReLU
+  network's weights, as Dhillon et al. add SAP to a trained network; a
+  deterministic one (k-WTA) is trained here with it.
+* ``attack_spec``: the defense the attack's EOT draws from, when not the
+  evaluated one (k-WTA, a deterministic network, is attacked through
+  Gaussian noise of its inputs, as the paper's code estimates its
+  gradient).
+* ``detector``: Roth et al.'s odds-are-odd detector, calibrated on clean
+  training images; the attack then matches clean logits under the
+  detector's noise, and a flagged example is not broken.
+
+The undefended control attacks the network without any of these (SAP's
+base network; k-WTA's network without attack noise; the odds model
+without its detector).
+"""
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from stochjax import data as data_lib
+from stochjax import defenses, detectors, models, prng
+from stochjax.models import activations, stochastic
+from stochjax.paper import setup
+
+
+@dataclasses.dataclass(frozen=True)
+class Attacked:
+  """One defense entry, built.
+
+  Attributes:
+    model: the logits_fn attacked and voted on (a `StochasticClassifier`
+      for SAP).
+    undefended: the same network without the defense's randomness.
+    attack_defense, attack_spec: the defense of the attack's EOT draws (a
+      spec that may say ``{eps}``, for the working radius), or neither for
+      the evaluated one.
+    loss: the attack's loss (a name or a callable).
+    detector: flags ``(keys, logits_fn, images) -> (N,) bool``, or None.
+  """
+
+  model: Any
+  undefended: Any
+  attack_defense: Any = None
+  attack_spec: str = ""
+  loss: Any = "ce"
+  detector: Any = None
+
+  def defense_for_attack(self, eps: float):
+    """The defense the attack's EOT draws from at radius `eps` (the
+    ``attack_spec`` may say ``{eps}``), or None for the evaluated one."""
+    if self.attack_spec:
+      return defenses.lookup(self.attack_spec.format(eps=repr(float(eps))))
+    return self.attack_defense
+
+
+def _network(config, work, train_key, setting, train_sets: dict):
+  """``(module, variables)`` of the entry's network (ReLU for SAP)."""
+  activation = setting.get("activation", "") or "relu"
+  trained_with = "relu" if activations.is_stochastic(activation) else activation
+  if setting.weights:
+    module, variables = models.load(setting.weights)
+    return module.clone(activation=trained_with), variables
+  if "train" not in train_sets:
+    train_sets["train"] = data_lib.load(
+      config.dataset, "train", data_dir=config.data_dir
+    )
+  return setup.trained_model(
+    config, work, train_key, train_sets["train"], setting.model, trained_with
+  )
+
+
+def _detector(config, key, network, setting):
+  """The entry's calibrated detector, on its first clean training images."""
+  spec = setting.detector
+  train_set = data_lib.load_arrays(
+    config.dataset, "train", data_dir=config.data_dir
+  )
+  n = spec.num_calibration
+  return detectors.calibrate(
+    key, network, train_set.images[:n], train_set.labels[:n],
+    fpr=spec.fpr, sigma=spec.sigma, num_noise=spec.num_noise,
+    batch_size=config.batch_size,
+  )  # fmt: skip
+
+
+def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
+  """Every defense entry of `config`, networks shared by source (weights
+  or training spec) and activation."""
+  networks, train_sets, built = {}, {}, {}
+  for index, (name, setting) in enumerate(config.defenses.items()):
+    activation = setting.get("activation", "") or "relu"
+    source = (setting.weights or setting.model, activation)
+    if activations.is_stochastic(activation):
+      source = (source[0], "relu")
+    if source not in networks:
+      networks[source] = _network(config, work, train_key, setting, train_sets)
+    module, variables = networks[source]
+    network = models.classifier(module, variables)
+    model = network
+    if activations.is_stochastic(activation):
+      model = stochastic.stochastic_classifier(
+        module.clone(activation=activation), variables
+      )
+    entry = Attacked(model, network)
+    if setting.get("attack_spec"):
+      entry = dataclasses.replace(entry, attack_spec=setting.attack_spec)
+      entry.defense_for_attack(1 / 255)  # A bad spec fails here, not later.
+    if setting.get("detector"):
+      detector = _detector(
+        config, prng.fold(detector_key, index), network, setting
+      )
+      entry = dataclasses.replace(
+        entry,
+        detector=detector,
+        loss=detectors.logit_matching_loss(detector),
+        attack_defense=detectors.noise_defense(detector),
+      )
+    built[name] = entry
+  return built
+
+
+def summary(built: dict[str, Attacked]) -> dict:
+  """What results.json records of each entry's detector."""
+  return {
+    name: {
+      "detector_threshold": float(np.asarray(entry.detector.threshold)),
+      "detector_sigma": entry.detector.sigma,
+      "detector_num_noise": entry.detector.num_noise,
+    }
+    for name, entry in built.items()
+    if entry.detector is not None
+  }
