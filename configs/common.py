@@ -22,12 +22,15 @@ def check_variant(arg: str | None) -> str:
 def run_settings(config: ml_collections.ConfigDict) -> None:
   """Seed, data and devices: the digits by default; 1 device, N devices,
   or 0 for all (of every host); `distributed` calls
-  jax.distributed.initialize() first (multi-host)."""
+  jax.distributed.initialize() first (multi-host); `dry_run`."""
   config.seed = 0
   config.dataset = "digits"
   config.data_dir = ""
   config.num_devices = 1
   config.distributed = False
+  # The real run's code path at minimal size on synthetic data and random
+  # weights (`stochjax.paper.dry_run`); its outputs are marked.
+  config.dry_run = False
 
 
 def model(name: str = "ResNet8", *, weights: str | None = None):

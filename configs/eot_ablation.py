@@ -72,6 +72,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # class (the paper's code targets the last one).
   config.attack.target = -1
   config.attack.num_votes = 20
+  # EOT draws evaluated at once (0: all); bounds an attack's memory.
+  config.attack.max_eot_chunk = 0
 
   # Each defense: its spec, the attack's eps and step size, and the defense
   # spec the attacked model was trained on ("" = the clean model). Smoothing

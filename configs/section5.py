@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = common.check_variant(arg)
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.dry_run = False  # See configs.common.run_settings.
   config.eps = (0.25, 0.5, 1.0)
   config.sigmas = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
   config.num_samples = 1_000_000

@@ -75,7 +75,13 @@ def add_network_defenses(config, eps: float, smoke: bool = False) -> None:
   config.defenses["odds"] = network(model="")
   config.defenses["odds"].num_votes = 1
   config.defenses["odds"].detector = ml_collections.ConfigDict(
-    dict(fpr=0.05, sigma=30 / 255, num_noise=64, num_calibration=500)
+    dict(
+      fpr=0.05,
+      sigma=30 / 255,
+      num_noise=64,
+      num_calibration=500,
+      only_correct=True,
+    )
   )
   if smoke:  # Every row in seconds.
     config.defenses["sap"].grid.update(

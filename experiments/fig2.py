@@ -8,7 +8,7 @@ Writes what `experiments.eot_ablation` writes.
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
 from stochjax import app
-from stochjax.paper import section4
+from stochjax.paper import dry_run, section4
 
 if __name__ == "__main__":
-  app.run(section4.run)
+  app.run(dry_run.supporting(section4.run))

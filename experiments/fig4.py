@@ -8,7 +8,7 @@ before_after.png and success_by_epoch.png.
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
 from stochjax import app
-from stochjax.paper import figs3_4
+from stochjax.paper import dry_run, figs3_4
 
 if __name__ == "__main__":
-  app.run(figs3_4.run)
+  app.run(dry_run.supporting(figs3_4.run))

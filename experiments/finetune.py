@@ -10,7 +10,7 @@ results.json and accuracy_by_epoch.png into the workdir.
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
 from stochjax import app
-from stochjax.paper import finetune
+from stochjax.paper import dry_run, finetune
 
 if __name__ == "__main__":
-  app.run(finetune.run)
+  app.run(dry_run.supporting(finetune.run))

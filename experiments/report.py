@@ -20,6 +20,11 @@ _OUT = flags.DEFINE_string("out", "docs/results.md", "The markdown file.")
 _JSON = flags.DEFINE_string(
   "json", "docs/results.json", "The comparisons as JSON ('' for none)."
 )
+_ALLOW_DRY_RUN = flags.DEFINE_bool(
+  "allow_dry_run",
+  False,
+  "Include dry runs (marked as such) instead of refusing them.",
+)
 
 
 def main(argv):
@@ -30,7 +35,10 @@ def main(argv):
     for name in sorted(os.listdir(_RUNS.value))
     if os.path.isdir(os.path.join(_RUNS.value, name))
   ]
-  report.write(workdirs, _OUT.value, _JSON.value or None)
+  report.write(
+    workdirs, _OUT.value, _JSON.value or None,
+    allow_dry_run=_ALLOW_DRY_RUN.value,
+  )  # fmt: skip
   print(f"wrote {_OUT.value} ({len(workdirs)} workdirs)")
 
 

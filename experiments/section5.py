@@ -9,7 +9,7 @@ Writes config.json, cells.json, results.json, table.md and section5.png.
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
 from stochjax import app
-from stochjax.paper import section5
+from stochjax.paper import dry_run, section5
 
 if __name__ == "__main__":
-  app.run(section5.run)
+  app.run(dry_run.supporting(section5.run))

@@ -52,6 +52,17 @@ def write_json_atomic(path: str, value: Any) -> None:
     raise
 
 
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to a temporary file beside `path`, then renames it."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
 def read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)

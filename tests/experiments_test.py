@@ -9,7 +9,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from configs import eot_ablation as eot_ablation_config
-from configs import fig1, fig2, fig3, fig4, table1, table2
+from configs import fig1, fig2, fig3, fig4, table1, table2, table2_cifar
 from configs import finetune as finetune_config
 from configs import section5 as section5_config
 from stochjax import data, evaluate, models
@@ -132,6 +132,24 @@ class PaperGridSmokeTest(parameterized.TestCase):
       for setting in config.defenses.values():
         self.assertTrue(setting.weights.startswith("weights/"), module)
         self.assertAlmostEqual(setting.eps, 8 / 255)
+
+  def test_table2_cifar_rows_carry_the_papers_attacks(self):
+    config = table2_cifar.get_config("paper")
+    self.assertEqual(config.dataset, "cifar10")
+    eps = 8 / 255
+    # (k, m, step) of the EOT attack, (k, step) of the no-EOT ablation.
+    paper = {
+      "sap": ((500, 10, 0.1 * eps), (500, 0.1 * eps)),
+      "kwta": ((100, 1000, 0.01), (40_000, 0.1 / 255)),
+      "odds": ((100, 40, 0.2 / 255), (4000, 0.1 / 255)),
+    }
+    for name, ((k, m, step), (k_ablation, step_ablation)) in paper.items():
+      grid = config.defenses[name].grid
+      self.assertEqual((grid.ablation.versus_k, grid.ablation.versus_m), (k, m))
+      self.assertAlmostEqual(grid.ablation.versus_fraction * eps, step)
+      self.assertEqual(tuple(grid.ablation.steps), (k_ablation,))
+      self.assertAlmostEqual(grid.ablation.step_fraction * eps, step_ablation)
+      self.assertIn(m, grid.eot_samples)
 
 
 class EqualBudgetTest(absltest.TestCase):

@@ -136,7 +136,8 @@ def calibrate(key, logits_fn, images, labels, *, fpr: float = 0.01,
     logits_fn: the model, ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1], clean (e.g. training
       images, as Roth et al.).
-    labels: ``(N,)`` their classes.
+    labels: ``(N,)`` their classes (only correctly classified images are
+      used), or None for every image, as the model classifies it.
     fpr: the false-positive rate in (0, 1).
     sigma, clip: the Gaussian noise (std in [0, 1] pixel units; Roth et
       al.'s 30/255), clipped to [0, 1] or not.
@@ -147,11 +148,13 @@ def calibrate(key, logits_fn, images, labels, *, fpr: float = 0.01,
     ValueError: bad images or labels, `fpr` outside (0, 1), or fewer than 4
       correctly classified images.
   """
-  images, labels = np.asarray(images), np.asarray(labels)
+  images = np.asarray(images)
   validation.check_images(images)
   logits_fn = attack_lib.as_pytree_fn(logits_fn)
   k = validation.num_classes(logits_fn, images[:1])
-  validation.check_labels(labels, len(images), k)
+  if labels is not None:
+    labels = np.asarray(labels)
+    validation.check_labels(labels, len(images), k)
   if not 0.0 < fpr < 1.0:
     raise ValueError(f"fpr must lie in (0, 1), got {fpr!r}.")
   settings = dict(sigma=float(sigma), clip=bool(clip),
@@ -163,6 +166,8 @@ def calibrate(key, logits_fn, images, labels, *, fpr: float = 0.01,
 
   out = _batched(shifts, key, images, batch_size)
   pred, g = out[:, 0].astype(int), out[:, 1:]
+  if labels is None:  # Every image, as the model classifies it.
+    labels = pred
   correct = np.flatnonzero(pred == labels)
   if len(correct) < 4:
     raise ValueError(

@@ -87,8 +87,9 @@ def _detector(config, key, network, setting):
     config.dataset, "train", data_dir=config.data_dir
   )
   n = spec.num_calibration
+  labels = train_set.labels[:n] if spec.get("only_correct", True) else None
   return detectors.calibrate(
-    key, network, train_set.images[:n], train_set.labels[:n],
+    key, network, train_set.images[:n], labels,
     fpr=spec.fpr, sigma=spec.sigma, num_noise=spec.num_noise,
     batch_size=config.batch_size,
   )  # fmt: skip

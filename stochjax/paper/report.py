@@ -258,11 +258,11 @@ def finetune_section(results: dict):
   ]
 
 
-def section(workdir: str, out_dir: str) -> list[str]:
+def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
   """The report section of one workdir (title, numbers, figures)."""
   experiment = os.path.basename(os.path.normpath(workdir))
   results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
-  lines = [f"## {experiment}", ""]
+  lines = [f"## {experiment}{' (DRY RUN)' if dry_run else ''}", ""]
   if "success_rate" in results:
     lines += grid_section(experiment, results, workdir, out_dir)
   elif "defenses" in results and "goals" in results:
@@ -403,25 +403,51 @@ def _robustness_lines(collected: dict) -> list[str]:
   return lines
 
 
-def _write_text(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+def _dry_runs(workdirs: list[str], allow: bool) -> list[str]:
+  """The workdirs holding dry runs (`stochjax.paper.dry_run`).
+
+  Raises:
+    ValueError: a dry run, unless `allow`.
+  """
+  dry = [
+    w
+    for w in workdirs
+    if workdir_lib.read_json(os.path.join(w, "results.json")).get("dry_run")
+  ]
+  if dry and not allow:
+    raise ValueError(
+      f"{', '.join(dry)}: dry runs (random weights, synthetic data), not "
+      "results; leave them out, or pass allow_dry_run (--allow_dry_run)."
+    )
+  return dry
 
 
-def write(workdirs: list[str], out: str, json_out: str | None = None) -> str:
+def write(workdirs: list[str], out: str, json_out: str | None = None, *,
+          allow_dry_run: bool = False) -> str:  # fmt: skip
   """Writes the report for `workdirs` (those without results.json are
   skipped and listed) to `out` and, if asked, the comparisons to
-  `json_out`; returns the markdown."""
+  `json_out`; returns the markdown.
+
+  Raises:
+    ValueError: a dry run among the workdirs, unless `allow_dry_run` (the
+      report then says so in its title and sections).
+  """
   out_dir = os.path.dirname(os.path.abspath(out))
   done = [
     w for w in workdirs if os.path.exists(os.path.join(w, "results.json"))
   ]
   missing = sorted(set(workdirs) - set(done))
+  dry = _dry_runs(done, allow_dry_run)
   collected = collect(sorted(done))
   lines = ["# stochjax results", ""]
+  if dry:
+    lines = [
+      "# stochjax results: DRY RUN",
+      "",
+      f"Dry runs ({', '.join(dry)}): random weights and synthetic data at "
+      "minimal sizes. These numbers test the code path; they are not results.",
+      "",
+    ]
   if missing:
     lines += [f"Not finished (no results.json): {', '.join(missing)}.", ""]
   if collected["comparisons"]:
@@ -441,9 +467,9 @@ def write(workdirs: list[str], out: str, json_out: str | None = None) -> str:
       "",
     ]
   for workdir in sorted(done):
-    lines += section(workdir, out_dir)
+    lines += section(workdir, out_dir, dry_run=workdir in dry)
   text = "\n".join(lines)
-  _write_text(out, text)
+  workdir_lib.write_text_atomic(out, text)
   if json_out is not None:
     workdir_lib.write_json_atomic(json_out, collected)
   return text

@@ -65,6 +65,17 @@ def in_budget(steps, m: int, max_budget: int) -> list[int]:
   return [k for k in steps if not max_budget or k * m <= max_budget]
 
 
+def grid_axes(config, name: str) -> ml_collections.ConfigDict:
+  """``config.grid`` with defense `name`'s own ``grid`` block over it
+  (steps, eot_samples, step_fractions, max_budget, ablation): Table 2's
+  rows each have the paper's own (k, m, step)."""
+  axes = ml_collections.ConfigDict(config.grid.to_dict())
+  own = config.defenses[name].get("grid")
+  if own is not None:
+    axes.update(own.to_dict())
+  return axes
+
+
 def _cell(panel: str, k: int, m: int) -> str:
   return f"{panel}/k={k}/m={m}"
 
@@ -161,14 +172,7 @@ class _Grid:
     return entry.model if defended else entry.undefended
 
   def axes(self, name: str) -> ml_collections.ConfigDict:
-    """``config.grid`` with defense `name`'s own ``grid`` block over it
-    (steps, eot_samples, step_fractions, max_budget, ablation): Table 2's
-    rows each have the paper's own (k, m, step)."""
-    axes = ml_collections.ConfigDict(self.config.grid.to_dict())
-    own = self.settings[name].get("grid")
-    if own is not None:
-      axes.update(own.to_dict())
-    return axes
+    return grid_axes(self.config, name)
 
   def target(self, name: str) -> int:
     """The target class: ``config.attack.target`` (negative counts from the
@@ -198,6 +202,12 @@ class _Grid:
     """PGD at the defense's eps; `defended`, with the entry's loss and the
     defense its EOT draws from (`attacked.Attacked`)."""
     eps, entry = self.eps[name], self.attacked[name]
+    m = kw.get("eot_samples", 1)
+    most = self.config.attack.get("max_eot_chunk", 0) or m
+    # Draws at a time: the largest divisor of m within the config's bound.
+    kw["eot_chunk_size"] = max(
+      d for d in range(1, min(m, most) + 1) if m % d == 0
+    )
     if defended:
       kw["loss"] = entry.loss
       if entry.defense_for_attack(eps) is not None:

@@ -1,0 +1,69 @@
+r"""Audit a stochastic defense (`stochjax.audit`): the paper's lessons as
+one report.
+
+  python -m experiments.audit --config=configs/audit.py --workdir=runs/audit
+  python -m experiments.audit --config=configs/audit.py \
+      --config.defense="gaussian_noise(sigma=0.25)" \
+      --config.model.weights=weights/my_model --workdir=runs/audit_mine
+
+The model: ``model.weights`` (a folder from ``python -m stochjax.convert``),
+``model.factory`` (``module:function`` returning a logits_fn or
+``(apply_fn, params)``), or else a ResNet trained here on ``model.train_on``
+("" = clean). The defense: a spec string or ``module:function``.
+
+Default (CPU): BaRT's noise injection on the clean ResNet-8 trained on the
+digits, 200 test images, eps 2/255 (the main job's eps rule's answer for
+this model) and 4/255, PGD-20 x EOT-10 as the adaptive attack, EOT
+compared at budgets 20 and 100. ``:smoke``: seconds. ``:paper``: the
+torchvision ResNet-50 on ImageNet's 1,000 images at 8/255.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = common.check_variant(arg)
+  config = ml_collections.ConfigDict()
+  common.run_settings(config)
+  config.defense = "noise_injection()"
+  config.model = common.model()
+  config.model.weights = ""
+  config.model.factory = ""
+  config.model.train_on = ""
+  config.train = common.train()
+  config.num_examples = 200
+  config.batch_size = 100
+  config.num_votes = 20  # Draws per defended vote.
+  config.num_draws = 20  # Draws per image for the randomness measures.
+  config.threat = ml_collections.ConfigDict(
+    dict(norm="linf", eps=(2 / 255, 4 / 255))
+  )
+  config.budget = ml_collections.ConfigDict(
+    dict(
+      steps=20,  # The adaptive attack: PGD-steps x EOT-eot, step eps/4.
+      eot=10,
+      budgets=(20, 100),  # k x m where EOT meets no-EOT PGD.
+      small_fraction=0.025,  # The smaller no-EOT step: eps/40.
+      eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0),  # Success against eps.
+    )
+  )
+  if variant == "smoke":
+    common.smoke_model(config)
+    config.train.epochs = 1
+    config.num_examples = config.batch_size = 16
+    config.num_votes = config.num_draws = 3
+    config.budget.update(dict(steps=2, eot=2, budgets=(4,),
+                              eps_scales=(1.0, 4.0)))  # fmt: skip
+  elif variant == "paper":
+    config.dataset = "imagenet"
+    config.data_dir = "data/imagenet"
+    common.imagenet_model(config, "ResNet50")
+    config.model.weights = "weights/resnet50_torchvision"
+    config.num_examples = 1000
+    config.batch_size = 128
+    config.num_votes = 100
+    config.threat.eps = (8 / 255,)
+    config.budget.update(dict(steps=100, eot=10, budgets=(100, 1000)))
+  return config

@@ -1,0 +1,317 @@
+"""The audit's sections: each measures one of the paper's lessons about a
+randomized defense and returns its numbers (rates with exact intervals,
+paired tests) and a verdict.
+
+Every attack of one audit is judged by `stochjax.evaluate.evaluate_attack`
+with the same evaluation key, so all retain the same samples and compare
+by exact paired (McNemar) tests on them.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stochjax import attacks, evaluate, prng, stats
+from stochjax.defenses import core as defense_core
+
+ALPHA = 0.05
+
+
+@dataclasses.dataclass
+class Setting:
+  """What one audit evaluates (see `stochjax.audit.audit`)."""
+
+  key: jax.Array
+  logits_fn: Any
+  images: np.ndarray
+  labels: np.ndarray
+  defense: Any
+  eps: float
+  norm: str
+  num_votes: int
+  batch_size: int
+  mesh: Any
+  cells: dict  # Finished evaluations, by name (resumes an interrupted audit).
+  save: Any  # (name, value) -> None, records a finished evaluation.
+
+  def evaluate(self, name: str, attack, *, defended: bool = True) -> dict:
+    """The protocol's result of `attack` (cached as cell `name`)."""
+    if name not in self.cells:
+      self.cells[name] = evaluate.evaluate_attack(
+        prng.fold(self.key, 1), self.logits_fn, self.images, self.labels,
+        attack=attack, defense=self.defense if defended else None,
+        num_votes=self.num_votes if defended else 1,
+        batch_size=self.batch_size, mesh=self.mesh,
+      )  # fmt: skip
+      self.save(name, self.cells[name])
+    return self.cells[name]
+
+  def pgd(self, *, eps=None, fraction=0.25, steps=10, eot=1, defended=True,
+          **kw):  # fmt: skip
+    """PGD-steps x EOT-eot at `fraction` x eps, through the defense when
+    `defended` (or through ``kw["defense"]``)."""
+    eps = self.eps if eps is None else eps
+    kw.setdefault("defense", self.defense if defended else None)
+    return attacks.make_pgd(
+      eps=eps, step_size=eps * fraction, num_steps=steps, norm=self.norm,
+      eot_samples=eot, **kw,
+    )  # fmt: skip
+
+
+def rate(result: dict, label: str) -> dict:
+  """An evaluation's success as ``stats.side`` (rate, interval, counts)."""
+  outcomes = result.get("attack_success_rate_per_sample", [])
+  return stats.side(label, int(np.sum(outcomes)), len(outcomes))
+
+
+def paired(label_a, result_a, label_b, result_b) -> dict:
+  """The exact paired test of two evaluations on the same samples."""
+  return stats.compare(
+    label_a, result_a.get("attack_success_rate_per_sample", []),
+    label_b, result_b.get("attack_success_rate_per_sample", []),
+    paired=True,
+  )  # fmt: skip
+
+
+def accuracy(s: Setting) -> dict:
+  """Clean accuracy and the defended vote's, each with its interval."""
+  n = len(s.labels)
+  clean = np.asarray(evaluate.predict(s.logits_fn, s.images)) == s.labels
+  voted = evaluate.vote(
+    prng.fold(s.key, 2), s.logits_fn, s.images, defense=s.defense,
+    num_votes=s.num_votes,
+  )  # fmt: skip
+  defended = np.asarray(voted) == s.labels
+  drop = stats.compare(
+    "clean", clean.tolist(), "defended", defended.tolist(), paired=True
+  )
+  return {
+    "clean": stats.side("clean", int(clean.sum()), n),
+    "defended": stats.side("defended", int(defended.sum()), n),
+    "test": drop,
+    "verdict": "the defense costs accuracy"
+    if drop["verdict"] == "a"
+    else "no significant accuracy cost",
+  }
+
+
+def randomness(s: Setting, num_draws: int) -> dict:
+  """How much the defense moves the model: the fraction of draws that
+  change the clean prediction, the spread of the logits over draws, and
+  the Section 5 trade-off (randomness that moves predictions is what
+  costs accuracy)."""
+  kept = np.asarray(
+    evaluate.invariance(
+      prng.fold(s.key, 3), s.logits_fn, s.images, defense=s.defense,
+      num_draws=num_draws,
+    )
+  )  # fmt: skip
+  spread = _logit_spread(prng.fold(s.key, 4), s, num_draws)
+  changed = float(1.0 - kept.mean())
+  if changed == 0.0 and spread == 0.0:
+    verdict = "none: the defense does not move the model"
+  elif changed < 0.05:
+    verdict = "low: the model is (nearly) invariant to the defense"
+  else:
+    verdict = "high: the defense changes predictions"
+  return {
+    "changed_fraction": changed,
+    "changed_ci": list(
+      stats.rate_interval(
+        int(round(changed * num_draws * len(kept))), num_draws * len(kept)
+      )
+    ),
+    "always_kept": float(np.mean(kept == 1.0)),
+    "invariance_per_sample": kept.tolist(),
+    "logit_spread": spread,
+    "num_draws": num_draws,
+    "verdict": verdict,
+  }
+
+
+def _logit_spread(key, s: Setting, num_draws: int) -> float:
+  """Mean over images of the logits' standard deviation across draws,
+  relative to the clean logits' spread across classes (0: the defense
+  leaves the logits alone). Draws run one at a time (memory: one draw)."""
+  defended = defense_core.defended_logits(
+    attacks.as_pytree_fn(s.logits_fn), defense_core.resolve(s.defense)
+  )
+  keys = prng.per_example(key, len(s.labels))
+
+  @jax.jit
+  def moments(x):
+    # Moments of the draws' difference from draw 0: exactly 0 when every
+    # draw is the same (no cancellation error).
+    first = defended(prng.fold_each(keys, 0), x).astype(jnp.float32)
+
+    def one(totals, j):
+      shift = defended(prng.fold_each(keys, j), x).astype(jnp.float32) - first
+      return (totals[0] + shift, totals[1] + shift**2), None
+
+    zeros = jnp.zeros_like(first)
+    draws = jnp.arange(1, num_draws, dtype=jnp.uint32)
+    (total, squares), _ = jax.lax.scan(one, (zeros, zeros), draws)
+    return total / num_draws, squares / num_draws
+
+  mean, second = (np.asarray(m, np.float64) for m in moments(s.images))
+  std = np.sqrt(np.maximum(second - mean**2, 0.0)).mean(axis=1)
+  scale = np.asarray(s.logits_fn(s.images), np.float64).std(axis=1)
+  return float(np.mean(std / np.maximum(scale, 1e-12)))
+
+
+def adaptive_vs_transfer(s: Setting, steps: int, eot: int) -> dict:
+  """The non-adaptive attack (PGD on the undefended model, its images
+  judged through the defense) against the adaptive one (PGD x EOT through
+  the defense), at the same eps and budget per draw."""
+  transfer = s.evaluate(
+    "transfer", s.pgd(steps=steps, defended=False)
+  )  # A point attack on the bare model, judged by the defended vote.
+  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  test = paired(
+    f"transfer PGD-{steps}", transfer, f"adaptive PGD-{steps} x EOT-{eot}",
+    adaptive,
+  )  # fmt: skip
+  return {
+    "transfer": test["a"],
+    "adaptive": test["b"],
+    "test": test,
+    "verdict": {
+      "a": "transfer stronger than adaptive: gradient masking?",
+      "b": "the adaptive attack is needed",
+      "tie": "transfer as strong as adaptive",
+    }[test["verdict"]],
+  }
+
+
+def eot_needed(s: Setting, budgets, eot: int, small_fraction: float) -> dict:
+  """PGD without EOT (k = budget steps of eps/4, and the same steps of
+  `small_fraction` x eps) against PGD-(budget/eot) x EOT-eot, per budget,
+  on the same samples; EOT is needed at a budget when it significantly
+  beats every no-EOT attack there."""
+  rows, needed_at = [], []
+  for budget in budgets:
+    with_eot = s.evaluate(
+      f"eot/k={budget // eot}/m={eot}", s.pgd(steps=budget // eot, eot=eot)
+    )
+    tests = [
+      paired(
+        f"PGD-{budget} x EOT-1, step {fraction:g} eps",
+        s.evaluate(
+          f"no_eot/k={budget}/step={fraction:g}",
+          s.pgd(steps=budget, fraction=fraction),
+        ),
+        f"PGD-{budget // eot} x EOT-{eot}, step 0.25 eps",
+        with_eot,
+      )  # fmt: skip
+      | {"budget": budget}
+      for fraction in (0.25, small_fraction)
+    ]
+    rows += tests
+    if all(t["verdict"] == "b" for t in tests):
+      needed_at.append(budget)
+  return {
+    "comparisons": rows,
+    "needed_at_budgets": needed_at,
+    "verdict": "EOT needed: it beats every no-EOT attack at budget "
+    + ", ".join(map(str, needed_at))
+    if needed_at
+    else "EOT not needed: some no-EOT PGD is as strong at every budget",
+  }
+
+
+def robustness_source(s: Setting, steps: int, eot: int) -> dict:
+  """The same PGD on the undefended model at the same eps (the model's
+  own robustness) against the adaptive attack on the defended one."""
+  bare = s.evaluate("undefended", s.pgd(steps=steps, defended=False),
+                    defended=False)  # fmt: skip
+  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  bare_rate, defended_rate = (
+    rate(bare, "undefended"),
+    rate(adaptive, "defended"),
+  )
+  test = stats.compare(
+    "undefended", bare.get("attack_success_rate_per_sample", []),
+    "defended", adaptive.get("attack_success_rate_per_sample", []),
+    paired=False,
+  )  # fmt: skip
+  if bare_rate["rate"] < 0.5:
+    verdict = "the model itself is robust at this eps"
+  elif test["verdict"] == "a":
+    verdict = "the defense adds robustness"
+  else:
+    verdict = "no robustness beyond the model's"
+  return {"undefended": bare_rate, "defended": defended_rate, "test": test,
+          "verdict": verdict}  # fmt: skip
+
+
+def _check(name: str, passed: bool, **numbers) -> dict:
+  return {"name": name, "passed": bool(passed), **numbers}
+
+
+def sanity(s: Setting, steps: int, eot: int, scales, transfer: dict) -> dict:
+  """Carlini et al. (2019)'s checks on the adaptive attack (PGD x EOT):
+
+  * success rises with eps (no radius significantly weaker than a smaller
+    one, paired) and reaches >= 95 % at the largest (`scales` x eps,
+    capped at the whole pixel range);
+  * an unbounded attack (eps = 1) succeeds on >= 99 % of samples;
+  * more steps never lose (2k steps with best points is not significantly
+    weaker than k);
+  * the transfer attack does not beat the white-box one (`transfer`: the
+    `adaptive_vs_transfer` record);
+  * gradients through the defense are not beaten by BPDA's identity.
+  """
+  radii = sorted({min(1.0, s.eps * c) for c in scales})
+  by_eps = [
+    s.evaluate(f"sanity/eps={r:g}", s.pgd(eps=r, steps=steps, eot=eot))
+    for r in radii
+  ]
+  drops = [
+    paired(f"eps {radii[i]:g}", by_eps[i], f"eps {radii[i + 1]:g}",
+           by_eps[i + 1])
+    for i in range(len(radii) - 1)
+  ]  # fmt: skip
+  largest = rate(by_eps[-1], f"eps {radii[-1]:g}")
+  unbounded = rate(
+    s.evaluate("sanity/unbounded", s.pgd(eps=1.0, steps=steps, eot=eot)),
+    "eps 1",
+  )
+  short = s.evaluate("sanity/best/k", s.pgd(steps=steps, eot=eot,
+                                            best_point=True))  # fmt: skip
+  longer = s.evaluate(
+    "sanity/best/2k", s.pgd(steps=2 * steps, eot=eot, best_point=True)
+  )
+  more_steps = paired(f"PGD-{steps}", short, f"PGD-{2 * steps}", longer)
+  bpda = s.evaluate(
+    "sanity/bpda",
+    s.pgd(steps=steps, eot=eot,
+          defense=defense_core.bpda(defense_core.resolve(s.defense))),
+  )  # fmt: skip
+  exact = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  gradients = paired("BPDA identity", bpda, "the defense's gradients", exact)
+  checks = [
+    _check("success rises with eps", all(d["verdict"] != "a" for d in drops),
+           radii=radii, rates=[rate(r, "")["rate"] for r in by_eps],
+           tests=drops),  # fmt: skip
+    _check("reaches ~100 % at a large eps", largest["rate"] >= 0.95,
+           largest=largest),  # fmt: skip
+    _check("an unbounded attack succeeds", unbounded["rate"] >= 0.99,
+           unbounded=unbounded),  # fmt: skip
+    _check("more steps never lose", more_steps["verdict"] != "a",
+           test=more_steps),  # fmt: skip
+    _check("transfer does not beat white-box",
+           transfer["test"]["verdict"] != "a", test=transfer["test"]),
+    _check("BPDA does not beat the defense's gradients",
+           gradients["verdict"] != "a", test=gradients),
+  ]  # fmt: skip
+  failed = [c["name"] for c in checks if not c["passed"]]
+  return {
+    "checks": checks,
+    "verdict": "all passed"
+    if not failed
+    else f"failed: {'; '.join(failed)} (suspect gradient masking or a weak "
+    "attack)",
+  }

@@ -1,0 +1,266 @@
+"""Dry runs: a paper run's code path at its true shapes, in minutes.
+
+``--config.dry_run=True`` on any experiment first prints the real run's
+plan (`stochjax.paper.plan`), then runs the *same* driver on a copy of the
+config where only sizes and paths change:
+
+* data: a few images written in the real on-disk layout under
+  ``<workdir>/dry_run/data`` (`stochjax.data.synthetic`), read by the real
+  loaders; the digits stay the digits;
+* weights: every converted-weights folder the config names is replaced by
+  random weights of the same architecture, written and read through
+  `stochjax.models.save` / `load`, the converter's format;
+* sizes: 2 images and 2 votes; every grid axis keeps its length but its
+  values become 1, 2, 3, ... (so every cell, pair and ablation exists);
+  1 training epoch of one batch; 2 detector draws; the first and last of
+  a list of defenses run (every one is still built, so a bad spec fails).
+
+It then runs the driver a second time on the same workdir, which must
+resume without computing anything, and writes the report. config.json,
+results.json and the report say ``dry_run``; `stochjax.paper.report`
+refuses them as inputs unless asked.
+"""
+
+import difflib
+import functools
+import importlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from stochjax import data as data_lib
+from stochjax import defenses, models, registry
+from stochjax import workdir as workdir_lib
+from stochjax.data import synthetic
+from stochjax.paper import plan, report
+
+NUM_CLASSES = {"imagenet": 1000, "imagenette": 10, "cifar10": 10}
+# The train batch of a dry run: one batch is an epoch of the synthetic
+# training split (10 images for ImageNette and CIFAR-10).
+TRAIN_BATCH = 10
+
+
+def _ranks(values) -> tuple:
+  """``(1, 2, ..., len(values))``: the axis's cells, at minimal cost."""
+  return tuple(range(1, len(values) + 1))
+
+
+def _rank_of(values, value) -> int:
+  return sorted(values).index(value) + 1
+
+
+def _shrink_grid(grid: ml_collections.ConfigDict) -> None:
+  """Every axis keeps its length with values 1, 2, ...; the ablation's
+  reference cell maps to the same cell of the shrunk grid."""
+  steps, draws = list(grid.steps), list(grid.eot_samples)
+  if grid.get("ablation") is not None:
+    ablation = grid.ablation
+    ablation.versus_k = _rank_of(steps, ablation.versus_k)
+    ablation.versus_m = _rank_of(draws, ablation.versus_m)
+    ablation.steps = _ranks(ablation.steps)
+  grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
+  if "max_budget" in grid:
+    grid.max_budget = 0
+
+
+def _first_and_last(mapping) -> None:
+  """Keeps the first and last entries of a config mapping."""
+  names = list(mapping)
+  for name in names[1:-1]:
+    del mapping[name]
+
+
+def _shrink_grid_run(config) -> None:
+  config.attack.num_votes = 2
+  _shrink_grid(config.grid)
+  for setting in config.defenses.values():
+    if setting.get("num_votes"):
+      setting.num_votes = min(setting.num_votes, 2)
+    if setting.get("grid") is not None:
+      _shrink_grid(setting.grid)
+    if setting.get("detector") is not None:
+      setting.detector.update(
+        dict(num_noise=2, num_calibration=4, only_correct=False)
+      )
+  rule = config.eps_rule
+  rule.num_steps, rule.num_examples = 1, 2
+  rule.candidates = tuple(rule.candidates)[:2]
+
+
+def _shrink_fine_tuning(config) -> None:
+  config.num_votes = config.vote_chunk_size = 2
+  config.eval_epochs = (0, 1)
+  (call,) = registry.parse(config.attack.spec)
+  kwargs = call.kwargs | {"num_steps": 2}
+  arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+  config.attack.spec = f"{call.name}({arguments})"
+
+
+def shrink(config: ml_collections.ConfigDict, root: str):
+  """A copy of `config` for a dry run: data and weights under `root`,
+  every size minimal (see the module docstring)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for spec in _defense_specs(config):
+    defenses.lookup(spec)  # Every defense is built: a bad spec fails here.
+  if "num_samples" in config:  # Section 5: no model, no data.
+    config.num_samples = 1_000
+    config.eps, config.sigmas = tuple(config.eps)[:2], tuple(config.sigmas)[:2]
+    return config
+  label = 0
+  if config.dataset in synthetic.NAMES:
+    config.data_dir = synthetic.write(
+      config.dataset, os.path.join(root, "data", config.dataset)
+    )
+    test = data_lib.load(config.dataset, "test", data_dir=config.data_dir)
+    label = int(test.labels[0])
+  for field in ("num_examples", "batch_size", "num_eval"):
+    if field in config:
+      config[field] = 2
+  if "vote_chunk_size" in config:
+    config.vote_chunk_size = 2
+  config.train.epochs = 1
+  config.train.batch_size = TRAIN_BATCH
+  if "pretrain_epochs" in config:
+    config.pretrain_epochs = 1
+  if "defenses" in config and len(config.defenses) > 2:
+    _first_and_last(config.defenses)
+    if "labels" in config:
+      config.labels = [config.labels[0], config.labels[-1]]
+  if "grid" in config:
+    _shrink_grid_run(config)
+  if "eval_epochs" in config:
+    _shrink_fine_tuning(config)
+  if "budget" in config:  # The audit.
+    config.num_votes = config.num_draws = 2
+    config.budget.update(dict(steps=1, eot=2, budgets=(2,)))
+  _random_weights(config, os.path.join(root, "weights"), label)
+  return config
+
+
+def _defense_specs(config) -> list[str]:
+  specs = []
+  if "defense" in config:
+    specs.append(config.defense)
+  for setting in config.get("defenses", {}).values():
+    specs.append(setting if isinstance(setting, str) else setting.spec)
+  return specs
+
+
+def _random_weights(config, folder: str, label: int) -> None:
+  """Points every converted-weights folder at random weights of the same
+  architecture, written in the converter's format; the head's bias favours
+  class `label` (the first test image's), so the dry run retains it and
+  its attacks run."""
+  classes = NUM_CLASSES.get(config.dataset, 10)
+  blocks = [config.model] + [
+    s for s in config.get("defenses", {}).values() if not isinstance(s, str)
+  ]
+  for block in blocks:
+    if not block.get("weights"):
+      continue
+    name = os.path.basename(os.path.normpath(block.weights))
+    target = os.path.join(folder, name)
+    if not os.path.exists(os.path.join(target, "model.json")):
+      model = models.get_model(
+        config.model.name, num_classes=classes, stem=config.model.stem
+      )
+      variables = _init(model, label)
+      models.save(target, config.model.name, model, variables)
+    block.weights = target
+
+
+def _init(model, label: int):
+  variables = jax.jit(model.init)(
+    jax.random.key(0), jnp.zeros((1, 224, 224, 3))
+  )
+  head = variables["params"]["Dense_0"]
+  head["bias"] = head["bias"].at[label].set(10.0)
+  return variables
+
+
+def _paths(tree: dict, prefix: str = "") -> set[str]:
+  """Dotted field paths of a config dict; entries under ``defenses`` are
+  user-named, so their names read as ``*``."""
+  paths = set()
+  for key, value in tree.items():
+    name = "*" if prefix.endswith("defenses.") else key
+    path = f"{prefix}{name}"
+    if isinstance(value, dict) and value:
+      paths |= _paths(value, f"{path}.")
+    else:
+      paths.add(path)
+  return paths
+
+
+def check_fields(config, references: tuple[str, ...]) -> None:
+  """Refuses fields that no variant of the shipped configs `references`
+  (module names under ``configs``) has: in a copied config, a misspelt
+  field would otherwise be carried, unread, through a whole run.
+
+  Raises:
+    ValueError: naming each unknown field and the closest known ones.
+  """
+  known = set()
+  for name in references:
+    module = importlib.import_module(f"configs.{name}")
+    for variant in ("smoke", None, "paper"):
+      known |= _paths(module.get_config(variant).to_dict())
+  unknown = sorted(_paths(config.to_dict()) - known)
+  if unknown:
+    hints = [
+      f"{path} (did you mean {', '.join(close)}?)"
+      if (close := difflib.get_close_matches(path, known, n=2)) else path
+      for path in unknown
+    ]  # fmt: skip
+    raise ValueError(
+      f"Config fields no configs/{{{','.join(references)}}}.py variant has: "
+      f"{'; '.join(hints)}."
+    )
+
+
+# The shipped configs of each driver (its ``run``'s module).
+REFERENCES = {
+  "stochjax.paper.section4": ("eot_ablation", "table1", "table2",
+                              "table2_cifar", "fig1", "fig2"),
+  "stochjax.paper.figs3_4": ("fig3", "fig4"),
+  "stochjax.paper.finetune": ("finetune",),
+  "stochjax.paper.section5": ("section5",),
+  "stochjax.audit.run": ("audit",),
+}  # fmt: skip
+
+
+def supporting(main):
+  """`main(config, workdir)` (a `stochjax.paper` driver's ``run``) that
+  checks the config's fields against its driver's shipped configs
+  (`REFERENCES`) and honours ``config.dry_run``."""
+  references = REFERENCES[main.__module__]
+
+  @functools.wraps(main)
+  def run(config, work: workdir_lib.Workdir) -> dict:
+    check_fields(config, references)
+    if not config.get("dry_run", False):
+      return main(config, work)
+    print("DRY RUN.", plan.describe(plan.plan(config)), flush=True)
+    small = shrink(config, work.file("dry_run"))
+    workdir_lib.write_json_atomic(
+      work.file("dry_run_config.json"), json.loads(small.to_json_best_effort())
+    )
+    results = main(small, work)
+    cells = work.cells()
+    again = main(small, work)  # Resumes: must compute nothing new.
+    if work.cells() != cells:
+      raise RuntimeError("The resumed dry run computed cells again.")
+    del again
+    results |= {"dry_run": True, "plan": plan.plan(config)}
+    work.write_results(results)
+    report.write(
+      [work.path], work.file("report.md"), allow_dry_run=True
+    )  # fmt: skip
+    logging.info("dry run finished: %s", work.path)
+    return results
+
+  return run

@@ -1,0 +1,137 @@
+"""The audit's verdicts on models where the answer is known."""
+
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from absl.testing import absltest
+from sklearn import datasets, exceptions, neural_network
+
+from configs import audit as audit_config
+from stochjax import audit
+from stochjax import workdir as workdir_lib
+from stochjax.audit import run as audit_run
+
+
+def _mlp(params, images):
+  w1, b1, w2, b2 = params
+  hidden = jax.nn.relu(images.reshape(images.shape[0], -1) @ w1 + b1[None])
+  return hidden @ w2 + b2[None]
+
+
+def quantize_without_bpda(key, image):
+  """A non-differentiable quantizer with no BPDA: zero gradients."""
+  del key
+  return jnp.round(image * 4) / 4
+
+
+def setUpModule():
+  global IMAGES, LABELS, MODEL
+  digits = datasets.load_digits()
+  IMAGES = (digits.images / 16.0).astype(np.float32)[..., None]
+  LABELS = digits.target
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
+    mlp = neural_network.MLPClassifier((64,), max_iter=200, random_state=0)
+    mlp.fit(IMAGES[:600].reshape(600, -1), LABELS[:600])
+  params = tuple(
+    jnp.asarray(p, jnp.float32)
+    for pair in zip(mlp.coefs_, mlp.intercepts_, strict=True)
+    for p in pair
+  )
+  MODEL = jax.tree_util.Partial(_mlp, params)
+
+
+def _audit(defense, **kw):
+  cells = {}
+  setting = audit.Setting(
+    jax.random.key(0), MODEL, IMAGES[600:720], LABELS[600:720], defense,
+    eps=0.1, norm="linf", num_votes=5, batch_size=120, mesh=None,
+    cells=cells, save=lambda name, value: None,
+  )  # fmt: skip
+  settings = dict(steps=10, eot=5, budgets=(10,), num_draws=10,
+                  eps_scales=(1.0, 4.0))  # fmt: skip
+  return audit.audit(setting, **settings | kw)
+
+
+def _checks(report):
+  return {c["name"]: c["passed"] for c in report["sanity"]["checks"]}
+
+
+class KnownAnswersTest(absltest.TestCase):
+  def test_a_deterministic_defense_has_no_randomness_and_needs_no_eot(self):
+    report = _audit("bit_depth(bits=8)")
+    self.assertEqual(report["randomness"]["changed_fraction"], 0.0)
+    self.assertEqual(report["randomness"]["logit_spread"], 0.0)
+    self.assertStartsWith(report["randomness"]["verdict"], "none")
+    self.assertStartsWith(report["eot_needed"]["verdict"], "EOT not needed")
+    self.assertEqual(report["sanity"]["verdict"], "all passed")
+
+  def test_large_untrained_noise_is_high_randomness(self):
+    report = _audit("gaussian_noise(sigma=0.5)")
+    self.assertGreater(report["randomness"]["changed_fraction"], 0.3)
+    self.assertStartsWith(report["randomness"]["verdict"], "high")
+    self.assertEqual(report["accuracy"]["test"]["verdict"], "a")
+
+  def test_a_quantizer_without_bpda_fails_the_sanity_checks(self):
+    report = _audit(quantize_without_bpda)
+    checks = _checks(report)
+    self.assertFalse(checks["an unbounded attack succeeds"])
+    self.assertFalse(checks["BPDA does not beat the defense's gradients"])
+    self.assertFalse(checks["transfer does not beat white-box"])
+    self.assertStartsWith(report["sanity"]["verdict"], "failed")
+    # Every p-value recomputes with SciPy's exact binomial test.
+    tests = [*report["eot_needed"]["comparisons"],
+             report["adaptive_vs_transfer"]["test"]]  # fmt: skip
+    tests += [c["test"] for c in report["sanity"]["checks"] if "test" in c]
+    for test in tests:
+      discordant = test["only_a"] + test["only_b"]
+      expected = (
+        scipy.stats.binomtest(test["only_a"], discordant, 0.5).pvalue
+        if discordant
+        else 1.0
+      )
+      self.assertAlmostEqual(test["p_value"], expected, places=12)
+
+  def test_budgets_must_be_multiples_of_eot(self):
+    with self.assertRaisesRegex(ValueError, "multiples of eot"):
+      _audit("bit_depth(bits=8)", budgets=(7,))
+
+
+class CommandTest(absltest.TestCase):
+  def test_smoke_writes_the_report_and_resumes(self):
+    config = audit_config.get_config("smoke")
+    work = workdir_lib.Workdir(self.create_tempdir().full_path)
+    work.claim(config, overwrite=False)
+    with jax.numpy_dtype_promotion("standard"):
+      report = audit_run.run(config, work)
+      cells = work.cells()
+      again = audit_run.run(config, work)
+    for name in ("audit.json", "audit.md", "success_vs_eps.png",
+                 "randomness.png"):  # fmt: skip
+      self.assertTrue(os.path.exists(work.file(name)), name)
+    self.assertEqual(work.cells(), cells)  # Resumed: nothing recomputed.
+    self.assertEqual(audit.verdicts(again), audit.verdicts(report))
+    stored = workdir_lib.read_json(work.file("audit.json"))
+    self.assertEqual(set(audit.verdicts(stored)), set(audit.verdicts(report)))
+    with open(work.file("audit.md")) as f:
+      text = f.read()
+    for verdict in audit.verdicts(report).values():
+      self.assertIn(verdict, text)
+
+  def test_a_model_factory_and_defense_function_load(self):
+    self.assertIs(
+      audit_run.defense_of("tests.audit_test:quantize_without_bpda"),
+      quantize_without_bpda,
+    )
+    self.assertEqual(audit_run.defense_of("jpeg(quality_low=60)"),
+                     "jpeg(quality_low=60)")  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "Cannot load"):
+      audit_run.load_object("tests.audit_test:nothing_here")
+
+
+if __name__ == "__main__":
+  absltest.main()

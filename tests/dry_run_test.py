@@ -1,0 +1,109 @@
+"""Dry runs of every `:paper` config: the real code path, at true shapes,
+on synthetic data and random weights, on 8 fake CPU devices."""
+
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest, parameterized
+
+from stochjax import workdir as workdir_lib
+from stochjax.paper import report
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (entry point, config): every `:paper` variant.
+PAPER_RUNS = (
+  ("eot_ablation", "eot_ablation"),
+  ("table1", "table1"),
+  ("table2", "table2"),
+  ("table2", "table2_cifar"),
+  ("fig1", "fig1"),
+  ("fig2", "fig2"),
+  ("fig3", "fig3"),
+  ("fig4", "fig4"),
+  ("finetune", "finetune"),
+  ("section5", "section5"),
+)
+
+
+def dry_run(experiment, config_path, workdir, *overrides, devices=8):
+  """Runs ``python -m experiments.<experiment>`` as a user would, with
+  ``--config.dry_run=True`` on `devices` fake CPU devices."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", STOCHJAX_PROGRESS="0")
+  env["XLA_FLAGS"] = (
+    env.get("XLA_FLAGS", "")
+    + f" --xla_force_host_platform_device_count={devices}"
+  )
+  devices_flag = [] if devices == 1 else ["--config.num_devices=0"]
+  command = [
+    sys.executable, "-m", f"experiments.{experiment}",
+    f"--config={config_path}:paper", "--config.dry_run=True",
+    *devices_flag, *overrides, f"--workdir={workdir}",
+  ]  # fmt: skip
+  return subprocess.run(
+    command, env=env, cwd=_ROOT, capture_output=True, text=True, timeout=1200
+  )
+
+
+class PaperDryRunTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    (config, experiment, config) for experiment, config in PAPER_RUNS
+  )
+  def test_dry_run_writes_marked_results_and_report(self, experiment, config):
+    workdir = self.create_tempdir().full_path
+    done = dry_run(experiment, f"configs/{config}.py", workdir)
+    self.assertEqual(
+      done.returncode, 0, done.stdout[-3000:] + done.stderr[-6000:]
+    )
+    self.assertIn("DRY RUN. The real run:", done.stdout)
+    results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
+    self.assertTrue(results["dry_run"])
+    self.assertGreaterEqual(results["plan"]["gpu_hours"], 0.0)
+    stored = workdir_lib.read_json(os.path.join(workdir, "config.json"))
+    self.assertTrue(stored["config"]["dry_run"])
+    with open(os.path.join(workdir, "report.md")) as f:
+      self.assertIn("DRY RUN", f.readline())
+    # A real report refuses it; asked, it includes it, marked.
+    out = os.path.join(workdir, "again.md")
+    with self.assertRaisesRegex(ValueError, "dry run"):
+      report.write([workdir], out)
+    self.assertIn("(DRY RUN)", report.write([workdir], out, allow_dry_run=True))
+
+
+class BrokenConfigTest(absltest.TestCase):
+  def _copy_with(self, old: str, new: str) -> str:
+    """configs/table1.py, copied with `old` replaced by `new`."""
+    with open(os.path.join(_ROOT, "configs", "table1.py")) as f:
+      text = f.read()
+    self.assertIn(old, text)
+    path = os.path.join(self.create_tempdir().full_path, "broken.py")
+    with open(path, "w") as f:
+      f.write(text.replace(old, new))
+    return path
+
+  def test_a_misspelt_defense_fails_naming_it(self):
+    path = self._copy_with(
+      '"rotation(max_degrees=90)"', '"rotaton(max_degrees=90)"'
+    )
+    done = dry_run("table1", path, self.create_tempdir().full_path, devices=1)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("Unknown defense 'rotaton'", done.stderr)
+
+  def test_a_field_the_code_does_not_know_fails_naming_it(self):
+    path = self._copy_with(
+      "config.attack.num_votes = 1", "config.attack.num_vote = 1"
+    )
+    done = dry_run("table1", path, self.create_tempdir().full_path, devices=1)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("attack.num_vote (did you mean attack.num_votes", done.stderr)
+
+  def test_an_impossible_value_fails_naming_the_field(self):
+    path = self._copy_with("config.grid.step_fractions = (0.125, 0.25)",
+                           "config.grid.step_fractions = (0.125, -0.25)")  # fmt: skip
+    done = dry_run("table1", path, self.create_tempdir().full_path, devices=1)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("step_size", done.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
