@@ -70,6 +70,14 @@ class PaperDryRunTest(parameterized.TestCase):
     self.assertIn("(DRY RUN)", report.write([workdir], out, allow_dry_run=True))
 
 
+class PlanTest(absltest.TestCase):
+  def test_the_performance_doc_holds_the_plans_table(self):
+    from experiments import plan as plan_command
+
+    with open(os.path.join(_ROOT, "docs", "performance.md")) as f:
+      self.assertIn(plan_command.table(), f.read())
+
+
 class BrokenConfigTest(absltest.TestCase):
   def _copy_with(self, old: str, new: str) -> str:
     """configs/table1.py, copied with `old` replaced by `new`."""

@@ -14,11 +14,10 @@ import importlib
 import ml_collections
 import numpy as np
 
-from stochjax import audit, models
+from stochjax import audit, experiment, models
 from stochjax import data as data_lib
 from stochjax import workdir as workdir_lib
 from stochjax.audit import report
-from stochjax.paper import setup
 
 
 def load_object(path: str):
@@ -52,7 +51,7 @@ def model_of(config, work, key, num_classes: int):
   if block.weights:
     return models.classifier(*models.load(block.weights))
   train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
-  module, variables = setup.trained_model(
+  module, variables = experiment.trained_model(
     config, work, key, train_set, block.train_on
   )
   return models.classifier(module, variables)
@@ -60,7 +59,7 @@ def model_of(config, work, key, num_classes: int):
 
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Audits the configured model and defense; returns the report."""
-  train_key, eval_key = setup.run_keys(config, 2)
+  train_key, eval_key = experiment.run_keys(config, 2)
   test = data_lib.load_arrays(config.dataset, "test", data_dir=config.data_dir)
   images = test.images[: config.num_examples]
   labels = np.asarray(test.labels[: config.num_examples])
@@ -69,7 +68,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   setting = audit.Setting(
     eval_key, logits_fn, images, labels, defense_of(config.defense),
     eps=eps[0], norm=config.threat.norm, num_votes=config.num_votes,
-    batch_size=config.batch_size, mesh=setup.mesh(config),
+    batch_size=config.batch_size, mesh=experiment.mesh(config),
     cells=work.cells(), save=work.save_cell,
   )  # fmt: skip
   budget = config.budget

@@ -99,7 +99,9 @@ class OddsDetector:
   chunk_size: int = flax.struct.field(pytree_node=False)
 
   def score(self, keys, logits_fn, images) -> jax.Array:
-    """``(N,)`` the largest standardized logit shift of each image."""
+    """``(N,)`` the largest standardized logit shift of each image; `keys`
+    are ``(N,)`` per-example keys or one key (`prng.per_example`)."""
+    keys = prng.per_example(keys, images.shape[0])
     pred, g = logit_shifts(
       keys, attack_lib.as_pytree_fn(logits_fn), images, sigma=self.sigma,
       clip=self.clip, num_noise=self.num_noise, chunk_size=self.chunk_size,

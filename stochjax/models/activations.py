@@ -18,19 +18,22 @@
   the rest are zeroed (the "vol" variant the official code attacks).
   Deterministic; its gradient is that of the kept units.
 
-Stochastic activations draw from the Flax RNG stream `RNG_STREAM`: one key
-per example (`stochjax.models.stochastic` vmaps the model over examples,
-so a model's randomness follows the same per-example key discipline as a
-defense's), split across the rows of a batch otherwise.
+A stochastic activation draws example i's randomness from its own key
+(``activation_keys[i]``, passed by `stochjax.models.stochastic`, folded
+with the layer's place in the network), so a model's randomness follows
+the same per-example key discipline as a defense's; without keys, from the
+Flax RNG stream `RNG_STREAM`.
 """
 
 import functools
 import math
+import zlib
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stochjax import prng
 from stochjax import registry as registry_lib
 
 RNG_STREAM = "activation"
@@ -69,9 +72,10 @@ def _prune_one(key, a, fraction):
 )
 def sap(x, key, *, fraction: float = 1.0):
   """ReLU, then stochastic activation pruning of each row of `x` (N, ...)
-  with `fraction` x (activations per row) draws."""
+  with `fraction` x (activations per row) draws; row i draws from
+  ``key[i]`` given ``(N,)`` keys, else from ``fold_in(key, i)``."""
   x = nn.relu(x)
-  keys = jax.random.split(key, x.shape[0])
+  keys = prng.per_example(key, x.shape[0])
   return jax.vmap(functools.partial(_prune_one, fraction=fraction))(keys, x)
 
 
@@ -133,11 +137,21 @@ def is_stochastic(spec: str) -> bool:
   return _resolved(spec)[1]
 
 
-def apply(module: nn.Module, spec: str, x, *, stem: bool = False):
-  """The activation `spec` on `x` inside `module` (its key from the
-  module's `RNG_STREAM`); in the stem, activations that the original
-  networks keep out of it (k-WTA) are a ReLU."""
+def apply(module: nn.Module, spec: str, x, *, keys=None, site: int = 0,
+          stem: bool = False):  # fmt: skip
+  """The activation `spec` on `x` (N, ...) inside `module`; in the stem,
+  activations that the original networks keep out of it (k-WTA) are a ReLU.
+
+  A stochastic activation draws row i from ``keys[i]`` folded with this
+  call's place in the network (`module`'s path and `site`, its call index
+  within the module), or, without `keys`, from the module's `RNG_STREAM`.
+  """
   fn, stochastic, in_stem = _resolved(spec)
   if stem and not in_stem:
     return nn.relu(x)
-  return fn(x, module.make_rng(RNG_STREAM) if stochastic else None)
+  if not stochastic:
+    return fn(x, None)
+  if keys is None:
+    return fn(x, module.make_rng(RNG_STREAM))
+  place = zlib.crc32(f"{'/'.join(module.path)}:{site}".encode())
+  return fn(x, prng.fold_each(keys, place))

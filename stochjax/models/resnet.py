@@ -34,17 +34,19 @@ class BasicBlock(nn.Module):
   expansion = 1
 
   @nn.compact
-  def __call__(self, x):
-    act = functools.partial(activations.apply, self, self.activation)
+  def __call__(self, x, activation_keys=None):
+    act = functools.partial(
+      activations.apply, self, self.activation, keys=activation_keys
+    )
     strides = (self.strides, self.strides)
     y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(x)
-    y = act(self.norm()(y))
+    y = act(self.norm()(y), site=0)
     y = self.conv(self.filters, (3, 3), padding=((1, 1), (1, 1)))(y)
     y = self.norm()(y)
     if x.shape[-1] != self.filters or self.strides != 1:
       x = self.conv(self.filters, (1, 1), strides, padding="VALID")(x)
       x = self.norm()(x)
-    return act(x + y)
+    return act(x + y, site=1)
 
 
 class BottleneckBlock(nn.Module):
@@ -58,17 +60,19 @@ class BottleneckBlock(nn.Module):
   expansion = 4
 
   @nn.compact
-  def __call__(self, x):
-    act = functools.partial(activations.apply, self, self.activation)
+  def __call__(self, x, activation_keys=None):
+    act = functools.partial(
+      activations.apply, self, self.activation, keys=activation_keys
+    )
     out = self.filters * self.expansion
     strides = (self.strides, self.strides)
-    y = act(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = act(self.norm()(self.conv(self.filters, (1, 1))(x)), site=0)
     y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(y)
-    y = act(self.norm()(y))
+    y = act(self.norm()(y), site=1)
     y = self.norm()(self.conv(out, (1, 1))(y))
     if x.shape[-1] != out or self.strides != 1:
       x = self.norm()(self.conv(out, (1, 1), strides, padding="VALID")(x))
-    return act(x + y)
+    return act(x + y, site=2)
 
 
 class ResNet(nn.Module):
@@ -85,8 +89,10 @@ class ResNet(nn.Module):
     conv_general_dilated: the convolution primitive; the default keeps input
       gradients fast inside XLA:CPU loops (`stochjax.models.conv`).
     activation: a `stochjax.models.activations` spec: "relu", or SAP or
-      k-WTA (defenses inside the network); stochastic ones draw from the
-      ``"activation"`` RNG stream (`stochjax.models.stochastic`).
+      k-WTA (defenses inside the network). A stochastic one draws from
+      ``activation_keys`` (``(N,)`` per-example keys, as
+      `stochjax.models.stochastic` passes them) or else from the
+      ``"activation"`` RNG stream.
 
   References:
     He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR
@@ -104,13 +110,14 @@ class ResNet(nn.Module):
   activation: str = "relu"
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, activation_keys=None):
     if self.stem not in STEMS:
       raise ValueError(f"Unknown stem {self.stem!r}; valid: {STEMS}.")
     activations.check(self.activation)
     stem_act = functools.partial(
-      activations.apply, self, self.activation, stem=True
-    )
+      activations.apply, self, self.activation, keys=activation_keys,
+      stem=True,
+    )  # fmt: skip
     conv = functools.partial(
       nn.Conv, use_bias=False, conv_general_dilated=self.conv_general_dilated
     )
@@ -135,7 +142,7 @@ class ResNet(nn.Module):
           conv=conv,
           norm=norm,
           activation=self.activation,
-        )(x)
+        )(x, activation_keys)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes)(x)
 

@@ -6,6 +6,7 @@ must too, or EOT over its draws and the votes would not be the same vmap
 over keys. `StochasticClassifier` is that model: called plainly it is the
 network without its randomness (the undefended model, e.g. SAP's base
 network); `draw(keys, images)` evaluates example i with ``keys[i]``
+(passed to the network as ``activation_keys``)
 (`stochjax.defenses.core.defended_logits` is where attacks and votes do).
 It is a pytree (weights traced, modules static), so it passes through
 `jax.jit` as a `stochjax.models.classifier` does.
@@ -41,16 +42,11 @@ class StochasticClassifier:
     return classifier(self.base, self.variables)(images)
 
   def draw(self, keys: jax.Array, images: types.Batch) -> types.Logits:
-    """Example i's logits with its own draw of the model's randomness."""
-
-    def one(key, image):
-      logits = self.model.apply(
-        self.variables, image[None], train=False,
-        rngs={activations.RNG_STREAM: key},
-      )  # fmt: skip
-      return logits[0]
-
-    return jax.vmap(one)(keys, images)
+    """Example i's logits with its own draw (from ``keys[i]``) of the
+    model's randomness; one batched forward pass."""
+    return self.model.apply(
+      self.variables, images, train=False, activation_keys=keys
+    )
 
 
 def stochastic_classifier(model: nn.Module, variables, *,

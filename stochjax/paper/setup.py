@@ -1,101 +1,20 @@
-"""What the paper experiments share: keys, data, meshes and trained models.
-
-Every experiment derives its keys from ``config.seed`` here (`run_keys`),
-reads its devices from ``config.num_devices`` (`mesh`), and trains or
-restores its models here (`trained_model`, `starting_model`,
-`train_phase`), so no driver imports another.
+"""What the paper experiments share beyond `stochjax.experiment` (keys,
+meshes, trained models, re-exported here): the starting model of a
+fine-tuning experiment and its epochs, so no driver imports another.
 """
 
-import os
-import re
 from typing import Any, NamedTuple
 
-import jax
-
-from stochjax import (
-  checkpoint,
-  defenses,
-  models,
-  prng,
-  sharding,
-  train,
-  workdir,
-)
+from stochjax import checkpoint, models
 from stochjax import data as data_lib
-
-
-def run_keys(config, num: int) -> tuple[jax.Array, ...]:
-  """`num` independent keys from ``config.seed`` (the run's root key)."""
-  return tuple(jax.random.split(prng.root(config.seed), num))
-
-
-def mesh(config) -> sharding.Mesh | None:
-  """The mesh ``config.num_devices`` asks for (1: none, one device; 0: all
-  devices; N: the first N)."""
-  num = config.get("num_devices", 1)
-  if num == 1:
-    return None
-  return sharding.data_mesh(None if num == 0 else num)
-
-
-def file_safe(name: str) -> str:
-  """`name` (a defense spec, a panel) as a file-name fragment."""
-  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
-
-
-def checkpoint_dir(work: workdir.Workdir, name: str) -> str:
-  """Where training run `name` of an experiment keeps its checkpoints."""
-  return os.path.join(work.path, "checkpoints", name)
-
-
-def train_phase(config, work, key, model, train_set, *, name, log=None, **kw):
-  """One `train.train` call with the config's recipe, checkpointing under
-  ``checkpoints/<name>`` and logging each epoch's metrics with the fields
-  `log` (default ``phase=<name>``); `kw` goes to `train.train`."""
-  fields = {"phase": name} if log is None else log
-
-  def on_epoch(epoch, metrics):
-    work.log_metrics(**fields, epoch=epoch, **metrics)
-
-  return train.train(
-    key=key,
-    model=model,
-    train_set=train_set,
-    batch_size=config.train.batch_size,
-    mesh=mesh(config),
-    learning_rate=config.train.learning_rate,
-    weight_decay=config.train.weight_decay,
-    checkpoint_dir=checkpoint_dir(work, name),
-    on_epoch=on_epoch,
-    **kw,
-  )
-
-
-def trained_model(config, work, key, train_set, augment: str,
-                  activation: str = "relu"):  # fmt: skip
-  """Trains ``config.model`` (resuming) with `activation` (a
-  `stochjax.models.activations` spec); returns ``(model, variables)``.
-
-  `augment` is a defense spec applied to training images (randomized
-  smoothing models are trained on their own noise, as Cohen et al.'s), or
-  "" for clean training.
-  """
-  model = models.get_model(
-    config.model.name,
-    num_classes=train_set.num_classes,
-    stem=config.model.stem,
-    activation=activation,
-  )
-  name = file_safe(augment) or "clean"
-  if activation != "relu":
-    name += "_" + file_safe(activation)
-  variables = train_phase(
-    config, work, key, model, train_set, name=name,
-    log=dict(phase="train", model=name),
-    defense=defenses.lookup(augment) if augment else None,
-    epochs=config.train.epochs,
-  )  # fmt: skip
-  return model, variables
+from stochjax.experiment import (  # noqa: F401  (the drivers' names)
+  checkpoint_dir,
+  file_safe,
+  mesh,
+  run_keys,
+  train_phase,
+  trained_model,
+)
 
 
 def starting_model(config, work, key, train_set, eval_set):

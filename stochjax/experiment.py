@@ -1,0 +1,89 @@
+"""What every experiment driver shares: keys from the seed, devices, and
+models trained (resuming) with checkpoints in the run's workdir.
+
+Every experiment derives its keys from ``config.seed`` here (`run_keys`),
+reads its devices from ``config.num_devices`` (`mesh`), and trains its
+models here (`trained_model`, `train_phase`): the paper's drivers
+(`stochjax.paper`) and the audit (`stochjax.audit.run`) alike.
+"""
+
+import os
+import re
+
+import jax
+
+from stochjax import defenses, models, prng, sharding, train, workdir
+
+
+def run_keys(config, num: int) -> tuple[jax.Array, ...]:
+  """`num` independent keys from ``config.seed`` (the run's root key)."""
+  return tuple(jax.random.split(prng.root(config.seed), num))
+
+
+def mesh(config) -> sharding.Mesh | None:
+  """The mesh ``config.num_devices`` asks for (1: none, one device; 0: all
+  devices; N: the first N)."""
+  num = config.get("num_devices", 1)
+  if num == 1:
+    return None
+  return sharding.data_mesh(None if num == 0 else num)
+
+
+def file_safe(name: str) -> str:
+  """`name` (a defense spec, a panel) as a file-name fragment."""
+  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
+
+
+def checkpoint_dir(work: workdir.Workdir, name: str) -> str:
+  """Where training run `name` of an experiment keeps its checkpoints."""
+  return os.path.join(work.path, "checkpoints", name)
+
+
+def train_phase(config, work, key, model, train_set, *, name, log=None, **kw):
+  """One `train.train` call with the config's recipe, checkpointing under
+  ``checkpoints/<name>`` and logging each epoch's metrics with the fields
+  `log` (default ``phase=<name>``); `kw` goes to `train.train`."""
+  fields = {"phase": name} if log is None else log
+
+  def on_epoch(epoch, metrics):
+    work.log_metrics(**fields, epoch=epoch, **metrics)
+
+  return train.train(
+    key=key,
+    model=model,
+    train_set=train_set,
+    batch_size=config.train.batch_size,
+    mesh=mesh(config),
+    learning_rate=config.train.learning_rate,
+    weight_decay=config.train.weight_decay,
+    checkpoint_dir=checkpoint_dir(work, name),
+    on_epoch=on_epoch,
+    **kw,
+  )
+
+
+def trained_model(config, work, key, train_set, augment: str,
+                  activation: str = "relu"):  # fmt: skip
+  """Trains ``config.model`` (resuming) with `activation` (a
+  `stochjax.models.activations` spec); returns ``(model, variables)``.
+
+  `augment` is a defense spec applied to training images (randomized
+  smoothing models are trained on their own noise, as Cohen et al.'s), or
+  "" for clean training.
+  """
+  model = models.get_model(
+    config.model.name,
+    num_classes=train_set.num_classes,
+    stem=config.model.stem,
+    activation=activation,
+  )
+  name = file_safe(augment) or "clean"
+  if activation != "relu":
+    name += "_" + file_safe(activation)
+  variables = train_phase(
+    config, work, key, model, train_set, name=name,
+    log=dict(phase="train", model=name),
+    defense=defenses.lookup(augment) if augment else None,
+    epochs=config.train.epochs,
+  )  # fmt: skip
+  return model, variables
