@@ -23,6 +23,7 @@ PAPER_RUNS = (
   ("fig4", "fig4"),
   ("finetune", "finetune"),
   ("section5", "section5"),
+  ("audit", "audit"),
 )
 
 
@@ -39,6 +40,7 @@ def dry_run(experiment, config_path, workdir, *overrides, devices=8):
     sys.executable, "-m", f"experiments.{experiment}",
     f"--config={config_path}:paper", "--config.dry_run=True",
     *devices_flag, *overrides, f"--workdir={workdir}",
+    "--compilation_cache=",  # Hermetic: no writes to the user's cache.
   ]  # fmt: skip
   return subprocess.run(
     command, env=env, cwd=_ROOT, capture_output=True, text=True, timeout=1200

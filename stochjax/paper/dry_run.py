@@ -146,12 +146,11 @@ def shrink(config: ml_collections.ConfigDict, root: str):
 
 
 def _defense_specs(config) -> list[str]:
-  specs = []
-  if "defense" in config:
-    specs.append(config.defense)
+  """Every defense spec the config names (not ``module:function`` ones)."""
+  specs = [config.defense] if "defense" in config else []
   for setting in config.get("defenses", {}).values():
     specs.append(setting if isinstance(setting, str) else setting.spec)
-  return specs
+  return [s for s in specs if not (":" in s and "(" not in s)]
 
 
 def _random_weights(config, folder: str, label: int) -> None:

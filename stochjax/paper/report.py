@@ -260,9 +260,16 @@ def finetune_section(results: dict):
 
 def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
   """The report section of one workdir (title, numbers, figures)."""
-  experiment = os.path.basename(os.path.normpath(workdir))
+  name = os.path.basename(os.path.normpath(workdir))
   results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
-  lines = [f"## {experiment}{' (DRY RUN)' if dry_run else ''}", ""]
+  lines = [f"## {name}{' (DRY RUN)' if dry_run else ''}", ""]
+  # The paper's numbers follow the config's experiment (a workdir of any
+  # name, e.g. runs/table2_network for configs/table2_cifar.py).
+  config_path = os.path.join(workdir, "config.json")
+  experiment = name
+  if os.path.exists(config_path):
+    config = workdir_lib.read_json(config_path).get("config", {})
+    experiment = config.get("experiment", name)
   if "success_rate" in results:
     lines += grid_section(experiment, results, workdir, out_dir)
   elif "defenses" in results and "goals" in results:
