@@ -111,6 +111,21 @@ class ReportTest(absltest.TestCase):
     )
     self.assertIn("Attack: pgd(eps=0.0157, num_steps=20).", text)
 
+  def test_an_audit_lists_its_verdicts(self):
+    root = self.create_tempdir().full_path
+    audit = _workdir(
+      root,
+      "audit",
+      {
+        "accuracy": {"verdict": "no significant accuracy cost"},
+        "sanity": {"verdict": "all passed", "checks": []},
+        "cost": {"grad_evals": 1},
+      },
+    )
+    text = report.write([audit], os.path.join(root, "report.md"))
+    self.assertIn("* accuracy: no significant accuracy cost", text)
+    self.assertIn("* sanity: all passed", text)
+
   def test_unknown_results_are_refused(self):
     root = self.create_tempdir().full_path
     odd = _workdir(root, "odd", {"something": 1})

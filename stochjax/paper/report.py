@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 
-from stochjax import stats
+from stochjax import audit, stats
 from stochjax import workdir as workdir_lib
 
 # The samples each compared rate must rest on (issue 17's protocol);
@@ -278,6 +278,11 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
     lines += section5_section(results, workdir, out_dir)
   elif "by_epoch" in results:
     lines += finetune_section(results)
+  elif "sanity" in results:  # An audit (`stochjax.audit`).
+    lines += [
+      f"* {section}: {verdict}"
+      for section, verdict in audit.verdicts(results).items()
+    ]
   elif "comparisons" in results:
     lines += ["Comparisons only (see the verdict table)."]
   else:
