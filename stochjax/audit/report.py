@@ -83,7 +83,7 @@ def markdown(report: dict, title: str) -> str:
   lines = [
     f"# Audit: {title}",
     "",
-    f"eps = {settings['eps']:g} ({settings['norm']}), "
+    f"eps = {255 * settings['eps']:.3g}/255 ({settings['norm']}), "
     f"{settings['num_examples']} images, votes of {settings['num_votes']} "
     f"draws; adaptive attack PGD-{settings['steps']} x "
     f"EOT-{settings['eot']}. Rates carry exact 95 % intervals; comparisons "
