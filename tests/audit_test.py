@@ -1,25 +1,17 @@
 """The audit's verdicts on models where the answer is known."""
 
 import os
-import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import scipy.stats
 from absl.testing import absltest
-from sklearn import datasets, exceptions, neural_network
 
 from configs import audit as audit_config
 from stochjax import audit
 from stochjax import workdir as workdir_lib
 from stochjax.audit import run as audit_run
-
-
-def _mlp(params, images):
-  w1, b1, w2, b2 = params
-  hidden = jax.nn.relu(images.reshape(images.shape[0], -1) @ w1 + b1[None])
-  return hidden @ w2 + b2[None]
+from tests import test_utils
 
 
 def quantize_without_bpda(key, image):
@@ -30,19 +22,7 @@ def quantize_without_bpda(key, image):
 
 def setUpModule():
   global IMAGES, LABELS, MODEL
-  digits = datasets.load_digits()
-  IMAGES = (digits.images / 16.0).astype(np.float32)[..., None]
-  LABELS = digits.target
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
-    mlp = neural_network.MLPClassifier((64,), max_iter=200, random_state=0)
-    mlp.fit(IMAGES[:600].reshape(600, -1), LABELS[:600])
-  params = tuple(
-    jnp.asarray(p, jnp.float32)
-    for pair in zip(mlp.coefs_, mlp.intercepts_, strict=True)
-    for p in pair
-  )
-  MODEL = jax.tree_util.Partial(_mlp, params)
+  IMAGES, LABELS, MODEL = test_utils.digits_mlp()
 
 
 def _audit(defense, **kw):

@@ -1,41 +1,21 @@
 """The odds-are-odd detector: calibration, evaluation with a detector, and
 the logit-matching attack that evades it."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 from absl.testing import absltest
-from sklearn import datasets, exceptions, neural_network
 
 from stochjax import attacks, detectors, evaluate, prng, stats
-
-
-def _mlp(params, images):
-  w1, b1, w2, b2 = params
-  hidden = jax.nn.relu(images.reshape(images.shape[0], -1) @ w1 + b1[None])
-  return hidden @ w2 + b2[None]
+from tests import test_utils
 
 
 def setUpModule():
   """A scikit-learn MLP on 600 digits, as a JAX logits_fn; the rest of the
   digits are calibration and held-out images."""
   global IMAGES, LABELS, MODEL
-  digits = datasets.load_digits()
-  IMAGES = (digits.images / 16.0).astype(np.float32)[..., None]
-  LABELS = digits.target
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
-    mlp = neural_network.MLPClassifier((64,), max_iter=200, random_state=0)
-    mlp.fit(IMAGES[:600].reshape(600, -1), LABELS[:600])
-  params = tuple(
-    jnp.asarray(p, jnp.float32)
-    for pair in zip(mlp.coefs_, mlp.intercepts_, strict=True)
-    for p in pair
-  )
-  MODEL = jax.tree_util.Partial(_mlp, params)
+  IMAGES, LABELS, MODEL = test_utils.digits_mlp()
 
 
 def _calibrated(fpr=0.1):

@@ -38,3 +38,33 @@ def linear_logits_fn(weights, counter=None):
   """``images (N, H, W, C) -> images.reshape(N, -1) @ weights`` as a Partial."""
   fn = counter if counter is not None else TraceCounter()
   return jax.tree_util.Partial(fn, weights)
+
+
+def _mlp(params, images):
+  w1, b1, w2, b2 = params
+  hidden = jax.nn.relu(images.reshape(images.shape[0], -1) @ w1 + b1[None])
+  return hidden @ w2 + b2[None]
+
+
+def digits_mlp(num_train: int = 600):
+  """``(images (1797, 8, 8, 1) in [0, 1], labels, logits_fn)``: a
+  scikit-learn MLP fitted on the first `num_train` 8x8 digits, as a JAX
+  `jax.tree_util.Partial` (weights traced)."""
+  import warnings
+
+  from sklearn import datasets, exceptions, neural_network
+
+  digits = datasets.load_digits()
+  images = (digits.images / 16.0).astype(np.float32)[..., None]
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
+    mlp = neural_network.MLPClassifier((64,), max_iter=200, random_state=0)
+    mlp.fit(
+      images[:num_train].reshape(num_train, -1), digits.target[:num_train]
+    )
+  params = tuple(
+    jnp.asarray(p, jnp.float32)
+    for pair in zip(mlp.coefs_, mlp.intercepts_, strict=True)
+    for p in pair
+  )
+  return images, digits.target, jax.tree_util.Partial(_mlp, params)
