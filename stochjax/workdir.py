@@ -16,6 +16,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -137,6 +138,24 @@ class Workdir:
     cells = self.cells()
     cells[name] = value
     write_json_atomic(self.file("cells.json"), cells)
+
+  def cell(self, name: str, compute: Callable[[], Any]) -> Any:
+    """The finished cell `name`, or ``compute()`` saved as it. Either way
+    the value as JSON reads it back, so a resumed run sees the same types
+    (lists, not tuples or arrays) as the run that computed it."""
+    cells = self.cells()
+    if name in cells:
+      return cells[name]
+    value = json.loads(json.dumps(compute(), allow_nan=True, default=_plain))
+    self.save_cell(name, value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+  """NumPy and JAX scalars and arrays as JSON-ready Python values."""
+  if hasattr(value, "tolist"):
+    return value.tolist()
+  raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> str:

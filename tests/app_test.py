@@ -4,6 +4,7 @@ import json
 import os
 
 import ml_collections
+import numpy as np
 from absl.testing import absltest
 
 from stochjax import workdir as workdir_lib
@@ -43,6 +44,20 @@ class WorkdirTest(absltest.TestCase):
     with open(workdir.file("metrics.jsonl")) as f:
       lines = f.read().splitlines()
     self.assertEqual([json.loads(x)["step"] for x in lines], [1, 2])
+
+  def test_a_cell_is_computed_once_and_read_back_as_json(self):
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    calls = []
+
+    def compute():
+      calls.append(1)
+      return {"rate": np.float32(0.5), "outcomes": np.array([True, False])}
+
+    first = workdir.cell("control", compute)
+    again = workdir_lib.Workdir(workdir.path).cell("control", compute)
+    self.assertLen(calls, 1)
+    self.assertEqual(first, {"rate": 0.5, "outcomes": [True, False]})
+    self.assertEqual(again, first)
 
 
 if __name__ == "__main__":

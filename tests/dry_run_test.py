@@ -74,6 +74,42 @@ class PaperDryRunTest(parameterized.TestCase):
     self.assertIn("(DRY RUN)", report.write([workdir], out, allow_dry_run=True))
 
 
+class ShrinkTest(absltest.TestCase):
+  def test_every_grid_is_minimal_and_keeps_its_ablation_reference(self):
+    from configs import table2_cifar
+    from stochjax.paper import dry_run as dry_run_lib
+    from stochjax.paper import section4
+
+    config = table2_cifar.get_config("paper")
+    small = dry_run_lib.shrink(config, self.create_tempdir().full_path)
+    self.assertEqual((small.num_examples, small.attack.num_votes), (2, 2))
+    self.assertEqual(list(small.defenses), ["kwta", "odds", "sap"])
+    for name in small.defenses:
+      axes = section4.grid_axes(small, name)
+      cells = {
+        (k, m)
+        for m in axes.eot_samples
+        for k in section4.in_budget(axes.steps, m, axes.max_budget)
+      }
+      full = section4.grid_axes(config, name)
+      for axis in ("steps", "eot_samples"):
+        self.assertLen(axes[axis], min(len(full[axis]), 2), name)
+      self.assertEqual(max(k * m for k, m in cells), 2, name)
+      ablation = axes.ablation
+      self.assertIn((ablation.versus_k, ablation.versus_m), cells, name)
+      self.assertEqual(tuple(ablation.steps), (1,), name)
+
+  def test_a_defense_list_runs_one_of_each_kind_and_the_last(self):
+    from configs import fig3
+    from stochjax.paper import dry_run as dry_run_lib
+
+    small = dry_run_lib.shrink(
+      fig3.get_config("paper"), self.create_tempdir().full_path
+    )
+    self.assertEqual(list(small.defenses), ["bart_k1", "bart_k6"])
+    self.assertEqual(list(small.labels), ["k=1", "k=6"])
+
+
 class PlanTest(absltest.TestCase):
   def test_the_performance_doc_holds_the_plans_table(self):
     from experiments import plan as plan_command

@@ -46,6 +46,14 @@ class EotAblationSmokeTest(absltest.TestCase):
       again["success_rate"][panel], results["success_rate"][panel]
     )
     self.assertEqual(workdir.cells(), cells)
+    # The controls, the eps rule and clean accuracy are cells too.
+    for cell in (
+      "undefended_control/noise_injection/untargeted",
+      "eps_sweep/noise_injection",
+      "clean_accuracy/noise_injection",
+    ):
+      self.assertIn(cell, cells)  # fmt: skip
+    self.assertEqual(again["undefended_attack"], results["undefended_attack"])
 
   def test_converted_weights_replace_training(self):
     config = eot_ablation_config.get_config("smoke")

@@ -10,11 +10,13 @@ config where only sizes and paths change:
 * weights: every converted-weights folder the config names is replaced by
   random weights of the same architecture, written and read through
   `stochjax.models.save` / `load`, the converter's format;
-* sizes: 2 images and 2 votes; every grid axis becomes (1, 2) (its first
-  and last value; one value stays one), so every kind of cell, equal-budget
-  pair and ablation exists;
-  1 training epoch of one batch; 2 detector draws; the first and last of
-  a list of defenses run (every one is still built, so a bad spec fails).
+* sizes: 2 images and 2 votes; every grid axis becomes (1, 2) (one value
+  stays one) within 2 gradients per example (cells 1 x 1, 2 x 1, 1 x 2),
+  so every kind of cell, equal-budget pair and ablation exists;
+  1 training epoch of one batch; 2 detector draws; of a list of defenses
+  the first of each kind (spec functions, activation, attack noise,
+  detector) and the last run (every one is still built, so a bad spec
+  fails).
 
 It then runs the driver a second time on the same workdir, which must
 resume without computing anything, and writes the report. config.json,
@@ -44,6 +46,8 @@ NUM_CLASSES = {"imagenet": 1000, "imagenette": 10, "cifar10": 10}
 # training split (10 images for ImageNette and CIFAR-10), and 8 divides
 # over meshes of 1, 2, 4 and 8 devices.
 TRAIN_BATCH = 8
+# The gradients per example of a dry run's largest grid cell.
+DRY_BUDGET = 2
 
 
 def _ranks(values) -> tuple:
@@ -58,24 +62,55 @@ def _rank_of(values, value) -> int:
 
 
 def _shrink_grid(grid: ml_collections.ConfigDict) -> None:
-  """Every axis keeps its length with values 1, 2, ...; the ablation's
-  reference cell maps to the same cell of the shrunk grid."""
+  """Every axis keeps its length with values 1, 2, ...; within a budget
+  of 2 gradients per example (cells 1 x 1, 2 x 1 and 1 x 2: an
+  equal-budget pair). The ablation's reference cell maps to the largest
+  shrunk cell of its row."""
   steps, draws = list(grid.steps), list(grid.eot_samples)
+  grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
+  grid.max_budget = DRY_BUDGET
   if grid.get("ablation") is not None:
     ablation = grid.ablation
-    ablation.versus_k = _rank_of(steps, ablation.versus_k)
     ablation.versus_m = _rank_of(draws, ablation.versus_m)
+    ablation.versus_k = max(
+      k for k in grid.steps if k * ablation.versus_m <= DRY_BUDGET
+    )
     ablation.steps = _ranks(ablation.steps)
-  grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
-  if "max_budget" in grid:
-    grid.max_budget = 0
 
 
-def _first_and_last(mapping) -> None:
-  """Keeps the first and last entries of a config mapping."""
-  names = list(mapping)
-  for name in names[1:-1]:
-    del mapping[name]
+def _kind(setting) -> tuple:
+  """What code a defense entry runs: its spec's functions, and for a
+  network entry its activation, attack noise and detector."""
+  spec = setting if isinstance(setting, str) else setting.spec
+  functions = (
+    (spec,) if ":" in spec and "(" not in spec
+    else tuple(call.name for call in registry.parse(spec))
+  )  # fmt: skip
+  if isinstance(setting, str):
+    return functions
+  return (
+    functions
+    + tuple(
+      bool(setting.get(field)) and str(setting.get(field))
+      for field in ("activation", "attack_spec")
+    )
+    + (setting.get("detector") is not None,)
+  )
+
+
+def _representatives(defenses_config) -> list[int]:
+  """Keeps the first entry of each kind (`_kind`) and the last entry of
+  a config mapping; returns the kept positions."""
+  names, kinds, kept = list(defenses_config), set(), []
+  for index, name in enumerate(names):
+    kind = _kind(defenses_config[name])
+    if kind not in kinds or index == len(names) - 1:
+      kinds.add(kind)
+      kept.append(index)
+  for index, name in enumerate(names):
+    if index not in kept:
+      del defenses_config[name]
+  return kept
 
 
 def _shrink_grid_run(config) -> None:
@@ -130,10 +165,10 @@ def shrink(config: ml_collections.ConfigDict, root: str):
   config.train.batch_size = TRAIN_BATCH
   if "pretrain_epochs" in config:
     config.pretrain_epochs = 1
-  if "defenses" in config and len(config.defenses) > 2:
-    _first_and_last(config.defenses)
+  if "defenses" in config:
+    kept = _representatives(config.defenses)
     if "labels" in config:
-      config.labels = [config.labels[0], config.labels[-1]]
+      config.labels = [config.labels[i] for i in kept]
   if "grid" in config:
     _shrink_grid_run(config)
   if "eval_epochs" in config:

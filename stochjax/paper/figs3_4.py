@@ -171,7 +171,7 @@ def _comparisons(config, cells, names, goals) -> list[dict]:
   return records
 
 
-def _working_eps(config, work, cells, ev: _Evaluation, start) -> dict:
+def _working_eps(config, work, ev: _Evaluation, start) -> dict:
   """The attack's radius: ``config.eps_rule`` on the clean starting model,
   undefended (one cell, so a resumed run keeps it), or the spec's eps.
 
@@ -180,12 +180,12 @@ def _working_eps(config, work, cells, ev: _Evaluation, start) -> dict:
   """
   if not config.eps_rule.use:
     return {"overrides": {}, "sweep": None}
-  if "eps_sweep" not in cells:
-    cells["eps_sweep"] = eps_rule.from_config(
+  sweep = work.cell(
+    "eps_sweep",
+    lambda: eps_rule.from_config(
       prng.fold(ev.eval_key, 3), start, ev.images, ev.labels, config.eps_rule
-    )
-    work.save_cell("eps_sweep", cells["eps_sweep"])
-  sweep = cells["eps_sweep"]
+    ),
+  )
   eps = sweep["picked"]
   if eps is None:
     return {"overrides": {}, "sweep": sweep}
@@ -215,7 +215,7 @@ def run(
   cells = workdir.cells()
   started = time.time()
   working = _working_eps(
-    config, workdir, cells, ev, models.classifier(run.model, run.start)
+    config, workdir, ev, models.classifier(run.model, run.start)
   )
   for name, defense in built.items():
     # The attacks, built once per goal: a new attack object is a new jitted

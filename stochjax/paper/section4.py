@@ -10,6 +10,7 @@ and gives the same table.
 """
 
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -421,11 +422,13 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
   }
 
 
-def _undefended(grid: _Grid, eval_key, goals) -> dict:
+def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   """The control: PGD-max(k) at each defense's eps on the model it
-  attacks, with no defense (the first step size), per goal."""
-  return {
-    f"{name}/{goal}": _with_interval(
+  attacks, with no defense (the first step size), per goal; one cell
+  each (a resumed run keeps it)."""
+
+  def control(name, goal):
+    return _with_interval(
       evaluate.evaluate_attack(
         prng.fold(eval_key, 0),
         grid.classifier(name, defended=False),
@@ -441,6 +444,12 @@ def _undefended(grid: _Grid, eval_key, goals) -> dict:
         defense=None,
         **grid.protocol(goal, name, num_votes=1, defended=False),
       )
+    )
+
+  return {
+    f"{name}/{goal}": work.cell(
+      f"undefended_control/{name}/{goal}",
+      functools.partial(control, name, goal),
     )
     for name in grid.settings
     for goal in goals
@@ -472,8 +481,11 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   mesh = setup.mesh(config)
   # Clean (undefended, no noise) test accuracy of each attacked network.
   clean_accuracy = {
-    name: evaluate.accuracy(
-      grid.classifier(name, defended=False), test_set, mesh=mesh
+    name: work.cell(
+      f"clean_accuracy/{name}",
+      lambda name=name: evaluate.accuracy(
+        grid.classifier(name, defended=False), test_set, mesh=mesh
+      ),
     )
     for name in grid.settings
   }
@@ -482,14 +494,17 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   for index, (name, setting) in enumerate(grid.settings.items()):
     grid.eps[name] = setting.eps
     if config.eps_rule.use:
-      sweeps[name] = eps_sweep(grid, name, prng.fold(eval_key, 2, index))
+      sweeps[name] = work.cell(
+        f"eps_sweep/{name}",
+        functools.partial(eps_sweep, grid, name, prng.fold(eval_key, 2, index)),
+      )
       if sweeps[name]["picked"] is None:
         logging.warning("%s: no correct image for the eps rule.", name)
       else:
         grid.eps[name] = sweeps[name]["picked"]
   logging.info("working eps %s", grid.eps)
   goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
-  undefended = _undefended(grid, eval_key, goals)
+  undefended = _undefended(grid, work, eval_key, goals)
   start = time.time()
   grids, counts, benign, grad_evals, cells = _run_grid(
     grid, work, eval_key, goals
