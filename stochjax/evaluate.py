@@ -38,25 +38,20 @@ def _vote_counts(
   key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
 ):
   keys = prng.per_example(key, images.shape[0])
-  defended = defense_core.defended_logits(logits_fn, defense)
+  defended = defense_core.defended_draws(logits_fn, defense)
   num_chunks = -(-num_votes // chunk_size)
   draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
+  dtype = jnp.float32 if aggregate == "soft" else jnp.int32
 
-  def one_draw(draw_keys, valid):
-    logits = defended(draw_keys, images)
+  def body(counts, chunk_draws):
+    logits = defended(keys, chunk_draws, images)  # (chunk, N, K)
     if aggregate == "soft":
       hits = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     else:
       labels = jnp.argmax(logits, -1)
       hits = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.int32)
-    return jnp.where(valid, hits, jnp.zeros_like(hits))
-
-  dtype = jnp.float32 if aggregate == "soft" else jnp.int32
-
-  def body(counts, chunk_draws):
-    hits = jax.vmap(one_draw)(
-      prng.per_draw(keys, chunk_draws), (chunk_draws < num_votes)
-    )
+    valid = (chunk_draws < num_votes)[:, None, None]
+    hits = jnp.where(valid, hits, jnp.zeros_like(hits))
     return counts + jnp.sum(hits, 0, dtype=dtype), None
 
   num_classes = jax.eval_shape(logits_fn, images).shape[-1]

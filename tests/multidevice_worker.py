@@ -12,6 +12,7 @@ mesh, and process 0 writes the results to ``OUT/results.npz`` and
 
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -38,6 +39,10 @@ def main(out: str, num_devices: int) -> int:
   x, y = sharding.put_batch((images, labels), mesh)
   adversarial = problem.ATTACK(problem.KEY, logits_fn, x, y)
   spread = len(adversarial.sharding.device_set)
+  gradient = problem.eot_gradient(logits_fn, x, y)
+  # Each device evaluates only its own examples' draws: no activations move.
+  compiled = problem.eot_gradient.lower(logits_fn, x, y).compile().as_text()
+  gathers = len(re.findall(r" (all-gather|all-to-all)\(", compiled))
   counts = evaluate.vote_counts(problem.KEY, logits_fn, x, **problem.VOTES)
   protocol = problem.protocol(logits_fn, images, labels, mesh=mesh)
   trained = train.train(
@@ -46,6 +51,8 @@ def main(out: str, num_devices: int) -> int:
   )
   results = dict(
     adversarial=sharding.to_host(adversarial),
+    gradient=sharding.to_host(gradient),
+    gathers=np.asarray(gathers),
     counts=sharding.to_host(counts),
     trained=problem.flat(trained),
     spread=np.asarray(spread),

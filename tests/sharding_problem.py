@@ -3,7 +3,8 @@
 import jax
 import numpy as np
 
-from stochjax import attacks, defenses, evaluate, models
+from stochjax import attacks, defenses, evaluate, models, prng
+from stochjax.attacks import eot, losses
 from stochjax.data import digits
 
 NUM = 16
@@ -31,6 +32,17 @@ def setup():
 
 def logits_fn(model, variables):
   return models.classifier(model, variables)
+
+
+@jax.jit
+def eot_gradient(logits_fn, images, labels):
+  """The EOT gradient (4 draws in chunks of 2) of the attack's loss."""
+  value_and_grad = eot.make_value_and_grad(
+    logits_fn=logits_fn, defense=DEFENSE, loss_fn=losses.cross_entropy,
+    targeted=False, num_draws=4, chunk_size=2,
+  )  # fmt: skip
+  keys = prng.per_example(KEY, images.shape[0])
+  return value_and_grad(images, keys, labels)[1]
 
 
 def protocol(logits_fn, images, labels, *, mesh=None, batch_size=8):

@@ -191,6 +191,7 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
       adversarial=np.asarray(
         problem.ATTACK(problem.KEY, logits_fn, images, labels)
       ),
+      gradient=np.asarray(problem.eot_gradient(logits_fn, images, labels)),
       counts=np.asarray(
         evaluate.vote_counts(problem.KEY, logits_fn, images, **problem.VOTES)
       ),
@@ -245,9 +246,20 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
         worker.communicate()
     with np.load(os.path.join(out, "results.npz")) as mesh:
       self.assertEqual(int(mesh["spread"]), processes * devices_each)
+      self.assertEqual(int(mesh["gathers"]), 0)
+      # Each device runs its own rows (a smaller batch than one device's),
+      # so the EOT gradient agrees up to float rounding ...
+      gradient = self.single["gradient"]
       np.testing.assert_allclose(
-        mesh["adversarial"], self.single["adversarial"], atol=1e-6
+        mesh["gradient"],
+        gradient,
+        rtol=1e-4,
+        atol=1e-5 * np.abs(gradient).max(),
       )
+      # ... which can flip the sign step of a pixel whose gradient is ~0
+      # (an untrained network): the attacks agree on all but a few pixels.
+      differ = np.abs(mesh["adversarial"] - self.single["adversarial"]) > 1e-6
+      self.assertLess(np.mean(differ), 0.01)
       np.testing.assert_array_equal(mesh["counts"], self.single["counts"])
       # Gradients and batch statistics are all-reduced across devices in
       # another order than one device sums them, and Adam divides by the

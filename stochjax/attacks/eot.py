@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from stochjax import prng, types
+from stochjax import types
 from stochjax.defenses import core as defense_core
 
 MODES = ("mean_grad", "mean_logits")
@@ -94,10 +94,7 @@ def make_eot(
   if mode not in MODES:
     raise ValueError(f"Unknown EOT mode {mode!r}; valid: {', '.join(MODES)}.")
   sign = -1.0 if targeted else 1.0
-  defended = defense_core.defended_logits(logits_fn, defense)
-
-  def logits_of(x, keys, draw):
-    return defended(prng.fold_each(keys, draw), x).astype(jnp.float32)
+  defended = defense_core.defended_draws(logits_fn, defense)
 
   def goal(logits, labels):
     hit = jnp.argmax(logits, axis=-1) == labels
@@ -105,7 +102,7 @@ def make_eot(
 
   def forward_sums(x, keys, labels, draws):
     """Per-example sums over `draws` of logits, losses and goals."""
-    logits = jax.vmap(logits_of, in_axes=(None, None, 0))(x, keys, draws)
+    logits = defended(keys, draws, x).astype(jnp.float32)  # (c, N, K)
     losses = jax.vmap(loss_fn, in_axes=(0, None))(logits, labels)
     goals = jax.vmap(goal, in_axes=(0, None))(logits, labels)
     return jnp.sum(logits, 0), jnp.sum(losses, 0), jnp.sum(goals, 0)
@@ -137,18 +134,17 @@ def make_eot(
 
     return Eot(jax.value_and_grad(objective, has_aux=True), statistics)
 
-  def one_draw(x, keys, labels, draw):
-    logits = logits_of(x, keys, draw)
-    loss = loss_fn(logits, labels)
-    return sign * jnp.sum(loss), (loss, goal(logits, labels))
+  def draws_objective(x, keys, labels, draws):
+    _, loss, met = forward_sums(x, keys, labels, draws)
+    return sign * jnp.sum(loss), (loss, met)
 
-  grad_one = jax.value_and_grad(one_draw, has_aux=True)
+  grad_of_draws = jax.value_and_grad(draws_objective, has_aux=True)
 
   def grad_sums(x, keys, labels, draws):
-    (obj, (loss, met)), grad = jax.vmap(
-      grad_one, in_axes=(None, None, None, 0)
-    )(x, keys, labels, draws)
-    return jnp.sum(obj), jnp.sum(loss, 0), jnp.sum(met, 0), jnp.sum(grad, 0)
+    """Sums over `draws` of the objective, per-example losses and goals,
+    and of the single-draw gradients (one backward pass of their sum)."""
+    (obj, (loss, met)), grad = grad_of_draws(x, keys, labels, draws)
+    return obj, loss, met, grad
 
   def mean_grad(x, keys, labels):
     n = x.shape[0]

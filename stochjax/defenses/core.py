@@ -116,16 +116,22 @@ def resolve(defense: types.Defense | str | None) -> types.Defense:
   return defense
 
 
-def over_batch(defense: types.Defense) -> Callable:
+def over_batch(defense: types.Defense, draws: bool = False) -> Callable:
   """``(keys (N,), images (N, H, W, C)) -> (N, H, W, C)``: the defense
   vmapped over examples along `types.BATCH_AXIS` (inside
   `prng.batch_scope`, so `prng.batch_first` can share a draw). Every
-  batched use of a defense (attacks, votes, training) goes through here."""
+  batched use of a defense (attacks, votes, training) goes through here.
+
+  With `draws`: ``(keys (N, c), images (N, H, W, C)) -> (N, c, H, W, C)``,
+  c draws of each example, each draw a batch of its own for
+  `prng.batch_first`."""
 
   def one(key, image):
     with prng.batch_scope():
       return defense(key, image)
 
+  if draws:
+    one = jax.vmap(one, in_axes=(0, None))
   return jax.vmap(one, axis_name=types.BATCH_AXIS)
 
 
@@ -147,6 +153,31 @@ def defended_logits(logits_fn: types.LogitsFn, defense: types.Defense):
   return lambda keys, images: draw(
     prng.fold_each(keys, _MODEL_DRAW), defend(keys, images)
   )
+
+
+def defended_draws(logits_fn: types.LogitsFn, defense: types.Defense):
+  """``(keys (N,), draws (c,), images (N, H, W, C)) -> (c, N, K)``: draw
+  ``draws[j]`` of example i is `defended_logits` with key
+  ``fold_in(keys[i], draws[j])``. The model sees one example-major batch
+  of N*c images: a batch split over devices stays split (a `jax.vmap`
+  over draws would merge the draw axis into the model's batch ahead of
+  the examples, and each device computed every example: 8x the work on 8
+  devices). EOT, votes and the odds detector's draws go through here."""
+  defend = over_batch(defense, draws=True)
+  draw = getattr(logits_fn, "draw", None)
+
+  def apply(keys, draws, images):
+    n, c = images.shape[0], draws.shape[0]
+    draw_keys = jnp.swapaxes(prng.per_draw(keys, draws), 0, 1)  # (N, c)
+    flat = defend(draw_keys, images).reshape((n * c,) + images.shape[1:])
+    if draw is None:
+      logits = logits_fn(flat)
+    else:
+      flat_keys = draw_keys.reshape(n * c)
+      logits = draw(prng.fold_each(flat_keys, _MODEL_DRAW), flat)
+    return jnp.swapaxes(logits.reshape((n, c) + logits.shape[1:]), 0, 1)
+
+  return apply
 
 
 def batched(defense: types.Defense) -> Callable:

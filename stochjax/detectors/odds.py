@@ -47,7 +47,7 @@ def logit_shifts(keys, logits_fn, images, *, sigma, clip, num_noise,
   """``(predictions (N,), g (N, K))``: the clean prediction y and, per class
   z, the mean over `num_noise` draws of the change in ``f_z - f_y`` (0 at
   z = y). Draw j of image i uses ``fold_in(keys[i], j)``."""
-  defended = defense_core.defended_logits(logits_fn, _noise(sigma, clip))
+  defended = defense_core.defended_draws(logits_fn, _noise(sigma, clip))
   clean = logits_fn(images).astype(jnp.float32)
   pred = jnp.argmax(clean, -1)
 
@@ -59,14 +59,10 @@ def logit_shifts(keys, logits_fn, images, *, sigma, clip, num_noise,
   draws = jnp.arange(num_chunks * chunk, dtype=jnp.uint32)
 
   def body(total, chunk_draws):
-    def one(draw_keys, valid):
-      noisy = defended(draw_keys, images).astype(jnp.float32)
-      return jnp.where(valid, differences(noisy), 0.0)
-
-    shifts = jax.vmap(one)(
-      prng.per_draw(keys, chunk_draws), chunk_draws < num_noise
-    )
-    return total + jnp.sum(shifts, 0), None
+    noisy = defended(keys, chunk_draws, images).astype(jnp.float32)
+    shifts = jax.vmap(differences)(noisy)  # (chunk, N, K)
+    valid = (chunk_draws < num_noise)[:, None, None]
+    return total + jnp.sum(jnp.where(valid, shifts, 0.0), 0), None
 
   total, _ = jax.lax.scan(
     body, jnp.zeros_like(clean), draws.reshape(num_chunks, -1)
