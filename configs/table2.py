@@ -38,7 +38,9 @@ Paper: the no-EOT ablations reach 99.0 % (Guo), 100 % (Xie), 100 % (SAP),
 (i) again.
 
 Default CPU variant measured on a 2-core CPU on 2026-11-29: 701 s for Guo
-and Xie; the verdicts it gives are in docs/results.md.
+and Xie; about 90 min for SAP, k-WTA and odds (two resumed runs beside
+other jobs; k-WTA's PGD-1000 and SAP's EOT-5 dominate). The verdicts are
+in docs/results.md.
 """
 
 import functools
