@@ -243,8 +243,10 @@ def switch(
   recomputes the chosen branch's pullback): n times less work for an n-way
   switch, and on a CPU a loop over images costs nothing in vectorization.
   ``"select"`` keeps `lax.switch`'s batching, better on GPUs/TPUs, where the
-  extra branches run in parallel. ``"auto"``: sequential on the CPU
-  backend, select elsewhere. Both give the same values and gradients.
+  extra branches run in parallel. ``"auto"``: sequential on one CPU
+  device, select elsewhere (a loop over a batch split across devices would
+  gather it, and every device would run every image). Both give the same
+  values and gradients.
 
   Raises:
     ValueError: an unknown mode.
@@ -254,7 +256,8 @@ def switch(
       f"Unknown switch mode {mode!r}; valid: {', '.join(SWITCH_MODES)}."
     )
   if mode == "auto":
-    mode = "sequential" if jax.default_backend() == "cpu" else "select"
+    one_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+    mode = "sequential" if one_cpu else "select"
   if mode == "select":
     return jax.lax.switch(index, branches, key, image)
   return _sequential_switch(tuple(branches))(index, key, image)
