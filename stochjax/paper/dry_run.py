@@ -12,7 +12,8 @@ config where only sizes and paths change:
   `stochjax.models.save` / `load`, the converter's format;
 * sizes: 2 images and 2 votes; every grid axis becomes (1, 2) (one value
   stays one) within 2 gradients per example (cells 1 x 1, 2 x 1, 1 x 2),
-  so every kind of cell, equal-budget pair and ablation exists;
+  so every kind of cell, equal-budget pair and ablation exists, at the
+  first step size;
   1 training epoch of one batch; 2 detector draws; of a list of defenses
   the first of each kind (spec functions, activation, attack noise,
   detector) and the last run (every one is still built, so a bad spec
@@ -61,20 +62,26 @@ def _rank_of(values, value) -> int:
   return 2 if len(values) > 1 and value == max(values) else 1
 
 
-def _shrink_grid(grid: ml_collections.ConfigDict) -> None:
+def _shrink_grid(grid: ml_collections.ConfigDict, fractions=()) -> None:
   """Every axis keeps its length with values 1, 2, ...; within a budget
   of 2 gradients per example (cells 1 x 1, 2 x 1 and 1 x 2: an
-  equal-budget pair). The ablation's reference cell maps to the largest
-  shrunk cell of its row."""
+  equal-budget pair); one step size, the first (a step size is a number
+  in the same program; the best-step panel runs in the smoke tests). The
+  ablation's reference cell maps to the largest shrunk cell of its row.
+  `fractions`: the step sizes the grid inherits when it has none."""
   steps, draws = list(grid.steps), list(grid.eot_samples)
   grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
   grid.max_budget = DRY_BUDGET
+  if "step_fractions" in grid:
+    grid.step_fractions = tuple(grid.step_fractions)[:1]
+    fractions = grid.step_fractions
   if grid.get("ablation") is not None:
     ablation = grid.ablation
     ablation.versus_m = _rank_of(draws, ablation.versus_m)
     ablation.versus_k = max(
       k for k in grid.steps if k * ablation.versus_m <= DRY_BUDGET
     )
+    ablation.versus_fraction = fractions[0]
     ablation.steps = _ranks(ablation.steps)
 
 
@@ -120,7 +127,7 @@ def _shrink_grid_run(config) -> None:
     if setting.get("num_votes"):
       setting.num_votes = min(setting.num_votes, 2)
     if setting.get("grid") is not None:
-      _shrink_grid(setting.grid)
+      _shrink_grid(setting.grid, config.grid.step_fractions)
     if setting.get("detector") is not None:
       setting.detector.update(
         dict(num_noise=2, num_calibration=4, only_correct=False)
