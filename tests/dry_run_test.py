@@ -161,7 +161,7 @@ class BrokenConfigTest(absltest.TestCase):
                            "config.grid.step_fractions = (0.125, -0.25)")  # fmt: skip
     done = dry_run("table1", path, self.create_tempdir().full_path, devices=1)
     self.assertNotEqual(done.returncode, 0)
-    self.assertIn("step_size", done.stderr)
+    self.assertIn("grid.step_fractions has -0.25", done.stderr)
 
 
 if __name__ == "__main__":

@@ -13,27 +13,32 @@ from scipy import stats
 
 from stochjax import smoothing
 
-SHAPE = (4, 4, 1)
+SHAPE = (8, 8, 1)
 SIGMA = 0.25
 
 
 def _problem():
+  """A linear classifier ``x . w`` and images at signed distances
+  `distances` from its boundary (each image is moved along w's unit
+  normal), so that p_A = Phi(|d| / sigma) exactly."""
   rng = np.random.default_rng(0)
-  w = rng.normal(size=int(np.prod(SHAPE))).astype(np.float32)
-  images = rng.uniform(0.3, 0.7, (6, *SHAPE)).astype(np.float32)
-  # Signed distances to the boundary: both classes, near and far.
-  distances = np.array([-0.6, -0.2, -0.05, 0.0, 0.1, 0.4], np.float32)
-  norm = np.linalg.norm(w)
-  b = distances * norm - images.reshape(6, -1) @ w  # per image, via logits
-  return w, b.astype(np.float32), images, distances
+  w = rng.normal(size=int(np.prod(SHAPE)))
+  w -= w.mean()  # The constant image is on the boundary: small moves.
+  unit = w / np.linalg.norm(w)
+  base = rng.uniform(0.3, 0.7, (6, unit.size))
+  distances = np.array([-0.6, -0.2, -0.05, 0.0, 0.1, 0.4])
+  images = base + (distances - base @ unit)[:, None] * unit
+  assert 0.0 <= images.min() and images.max() <= 1.0
+  shaped = images.reshape(6, *SHAPE).astype(np.float32)
+  return unit.astype(np.float32), shaped, distances.astype(np.float32)
 
 
-def _logits_fn(w, b):
-  def logits(weights, offsets, x):
+def _logits_fn(w):
+  def logits(weights, x):
     score = x.reshape(x.shape[0], -1) @ weights
-    return jnp.stack([jnp.zeros_like(score), score + offsets[: x.shape[0]]], -1)
+    return jnp.stack([jnp.zeros_like(score), score], -1)
 
-  return jax.tree_util.Partial(logits, jnp.asarray(w), jnp.asarray(b))
+  return jax.tree_util.Partial(logits, jnp.asarray(w))
 
 
 class SmoothingTest(absltest.TestCase):
@@ -52,10 +57,10 @@ class SmoothingTest(absltest.TestCase):
       self.assertAlmostEqual(low, ci.low, places=10)
 
   def test_certify_matches_the_linear_closed_form(self):
-    w, b, images, distances = _problem()
+    w, images, distances = _problem()
     certificate = smoothing.certify(
       jax.random.key(0),
-      _logits_fn(w, b),
+      _logits_fn(w),
       jnp.asarray(images),
       sigma=SIGMA,
       num_select=100,
@@ -80,10 +85,10 @@ class SmoothingTest(absltest.TestCase):
     self.assertEqual(certificate.radius[3], 0.0)
 
   def test_predict_abstains_only_near_the_boundary(self):
-    w, b, images, distances = _problem()
+    w, images, distances = _problem()
     labels = smoothing.predict(
       jax.random.key(1),
-      _logits_fn(w, b),
+      _logits_fn(w),
       jnp.asarray(images),
       sigma=SIGMA,
       num_samples=2000,
@@ -94,8 +99,8 @@ class SmoothingTest(absltest.TestCase):
     np.testing.assert_array_equal(labels[far], (distances[far] > 0).astype(int))
 
   def test_bad_arguments(self):
-    w, b, images, _ = _problem()
-    fn, x, key = _logits_fn(w, b), jnp.asarray(images), jax.random.key(0)
+    w, images, _ = _problem()
+    fn, x, key = _logits_fn(w), jnp.asarray(images), jax.random.key(0)
     for kwargs, message in (
       (dict(sigma=0.0, num_samples=10), "sigma"),
       (dict(sigma=0.1, num_samples=0), "num_samples"),

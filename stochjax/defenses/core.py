@@ -162,14 +162,17 @@ def defended_draws(logits_fn: types.LogitsFn, defense: types.Defense):
   of N*c images: a batch split over devices stays split (a `jax.vmap`
   over draws would merge the draw axis into the model's batch ahead of
   the examples, and each device computed every example: 8x the work on 8
-  devices). EOT, votes and the odds detector's draws go through here."""
+  devices). `logits_fn` must treat examples independently (a model in
+  inference mode does). EOT, votes and the odds detector's draws go
+  through here."""
   defend = over_batch(defense, draws=True)
   draw = getattr(logits_fn, "draw", None)
 
   def apply(keys, draws, images):
     n, c = images.shape[0], draws.shape[0]
     draw_keys = jnp.swapaxes(prng.per_draw(keys, draws), 0, 1)  # (N, c)
-    flat = defend(draw_keys, images).reshape((n * c,) + images.shape[1:])
+    defended = defend(draw_keys, images)  # (N, c, ...): its own image size
+    flat = defended.reshape((n * c,) + defended.shape[2:])
     if draw is None:
       logits = logits_fn(flat)
     else:

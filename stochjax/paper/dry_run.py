@@ -73,6 +73,13 @@ def _shrink_grid(grid: ml_collections.ConfigDict, fractions=()) -> None:
   grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
   grid.max_budget = DRY_BUDGET
   if "step_fractions" in grid:
+    # The dropped step sizes never run: check them here.
+    for fraction in grid.step_fractions:
+      if not fraction > 0:
+        raise ValueError(
+          f"grid.step_fractions has {fraction}: each step_size (a fraction "
+          "of eps) must be positive."
+        )
     grid.step_fractions = tuple(grid.step_fractions)[:1]
     fractions = grid.step_fractions
   if grid.get("ablation") is not None:
