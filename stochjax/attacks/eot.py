@@ -10,7 +10,9 @@ chosen by name:
   the draws' logits, differentiated once; the loss reported is that loss.
 
 The objective is summed over examples, so each example's gradient does not
-depend on the batch. Draws are a `jax.vmap` over keys; with ``chunk_size <
+depend on the batch. Draws run as one example-major batch of N x chunk
+images (`defenses.core.defended_draws`: the defense vmapped over keys, so a
+batch split over devices stays split); with ``chunk_size <
 num_draws`` they run as a `lax.scan` over chunks, so memory is set by the
 chunk, not by `num_draws` (for ``"mean_logits"`` each chunk is
 rematerialized in the backward pass: two forwards and one backward per draw).
