@@ -210,7 +210,7 @@ class MeanLogitsTest(absltest.TestCase):
     np.testing.assert_allclose(chunked.loss, stats.loss, rtol=1e-5)
 
 
-class AttackBehaviourTest(absltest.TestCase):
+class AttackBehaviourTest(parameterized.TestCase):
   def test_best_point_restarts_and_cost(self):
     weights, images, labels = _linear_problem(2)
     logits_fn = test_utils.linear_logits_fn(weights)
@@ -303,6 +303,28 @@ class AttackBehaviourTest(absltest.TestCase):
       labels[::-1],
     )
     self.assertEqual(counter.traces, traces)
+
+  @parameterized.parameters("pgd", "apgd")
+  def test_attacks_differing_in_eps_and_step_share_one_program(self, name):
+    weights, images, labels = _linear_problem()
+    counter = test_utils.TraceCounter()
+    logits_fn = test_utils.linear_logits_fn(weights, counter)
+    defense = defenses.lookup("gaussian_noise(sigma=0.05)")
+    make = attacks.make_pgd if name == "pgd" else attacks.make_apgd
+    key = jax.random.key(0)
+    wide = make(eps=0.1, step_size=0.1, num_steps=2, eot_samples=2,
+                defense=defense)  # fmt: skip
+    wide(key, logits_fn, images, labels)
+    traces = counter.traces
+    # A new attack object, built with another radius and step size.
+    narrow = make(eps=0.03, step_size=0.03, num_steps=2, eot_samples=2,
+                  defense=defense)  # fmt: skip
+    adv = narrow(key, logits_fn, images, labels)
+    self.assertEqual(counter.traces, traces)
+    # Its own radius, not the first attack's: a linear model's first sign
+    # step of 0.03 already reaches the faces of the 0.03 ball.
+    moved = np.abs(np.asarray(adv - images))
+    self.assertAlmostEqual(float(moved.max()), 0.03, delta=1e-6)
 
   def test_snapshots_equal_separate_shorter_runs(self):
     weights, images, labels = _linear_problem(2)

@@ -140,14 +140,15 @@ def make_apgd(
     eot_samples=eot_samples, momentum=momentum, rho=rho,
     early_stop=early_stop, unroll=unroll,
   )  # fmt: skip
-  run_with = functools.partial(loops.run_attack, _run_once, settings)
+  shared = loops.programs(_run_once, settings)
   return attack_lib.Attack(
-    run=jax.jit(functools.partial(run_with, eps=eps, step_size=step_size)),
+    run=functools.partial(shared.run, eps=np.float32(eps),
+                          step_size=np.float32(step_size)),
     cost=results.Cost(
       num_steps=num_steps, eot_samples=eot_samples, restarts=restarts,
       grad_evals=restarts * (num_steps + 1) * eot_samples, forward_evals=0,
     ),
-    sweep_run=attack_lib.sweep_program(run_with), step_ratio=step_size / eps,
+    sweep_run=shared.sweep, step_ratio=step_size / eps,
     **common,
   )  # fmt: skip
 

@@ -131,6 +131,10 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
     restarts=restarts,
     unroll=unroll,
   )
+  return loops.shared(_jit_run, art)
+
+
+def _jit_run(art: _Art):
   return jax.jit(functools.partial(_run, art))
 
 

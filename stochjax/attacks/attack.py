@@ -7,7 +7,6 @@ was built, and ``attack.run`` is the bare jitted body (no checks).
 """
 
 import dataclasses
-import functools
 import warnings
 from collections.abc import Callable
 
@@ -113,26 +112,6 @@ def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
   return logits_fn
 
 
-def sweep_program(run_with: Callable) -> Callable:
-  """The jitted ``(key, logits_fn, images, labels, radii (S,), steps (S,),
-  chunk_size) -> (S, N, H, W, C)`` of `Attack.sweep`.
-
-  Args:
-    run_with: ``(key, logits_fn, images, labels, eps, step_size) -> Run``
-      with traceable `eps` and `step_size`.
-  """
-
-  @functools.partial(jax.jit, static_argnames="chunk_size")
-  def run_sweep(key, logits_fn, images, labels, radii, steps, chunk_size):
-    return jax.lax.map(
-      lambda v: run_with(key, logits_fn, images, labels, *v).images,
-      (radii, steps),
-      batch_size=chunk_size,
-    )
-
-  return run_sweep
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Attack:
   """``attack(key, logits_fn, images, labels) -> adversarial images``.
@@ -147,8 +126,9 @@ class Attack:
     with_info: calls return an `results.AttackResult`, not only the images.
     snapshot_steps: step counts whose iterates are also kept (PGD); then the
       images are ``(N, S, H, W, C)``.
-    sweep_run: `sweep_program`'s function, or None where the attack cannot
-      sweep (ART-compatible APGD).
+    sweep_run: ``(key, logits_fn, images, labels, radii (S,), steps (S,),
+      chunk_size) -> (S, N, H, W, C)`` (`loops.programs`), or None where
+      the attack cannot sweep (ART-compatible APGD).
     step_ratio: the factory's step size / eps (a sweep's default steps).
   """
 

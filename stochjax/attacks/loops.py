@@ -1,6 +1,8 @@
 """Loop structure shared by the attacks: skippable scan steps and restarts."""
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +49,72 @@ def run_attack(run_once, settings, key, logits_fn, images, labels, eps,
     restarts=settings.restarts,
     early_stop=settings.early_stop,
   )
+
+
+class Programs(NamedTuple):
+  """The jitted programs of one attack's static settings.
+
+  Attributes:
+    run: ``(key, logits_fn, images, labels, *, eps, step_size[, valid]) ->
+      results.Run``; `eps` and `step_size` are traced arguments.
+    sweep: ``(key, logits_fn, images, labels, radii (S,), steps (S,),
+      chunk_size) -> (S, N, H, W, C)``: a `lax.map` of `run` over the
+      values, `chunk_size` of them vmapped at once.
+  """
+
+  run: Callable
+  sweep: Callable
+
+
+@functools.lru_cache(maxsize=32)
+def _built(build, args):
+  return build(*args)
+
+
+def shared(build: Callable, *args):
+  """``build(*args)``, built once for equal arguments and then reused: the
+  jitted programs of attacks with equal static settings, so they compile
+  once per process.
+
+  The 32 most recently used are kept. Arguments that cannot be hashed (an
+  unhashable defense callable among the settings) get a fresh build.
+  Settings compare their defense functions by identity.
+  """
+  try:
+    return _built(build, args)
+  except TypeError:  # Unhashable arguments: nothing to share.
+    return build(*args)
+
+
+def _build_programs(run_once, settings) -> Programs:
+  run_with = functools.partial(run_attack, run_once, settings)
+
+  @functools.partial(jax.jit, static_argnames="chunk_size")
+  def sweep(key, logits_fn, images, labels, radii, steps, chunk_size):
+    return jax.lax.map(
+      lambda v: run_with(key, logits_fn, images, labels, *v).images,
+      (radii, steps),
+      batch_size=chunk_size,
+    )
+
+  return Programs(jax.jit(run_with), sweep)
+
+
+def programs(run_once, settings) -> Programs:
+  """`run_attack`'s jitted programs for `settings` (`shared`).
+
+  The radius and step size are arguments, not constants, so attacks that
+  differ only in them (a grid's step-size rows, an eps sweep, one
+  undefended control for several defenses) share one compiled program.
+
+  Args:
+    run_once: ``(settings, eot, images, labels, eps, step_size, keys) ->``
+      what `over_restarts` expects.
+    settings: a frozen dataclass of every static choice, ``eot`` (the
+      `eot_lib.make_eot` arguments as items), ``restarts`` and
+      ``early_stop`` among them.
+  """
+  return shared(_build_programs, run_once, settings)
 
 
 def start(norm: str, eps, keys, images, random_init: bool):

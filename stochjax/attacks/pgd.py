@@ -158,11 +158,12 @@ def make_pgd(
     restarts=restarts, early_stop=early_stop, snapshots=snapshots,
     unroll=unroll,
   )  # fmt: skip
-  run_with = functools.partial(loops.run_attack, _run_once, settings)
+  shared = loops.programs(_run_once, settings)
   return attack_lib.Attack(
-    run=jax.jit(functools.partial(run_with, eps=eps, step_size=step_size)),
+    run=functools.partial(shared.run, eps=np.float32(eps),
+                          step_size=np.float32(step_size)),
     cost=settings.cost(), loss=loss, targeted=targeted, with_info=with_info,
-    snapshot_steps=snapshots, sweep_run=attack_lib.sweep_program(run_with),
+    snapshot_steps=snapshots, sweep_run=shared.sweep,
     step_ratio=step_size / eps,
   )  # fmt: skip
 
