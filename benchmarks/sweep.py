@@ -3,9 +3,11 @@
     python -m benchmarks.sweep [--values 5] [--batch 8] [--steps 10]
 
 PGD-k x EOT-2 on a CIFAR ResNet-18 against Gaussian noise at eps = 2, 4, ...
-/255. "Per value" builds one attack per eps (each a new jitted program);
-"sweep" runs ``attack.sweep(..., eps=[...])``, a `lax.map` over the values
-inside one program (``chunk_size=1``: the same work, one value at a time).
+/255. "Per value" builds one attack per eps: attacks that differ only in
+eps and step size share one compiled program (`attacks.loops.programs`),
+so they compile once and run one call per value; "sweep" runs
+``attack.sweep(..., eps=[...])``, a `lax.map` over the values inside one
+program (``chunk_size=1``: the same work, one value at a time).
 Prints backend compiles (counted from JAX's compile events), compile
 seconds, total seconds, and the largest difference between the two results.
 """

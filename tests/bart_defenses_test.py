@@ -49,6 +49,20 @@ class FilterTest(parameterized.TestCase):
     )
     np.testing.assert_array_equal(ours, reference)
 
+  def test_median_batched_with_a_kernel_per_image_matches_scipy(self):
+    # Under vmap each image keeps its own kernel (the row loop runs to the
+    # batch's largest and masks the rest).
+    images = np.stack([_photo(32), _photo(32)[::-1], _photo(32)[:, ::-1]])
+    sizes = np.array([(3, 13), (13, 3), (7, 9)], np.int32)
+    ours = jax.vmap(lambda x, s: defenses.filter_median(x, size=(s[0], s[1])))(
+      jnp.asarray(images), jnp.asarray(sizes)
+    )
+    for image, (kh, kw), out in zip(images, sizes, ours, strict=True):
+      reference = scipy.ndimage.median_filter(
+        image, size=(kh, kw, 1), mode="constant", cval=0.0
+      )
+      np.testing.assert_array_equal(out, reference)
+
   def test_median_of_values_outside_0_1(self):
     # Exact for any float32 (e.g. after unclipped noise): negative values too.
     image = (

@@ -12,7 +12,7 @@ from configs import eot_ablation as eot_ablation_config
 from configs import fig1, fig2, fig3, fig4, table1, table2, table2_cifar
 from configs import finetune as finetune_config
 from configs import section5 as section5_config
-from stochjax import data, evaluate, models
+from stochjax import data, detectors, evaluate, models
 from stochjax import workdir as workdir_lib
 from stochjax.paper import figs3_4, finetune, section4, section5
 
@@ -114,6 +114,7 @@ class PaperGridSmokeTest(parameterized.TestCase):
     json.dumps(results)
     if module is table2:
       self._check_network_defenses(config, results)
+      self._check_resume_reads_the_saved_detector(config, workdir)
 
   def _check_network_defenses(self, config, results):
     """Table 2's SAP, k-WTA and odds rows: SAP on its own axes, the
@@ -132,6 +133,19 @@ class PaperGridSmokeTest(parameterized.TestCase):
       if record["panel"].endswith("/ablation")
     }
     self.assertEqual(ablations, set(config.defenses))
+
+  def _check_resume_reads_the_saved_detector(self, config, workdir):
+    """A resumed run calibrates nothing: it reads the detector back (here
+    one with a changed threshold, to tell the two apart)."""
+    path = workdir.file("detector_odds")
+    saved = detectors.load(path)
+    detectors.save(saved.replace(threshold=saved.threshold + 1.0), path)
+    again = section4.run(config, workdir)
+    self.assertAlmostEqual(
+      again["detectors"]["odds"]["detector_threshold"],
+      float(saved.threshold) + 1.0,
+      places=5,
+    )
 
   def test_paper_variants_name_converted_weights(self):
     for module in (table1, table2, fig1, fig2):

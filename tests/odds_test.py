@@ -52,6 +52,27 @@ class CalibrationTest(absltest.TestCase):
     # The shift of the predicted class against itself is 0.
     np.testing.assert_array_equal(g[np.arange(5), pred], 0.0)
 
+  def test_a_saved_detector_loads_back_the_same(self):
+    detector = _calibrated()
+    path = self.create_tempdir().full_path + "/detector"
+    detectors.save(detector, path)
+    loaded = detectors.load(path)
+    for name in ("mean", "std", "threshold", "class_logits"):
+      np.testing.assert_array_equal(
+        getattr(loaded, name), getattr(detector, name)
+      )
+    self.assertEqual(
+      (loaded.sigma, loaded.clip, loaded.num_noise, loaded.chunk_size),
+      (detector.sigma, detector.clip, detector.num_noise, detector.chunk_size),
+    )
+    keys = prng.per_example(jax.random.key(3), 20)
+    np.testing.assert_array_equal(
+      loaded(keys, MODEL, IMAGES[1200:1220]),
+      detector(keys, MODEL, IMAGES[1200:1220]),
+    )
+    with self.assertRaisesRegex(ValueError, "saved odds detector"):
+      detectors.load(self.create_tempdir().full_path)
+
   def test_refusals(self):
     with self.assertRaisesRegex(ValueError, "fpr"):
       _calibrated(fpr=1.5)

@@ -142,8 +142,7 @@ def make_apgd(
   )  # fmt: skip
   shared = loops.programs(_run_once, settings)
   return attack_lib.Attack(
-    run=functools.partial(shared.run, eps=np.float32(eps),
-                          step_size=np.float32(step_size)),
+    run=loops.bound_run(shared, eps, step_size),
     cost=results.Cost(
       num_steps=num_steps, eot_samples=eot_samples, restarts=restarts,
       grad_evals=restarts * (num_steps + 1) * eot_samples, forward_evals=0,

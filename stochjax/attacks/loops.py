@@ -1,11 +1,13 @@
 """Loop structure shared by the attacks: skippable scan steps and restarts."""
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from stochjax import prng
 from stochjax.attacks import best as best_lib
@@ -115,6 +117,30 @@ def programs(run_once, settings) -> Programs:
       ``early_stop`` among them.
   """
   return shared(_build_programs, run_once, settings)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bound:
+  """A jitted program with keyword arguments bound (an attack's radius and
+  step size): called, and lowered, as the program itself."""
+
+  program: Callable
+  arguments: dict
+
+  def __call__(self, *args, **kwargs):
+    return self.program(*args, **self.arguments, **kwargs)
+
+  def lower(self, *args, **kwargs):
+    return self.program.lower(*args, **self.arguments, **kwargs)
+
+
+def bound_run(shared_programs: Programs, eps: float, step_size: float) -> Bound:
+  """``shared_programs.run`` at radius `eps` and step `step_size` (float32
+  arguments, so every radius reuses the compiled program)."""
+  return Bound(
+    shared_programs.run,
+    {"eps": np.float32(eps), "step_size": np.float32(step_size)},
+  )
 
 
 def start(norm: str, eps, keys, images, random_init: bool):

@@ -160,8 +160,7 @@ def make_pgd(
   )  # fmt: skip
   shared = loops.programs(_run_once, settings)
   return attack_lib.Attack(
-    run=functools.partial(shared.run, eps=np.float32(eps),
-                          step_size=np.float32(step_size)),
+    run=loops.bound_run(shared, eps, step_size),
     cost=settings.cost(), loss=loss, targeted=targeted, with_info=with_info,
     snapshot_steps=snapshots, sweep_run=shared.sweep,
     step_ratio=step_size / eps,

@@ -6,15 +6,19 @@ meets the attack's goal and is not flagged."""
 from stochjax.detectors.odds import (
   OddsDetector,
   calibrate,
+  load,
   logit_matching_loss,
   logit_shifts,
   noise_defense,
+  save,
 )
 
 __all__ = [
   "OddsDetector",
   "calibrate",
+  "load",
   "logit_matching_loss",
   "logit_shifts",
   "noise_defense",
+  "save",
 ]

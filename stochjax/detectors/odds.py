@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import batching, prng, types, validation
+from stochjax import batching, checkpoint, prng, types, validation
 from stochjax.attacks import attack as attack_lib
 from stochjax.defenses import core as defense_core
 
@@ -204,6 +204,42 @@ def _class_statistics(pred, g, k):
     if len(rows) >= 2:
       mean[y], std[y] = rows.mean(0), rows.std(0)
   return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+_ARRAYS = ("mean", "std", "threshold", "class_logits")
+_SETTINGS = {"sigma": float, "clip": bool, "num_noise": int, "chunk_size": int}
+
+
+def save(detector: OddsDetector, path: str) -> None:
+  """Writes a calibrated detector to the folder `path` (Orbax, replaced
+  atomically), so a resumed run need not calibrate again."""
+  tree = {name: getattr(detector, name) for name in _ARRAYS}
+  settings = {name: np.asarray(getattr(detector, name)) for name in _SETTINGS}
+  checkpoint.save_tree(path, tree | {"settings": settings})
+
+
+def load(path: str) -> OddsDetector:
+  """The detector `save` wrote to `path`.
+
+  Raises:
+    ValueError: the folder does not hold a saved detector.
+  """
+  try:
+    tree = checkpoint.restore_tree(path, None)
+    settings = {
+      name: kind(np.asarray(tree["settings"][name]).item())
+      for name, kind in _SETTINGS.items()
+    }
+    arrays = {name: jnp.asarray(tree[name], jnp.float32) for name in _ARRAYS}
+  except (FileNotFoundError, KeyError, ValueError) as error:
+    raise ValueError(f"{path} does not hold a saved odds detector.") from error
+  k = arrays["mean"].shape[0]
+  square = all(
+    arrays[n].shape == (k, k) for n in ("mean", "std", "class_logits")
+  )
+  if not square or arrays["threshold"].shape:
+    raise ValueError(f"{path} holds a detector of inconsistent shapes.")
+  return OddsDetector(**arrays, **settings)
 
 
 def _logit_matching(class_logits, logits, labels):

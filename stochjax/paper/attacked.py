@@ -24,6 +24,7 @@ without its detector).
 """
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -80,19 +81,25 @@ def _network(config, work, train_key, setting, train_sets: dict):
   )
 
 
-def _detector(config, key, network, setting):
-  """The entry's calibrated detector, on its first clean training images."""
+def _detector(config, work, name, key, network, setting):
+  """The entry's calibrated detector, on its first clean training images;
+  saved in the workdir, so a resumed run reads it back."""
+  path = work.file(f"detector_{name}")
+  if os.path.isdir(path):
+    return detectors.load(path)
   spec = setting.detector
   train_set = data_lib.load_arrays(
     config.dataset, "train", data_dir=config.data_dir
   )
   n = spec.num_calibration
   labels = train_set.labels[:n] if spec.get("only_correct", True) else None
-  return detectors.calibrate(
+  detector = detectors.calibrate(
     key, network, train_set.images[:n], labels,
     fpr=spec.fpr, sigma=spec.sigma, num_noise=spec.num_noise,
     batch_size=config.batch_size,
   )  # fmt: skip
+  detectors.save(detector, path)
+  return detector
 
 
 def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
@@ -119,7 +126,7 @@ def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
       entry.defense_for_attack(1 / 255)  # A bad spec fails here, not later.
     if setting.get("detector"):
       detector = _detector(
-        config, prng.fold(detector_key, index), network, setting
+        config, work, name, prng.fold(detector_key, index), network, setting
       )
       entry = dataclasses.replace(
         entry,
