@@ -21,21 +21,19 @@ _CACHE = os.path.join(
   "stochjax-dry-runs-"
   + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid())),
 )
-# (entry point, config): every `:paper` variant, the longest first (as
-# measured, docs/performance.md), so that `pytest -n 2` (conftest.py starts
-# these before every other test) does not end waiting on one of them.
+# (entry point, config): every `:paper` variant.
 PAPER_RUNS = (
-  ("fig3", "fig3"),
-  ("audit", "audit"),
-  ("table2", "table2_cifar"),
-  ("table1", "table1"),
-  ("fig1", "fig1"),
-  ("fig4", "fig4"),
-  ("table2", "table2"),
-  ("fig2", "fig2"),
   ("eot_ablation", "eot_ablation"),
+  ("table1", "table1"),
+  ("table2", "table2"),
+  ("table2", "table2_cifar"),
+  ("fig1", "fig1"),
+  ("fig2", "fig2"),
+  ("fig3", "fig3"),
+  ("fig4", "fig4"),
   ("finetune", "finetune"),
   ("section5", "section5"),
+  ("audit", "audit"),
 )
 
 
