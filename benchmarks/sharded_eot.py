@@ -58,7 +58,9 @@ def main(argv=None) -> int:
   stem = "imagenet" if args.size > 64 else "cifar"
   model = models.get_model(args.model, num_classes=1000, stem=stem)
   shape = (n, args.size, args.size, 3)
-  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1,) + shape[1:]))
+  variables = jax.jit(model.init)(
+    jax.random.key(0), jnp.zeros((1,) + shape[1:])
+  )
   logits_fn = sharding.put_replicated(models.classifier(model, variables), mesh)
   rng = np.random.default_rng(0)
   x, labels = sharding.put_batch(
