@@ -1,4 +1,5 @@
-"""Loop structure shared by the attacks: skippable scan steps and restarts."""
+"""Loop structure shared by the attacks: skippable scan steps, restarts,
+and the jitted programs that attacks with equal static settings share."""
 
 import dataclasses
 import functools
