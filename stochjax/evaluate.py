@@ -14,6 +14,7 @@ target (targeted). Benign and adversarial votes use independent keys.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -130,6 +131,38 @@ def vote(
     aggregate=aggregate,
   )
   return jnp.argmax(counts, axis=-1).astype(jnp.int32)
+
+
+def map_images(
+  fn: Callable[..., jax.Array],
+  key: types.PRNGKey | None,
+  logits_fn: types.LogitsFn,
+  images: np.ndarray,
+  *,
+  batch_size: int,
+  mesh=None,
+  desc: str = "images",
+) -> np.ndarray:
+  """``fn(keys (B,), logits_fn, images (B, H, W, C))`` (without `keys`
+  when `key` is None) over host `images` ``(N, H, W, C)`` in batches of
+  `batch_size`, split over `mesh` (`stochjax.sharding.data_mesh`),
+  concatenated on the host.
+
+  Image i gets the key ``fold_in(key, i)``, the key `vote_counts` gives it
+  in one call on all N images, so the result is ``fn(key, logits_fn,
+  images)``'s (up to float rounding) in memory bounded by the batch: a
+  vote on all N images at once holds N x chunk_size images.
+  """
+  logits_fn = sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh)
+  return batching.map_batches(
+    lambda *args: fn(*args[:-1], logits_fn, args[-1]),
+    key,
+    len(images),
+    lambda index: [images[index]],
+    batch_size=batch_size,
+    mesh=mesh,
+    desc=desc,
+  )
 
 
 def predict(logits_fn: types.LogitsFn, images: types.Batch) -> jax.Array:

@@ -4,13 +4,16 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import scipy.stats
 from absl.testing import absltest
 
 from configs import audit as audit_config
-from stochjax import audit
+from stochjax import audit, defenses, prng
 from stochjax import workdir as workdir_lib
 from stochjax.audit import run as audit_run
+from stochjax.audit import sections
+from stochjax.defenses import core
 from tests import test_utils
 
 
@@ -39,6 +42,30 @@ def _audit(defense, **kw):
 
 def _checks(report):
   return {c["name"]: c["passed"] for c in report["sanity"]["checks"]}
+
+
+class LogitSpreadTest(absltest.TestCase):
+  def test_equals_numpy_over_the_same_draws_in_any_batches(self):
+    images, labels = IMAGES[600:610], LABELS[600:610]
+    defense = defenses.lookup("gaussian_noise(sigma=0.2)")
+    key, num_draws = jax.random.key(3), 5
+    keys = prng.per_example(key, len(labels))
+    defended = core.defended_logits(MODEL, defense)
+    draws = np.stack([
+      np.asarray(defended(prng.fold_each(keys, j), images), np.float64)
+      for j in range(num_draws)
+    ])  # fmt: skip
+    clean = np.asarray(MODEL(images), np.float64)
+    expected = np.mean(draws.std(0).mean(1) / clean.std(1))
+    self.assertGreater(expected, 0.0)
+    for batch_size in (4, 10):
+      setting = audit.Setting(
+        key, MODEL, images, labels, defense, eps=0.1, norm="linf",
+        num_votes=3, batch_size=batch_size, mesh=None, cells={},
+        save=lambda name, value: None,
+      )  # fmt: skip
+      spread = sections._logit_spread(key, setting, num_draws)
+      self.assertAlmostEqual(spread, expected, delta=1e-5 * expected)
 
 
 class KnownAnswersTest(absltest.TestCase):

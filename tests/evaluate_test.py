@@ -81,6 +81,38 @@ class VoteTest(absltest.TestCase):
     )
 
 
+class MapImagesTest(absltest.TestCase):
+  def test_invariance_in_batches_equals_one_call_in_bounded_memory(self):
+    images = np.asarray(
+      jax.random.uniform(jax.random.key(1), (7, 4, 4, 3)), np.float32
+    )
+    seen = []
+
+    def logits_fn(x):
+      seen.append(x.shape[0])  # Traced once per shape: what a call holds.
+      return _coin_logits(x)
+
+    kwargs = dict(defense=_coin_defense, num_draws=6, chunk_size=2)
+    whole = evaluate.invariance(jax.random.key(0), logits_fn, images, **kwargs)
+    self.assertIn(7 * 2, seen)
+    seen.clear()
+    batched = evaluate.map_images(
+      lambda keys, f, x: evaluate.invariance(keys, f, x, **kwargs),
+      jax.random.key(0), logits_fn, images, batch_size=3,
+    )  # fmt: skip
+    np.testing.assert_array_equal(batched, whole)
+    self.assertTrue(np.any(batched != batched[0]))  # per-image draws
+    self.assertLessEqual(max(seen), 3 * 2)
+
+  def test_without_a_key_fn_gets_no_keys(self):
+    images = np.stack([np.zeros((4, 4, 3)), np.ones((4, 4, 3))] * 3)
+    labels = evaluate.map_images(
+      evaluate.predict, None, _coin_logits, images.astype(np.float32),
+      batch_size=4,
+    )  # fmt: skip
+    np.testing.assert_array_equal(labels, [0, 1] * 3)
+
+
 class SoftVoteTest(absltest.TestCase):
   def test_mean_softmax_of_the_same_draws(self):
     # A noisy linear model: hard and soft votes can disagree.

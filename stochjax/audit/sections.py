@@ -8,6 +8,7 @@ by exact paired (McNemar) tests on them.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -49,6 +50,14 @@ class Setting:
       self.save(name, self.cells[name])
     return self.cells[name]
 
+  def map(self, fn, key, desc: str) -> np.ndarray:
+    """`evaluate.map_images` of ``fn([keys,] logits_fn, images)`` over
+    the audit's images, in its batches on its mesh."""
+    return evaluate.map_images(
+      fn, key, self.logits_fn, self.images, batch_size=self.batch_size,
+      mesh=self.mesh, desc=desc,
+    )  # fmt: skip
+
   def pgd(self, *, eps=None, fraction=0.25, steps=10, eot=1, defended=True,
           **kw):  # fmt: skip
     """PGD-steps x EOT-eot at `fraction` x eps, through the defense when
@@ -79,12 +88,16 @@ def paired(label_a, result_a, label_b, result_b) -> dict:
 def accuracy(s: Setting) -> dict:
   """Clean accuracy and the defended vote's, each with its interval."""
   n = len(s.labels)
-  clean = np.asarray(evaluate.predict(s.logits_fn, s.images)) == s.labels
-  voted = evaluate.vote(
-    prng.fold(s.key, 2), s.logits_fn, s.images, defense=s.defense,
-    num_votes=s.num_votes,
-  )  # fmt: skip
-  defended = np.asarray(voted) == s.labels
+  clean = s.map(evaluate.predict, None, "clean") == s.labels
+  defense = defense_core.resolve(s.defense)
+  voted = s.map(
+    lambda keys, f, x: evaluate.vote(
+      keys, f, x, defense=defense, num_votes=s.num_votes
+    ),
+    prng.fold(s.key, 2),
+    "votes",
+  )
+  defended = voted == s.labels
   drop = stats.compare(
     "clean", clean.tolist(), "defended", defended.tolist(), paired=True
   )
@@ -103,12 +116,14 @@ def randomness(s: Setting, num_draws: int) -> dict:
   change the clean prediction, the spread of the logits over draws, and
   the Section 5 trade-off (randomness that moves predictions is what
   costs accuracy)."""
-  kept = np.asarray(
-    evaluate.invariance(
-      prng.fold(s.key, 3), s.logits_fn, s.images, defense=s.defense,
-      num_draws=num_draws,
-    )
-  )  # fmt: skip
+  defense = defense_core.resolve(s.defense)
+  kept = s.map(
+    lambda keys, f, x: evaluate.invariance(
+      keys, f, x, defense=defense, num_draws=num_draws
+    ),
+    prng.fold(s.key, 3),
+    "invariance",
+  )
   spread = _logit_spread(prng.fold(s.key, 4), s, num_draws)
   changed = float(1.0 - kept.mean())
   if changed == 0.0 and spread == 0.0:
@@ -135,31 +150,40 @@ def randomness(s: Setting, num_draws: int) -> dict:
 def _logit_spread(key, s: Setting, num_draws: int) -> float:
   """Mean over images of the logits' standard deviation across draws,
   relative to the clean logits' spread across classes (0: the defense
-  leaves the logits alone). Draws run one at a time (memory: one draw)."""
-  defended = defense_core.defended_logits(
-    attacks.as_pytree_fn(s.logits_fn), defense_core.resolve(s.defense)
-  )
-  keys = prng.per_example(key, len(s.labels))
-
-  @jax.jit
-  def moments(x):
-    # Moments of the draws' difference from draw 0: exactly 0 when every
-    # draw is the same (no cancellation error).
-    first = defended(prng.fold_each(keys, 0), x).astype(jnp.float32)
-
-    def one(totals, j):
-      shift = defended(prng.fold_each(keys, j), x).astype(jnp.float32) - first
-      return (totals[0] + shift, totals[1] + shift**2), None
-
-    zeros = jnp.zeros_like(first)
-    draws = jnp.arange(1, num_draws, dtype=jnp.uint32)
-    (total, squares), _ = jax.lax.scan(one, (zeros, zeros), draws)
-    return total / num_draws, squares / num_draws
-
-  mean, second = (np.asarray(m, np.float64) for m in moments(s.images))
+  leaves the logits alone). Draws run one at a time (memory: one draw per
+  image of a batch)."""
+  moments = s.map(
+    functools.partial(
+      _draw_moments, defense=defense_core.resolve(s.defense),
+      num_draws=num_draws,
+    ),
+    key,
+    "logit spread",
+  )  # fmt: skip
+  mean, second, clean = np.moveaxis(np.asarray(moments, np.float64), 1, 0)
   std = np.sqrt(np.maximum(second - mean**2, 0.0)).mean(axis=1)
-  scale = np.asarray(s.logits_fn(s.images), np.float64).std(axis=1)
+  scale = clean.std(axis=1)
   return float(np.mean(std / np.maximum(scale, 1e-12)))
+
+
+@functools.partial(jax.jit, static_argnames=("defense", "num_draws"))
+def _draw_moments(keys, logits_fn, images, *, defense, num_draws):
+  """``(N, 3, K)``: per image the mean and mean square of the defended
+  logits' difference from draw 0 over `num_draws` draws (exactly 0 when
+  every draw is the same: no cancellation error), and the clean logits."""
+  defended = defense_core.defended_logits(logits_fn, defense)
+  first = defended(prng.fold_each(keys, 0), images).astype(jnp.float32)
+
+  def one(totals, j):
+    shift = defended(prng.fold_each(keys, j), images).astype(jnp.float32)
+    shift = shift - first
+    return (totals[0] + shift, totals[1] + shift**2), None
+
+  zeros = jnp.zeros_like(first)
+  draws = jnp.arange(1, num_draws, dtype=jnp.uint32)
+  (total, squares), _ = jax.lax.scan(one, (zeros, zeros), draws)
+  clean = logits_fn(images).astype(jnp.float32)
+  return jnp.stack([total / num_draws, squares / num_draws, clean], axis=1)
 
 
 def adaptive_vs_transfer(s: Setting, steps: int, eot: int) -> dict:

@@ -127,14 +127,15 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
       work.log_metrics(phase="attack", cell=cell, **cells[cell])
   cell = f"{name}/invariance/epoch={epoch}"
   if cell not in cells:
-    kept = evaluate.invariance(
-      prng.fold(ev.eval_key, 2),
-      logits_fn,
-      ev.images,
-      defense=defense,
-      num_draws=ev.config.num_votes,
-      chunk_size=ev.config.vote_chunk_size,
-    )
+    kept = evaluate.map_images(
+      lambda keys, f, x: evaluate.invariance(
+        keys, f, x, defense=defense, num_draws=ev.config.num_votes,
+        chunk_size=ev.config.vote_chunk_size,
+      ),
+      prng.fold(ev.eval_key, 2), logits_fn, ev.images,
+      batch_size=ev.config.batch_size, mesh=setup.mesh(ev.config),
+      desc="invariance",
+    )  # fmt: skip
     cells[cell] = {
       "mean": float(np.mean(kept)),
       "majority_kept": float(np.mean(np.asarray(kept) > 0.5)),
