@@ -76,15 +76,13 @@ def map_batches(
     index = np.arange(lo, lo + size)
     valid = index < num
     index = np.where(valid, index, lo)
-    extra = [valid] if with_valid else []
+    mask = [valid] if with_valid else []
     ids, *arrays = sharding.put_batch(
-      [global_index[index].astype(np.uint32), *read(index), *extra], mesh
+      [global_index[index].astype(np.uint32), *read(index), *mask], mesh
     )
     keys = [] if key is None else [_keys_at(key, ids)]
-    if with_valid:
-      *arrays, mask = arrays
-      result = fn(*keys, *arrays, valid=mask)
-    else:
-      result = fn(*keys, *arrays)
+    keywords = {"valid": arrays.pop()} if with_valid else {}
+    with sharding.using(mesh):  # Traced code finds the mesh (`core.switch`).
+      result = fn(*keys, *arrays, **keywords)
     out.append(sharding.to_host(result)[valid])
   return np.concatenate(out)

@@ -15,6 +15,7 @@ data, loaded the same way), and `put_batch` sends each host's devices only
 their rows of the global batch.
 """
 
+import contextlib
 import os
 
 import jax
@@ -65,6 +66,25 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
       "makes N)."
     )
   return Mesh(np.asarray(devices[:num]), (BATCH_AXIS,))
+
+
+def using(mesh: Mesh | None):
+  """The context to run jitted work on `mesh`'s batches in:
+  ``jax.set_mesh(mesh)``, so code traced there can find the mesh
+  (`context_devices`); nothing without a mesh."""
+  return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
+
+
+def context_devices() -> int:
+  """How many devices the context mesh (`using`) splits the batch over:
+  0 outside any mesh (or one without ``BATCH_AXIS``), 1 inside code that
+  already runs per device (`jax.shard_map` over ``BATCH_AXIS``)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or BATCH_AXIS not in mesh.axis_names:
+    return 0
+  if BATCH_AXIS in mesh.manual_axes:
+    return 1
+  return mesh.shape[BATCH_AXIS]
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -130,7 +130,8 @@ def _epoch(train_step, state, keys, epoch, train_set, batch_size, mesh):
     process=sharding.process_rows(mesh),
   ):
     images, labels = sharding.put_process_rows((images, labels), mesh)
-    state, metrics = train_step(state, defense_key, images, labels)
+    with sharding.using(mesh):
+      state, metrics = train_step(state, defense_key, images, labels)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
   steps = len(train_set.labels) // batch_size
   return state, {k: float(v) / steps for k, v in sums.items()}

@@ -49,7 +49,11 @@ def main(out: str, num_devices: int) -> int:
     **problem.training(model, variables, os.path.join(out, "checkpoints")),
     mesh=mesh,
   )
+  switched = problem.switched(images, mesh)
   results = dict(
+    switched=switched["images"],
+    switch_calls=np.asarray(switched["calls"]),
+    switch_collectives=np.asarray(switched["collectives"]),
     adversarial=sharding.to_host(adversarial),
     gradient=sharding.to_host(gradient),
     gathers=np.asarray(gathers),

@@ -1,11 +1,23 @@
 """The problems the sharding test runs on one device and on a mesh."""
 
+import re
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from stochjax import attacks, defenses, evaluate, models, prng
+from stochjax import (
+  attacks,
+  batching,
+  defenses,
+  evaluate,
+  models,
+  prng,
+  sharding,
+)
 from stochjax.attacks import eot, losses
 from stochjax.data import digits
+from stochjax.defenses import core
 
 NUM = 16
 KEY = jax.random.key(1)
@@ -71,6 +83,65 @@ def training(model, variables, checkpoint_dir):
     checkpoint_dir=checkpoint_dir,
     initial_variables=variables,
   )
+
+
+# The branches of `switched`: image i is multiplied by one of these.
+SCALES = (0.5, 0.25, 1.0)
+# Draws of each image in `switched` (the mesh sizes divide it).
+SWITCHED_DRAWS = 8
+
+
+def switched(images, mesh=None) -> dict:
+  """A per-image random choice between three branches (`core.switch`'s
+  "auto" mode) over `SWITCHED_DRAWS` draws of each image, run by
+  `batching.map_batches` (on `mesh`): ``images`` ``(N, draws + 1, ...)``,
+  the draws then the input gradient of their sum, ``calls`` (branch evaluations) and
+  ``collectives`` (gathers and all-to-alls in the compiled program).
+  Looping over each device's own rows, every draw runs one branch forward
+  and once more backward: 2 N x draws evaluations (a select runs all
+  three, a loop over the gathered batch runs every image on every
+  device)."""
+  calls = []
+
+  def branch(scale):
+    def scaled(key, image):
+      del key
+      jax.debug.callback(lambda: calls.append(1))
+      # A loop from a constant, as defenses' own loops (Poisson noise):
+      # inside a device's loop nothing marks it as that device's value.
+      return jax.lax.fori_loop(
+        0, 2, lambda _, total: total + image * (scale / 2),
+        jnp.zeros(image.shape, image.dtype),
+      )  # fmt: skip
+
+    return scaled
+
+  branches = [branch(scale) for scale in SCALES]
+  defend = core.over_batch(
+    lambda key, image: core.random_branch(key, branches, image), draws=True
+  )
+  draws = jnp.arange(SWITCHED_DRAWS, dtype=jnp.uint32)
+
+  @jax.jit
+  def run(keys, x):
+    draw_keys = jnp.swapaxes(prng.per_draw(keys, draws), 0, 1)
+    out, pullback = jax.vjp(lambda x: defend(draw_keys, x), x)
+    gradient = pullback(jnp.ones_like(out))[0]
+    return jnp.concatenate([out, gradient[:, None]], 1)
+
+  out = batching.map_batches(
+    run, KEY, len(images), lambda index: [images[index]],
+    batch_size=len(images), mesh=mesh,
+  )  # fmt: skip
+  jax.effects_barrier()
+  collectives = 0
+  if mesh is not None:
+    x = sharding.put_batch(images, mesh)
+    keys = prng.per_example(KEY, len(images))
+    with sharding.using(mesh):
+      compiled = run.lower(keys, x).compile().as_text()
+    collectives = len(re.findall(r" (all-gather|all-to-all)\(", compiled))
+  return dict(images=out, calls=len(calls), collectives=collectives)
 
 
 def flat(variables) -> np.ndarray:

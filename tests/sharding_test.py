@@ -196,6 +196,7 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
         evaluate.vote_counts(problem.KEY, logits_fn, images, **problem.VOTES)
       ),
       protocol=problem.protocol(logits_fn, images, labels, batch_size=5),
+      switched=problem.switched(images),
     )
     # optax mixes Python floats and int32 step counts.
     with (
@@ -261,6 +262,18 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
       differ = np.abs(mesh["adversarial"] - self.single["adversarial"]) > 1e-6
       self.assertLess(np.mean(differ), 0.01)
       np.testing.assert_array_equal(mesh["counts"], self.single["counts"])
+      # A per-image switch: each device loops over its own images, one
+      # branch per draw (this process's devices hold 1/processes of them),
+      # with nothing gathered ...
+      single = self.single["switched"]
+      evaluations = 2 * problem.NUM * problem.SWITCHED_DRAWS
+      self.assertEqual(single["calls"], evaluations)
+      self.assertEqual(int(mesh["switch_calls"]) * processes, evaluations)
+      self.assertEqual(int(mesh["switch_collectives"]), 0)
+      # ... and gives one device's images and gradients.
+      np.testing.assert_array_equal(mesh["switched"], single["images"])
+      gradients = single["images"][:, -1]  # Each image's sum of scales.
+      self.assertGreater(len(np.unique(gradients)), 1)
       # Gradients and batch statistics are all-reduced across devices in
       # another order than one device sums them, and Adam divides by the
       # gradient's size, so a parameter with a near-zero gradient can move

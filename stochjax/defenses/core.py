@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
-from stochjax import prng, types
+from stochjax import prng, sharding, types
 from stochjax import registry as registry_lib
 
 REGISTRY = registry_lib.Registry("defense")
@@ -124,15 +125,18 @@ def over_batch(defense: types.Defense, draws: bool = False) -> Callable:
 
   With `draws`: ``(keys (N, c), images (N, H, W, C)) -> (N, c, H, W, C)``,
   c draws of each example, each draw a batch of its own for
-  `prng.batch_first`."""
+  `prng.batch_first`. The draws are vmapped outside the examples, so the
+  example axis (the one a mesh splits) is the first a batching rule meets
+  (`_looped`)."""
 
   def one(key, image):
     with prng.batch_scope():
       return defense(key, image)
 
-  if draws:
-    one = jax.vmap(one, in_axes=(0, None))
-  return jax.vmap(one, axis_name=types.BATCH_AXIS)
+  examples = jax.vmap(one, axis_name=types.BATCH_AXIS)
+  if not draws:
+    return examples
+  return jax.vmap(examples, in_axes=(1, None), out_axes=1)
 
 
 # The fold that separates a model's own draw from its defense's.
@@ -241,15 +245,17 @@ def switch(
 
   Under `vmap` (batches, EOT), `lax.switch` with a per-image index becomes a
   select that runs every branch on every image. ``"sequential"`` instead
-  loops over the batch (`jax.custom_batching.sequential_vmap`), so each
-  image runs only its own branch, forward and backward (a custom VJP
-  recomputes the chosen branch's pullback): n times less work for an n-way
-  switch, and on a CPU a loop over images costs nothing in vectorization.
+  loops over the batch (`_looped`), so each image runs only its own branch,
+  forward and backward (a custom VJP recomputes the chosen branch's
+  pullback): n times less work for an n-way switch, and on a CPU a loop
+  over images costs nothing in vectorization. Inside a mesh context
+  (`sharding.using`, which `batching.map_batches` and training set) each
+  device loops over its own rows; elsewhere a loop over a batch split
+  across devices would gather it and every device would run every image.
   ``"select"`` keeps `lax.switch`'s batching, better on GPUs/TPUs, where the
-  extra branches run in parallel. ``"auto"``: sequential on one CPU
-  device, select elsewhere (a loop over a batch split across devices would
-  gather it, and every device would run every image). Both give the same
-  values and gradients.
+  extra branches run in parallel. ``"auto"``: sequential on CPUs (one
+  device, or a mesh context), select elsewhere. Both give the same values
+  and gradients.
 
   Raises:
     ValueError: an unknown mode.
@@ -259,8 +265,10 @@ def switch(
       f"Unknown switch mode {mode!r}; valid: {', '.join(SWITCH_MODES)}."
     )
   if mode == "auto":
-    one_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
-    mode = "sequential" if one_cpu else "select"
+    loops = jax.device_count() == 1 or sharding.context_devices() > 0
+    mode = (
+      "sequential" if jax.default_backend() == "cpu" and loops else "select"
+    )
   if mode == "select":
     return jax.lax.switch(index, branches, key, image)
   return _sequential_switch(tuple(branches))(index, key, image)
@@ -298,8 +306,8 @@ def _sequential_switch(branches: tuple[types.Defense, ...]) -> Callable:
     _, vjp = jax.vjp(lambda x: apply(index, key, x), image)
     return vjp(cotangent)[0]
 
-  forward = jax.custom_batching.sequential_vmap(apply)
-  backward = jax.custom_batching.sequential_vmap(pullback)
+  forward = _looped(apply)
+  backward = _looped(pullback)
 
   @jax.custom_vjp
   def switched(index, key, image):
@@ -313,6 +321,41 @@ def _sequential_switch(branches: tuple[types.Defense, ...]) -> Callable:
 
   switched.defvjp(switched_fwd, switched_bwd)
   return switched
+
+
+def _looped(fn: Callable) -> Callable:
+  """`fn` (on arrays) that `vmap` runs as a loop over the batch, as
+  `jax.custom_batching.sequential_vmap` does; in a mesh context
+  (`sharding.using`) whose devices divide the vmapped axis, one loop per
+  device over its own rows (`jax.shard_map`), not a loop over the gathered
+  batch on every device. `over_batch` vmaps the examples innermost, so
+  that axis is the examples', the one the mesh splits."""
+  fn = jax.custom_batching.custom_vmap(fn)
+
+  @fn.def_vmap
+  def rule(axis_size, in_batched, *args):
+    args = [
+      x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+      for x, batched in zip(args, in_batched, strict=True)
+    ]
+
+    def loop(*rows):
+      return jax.lax.map(lambda row: fn(*row), rows)
+
+    devices = sharding.context_devices()
+    if devices > 1 and axis_size % devices == 0:
+      rows = PartitionSpec(sharding.BATCH_AXIS)
+      loop = jax.shard_map(
+        loop,
+        mesh=jax.sharding.get_abstract_mesh(),
+        in_specs=rows,
+        out_specs=rows,
+        # Defenses' own loops start from constants that no device owns.
+        check_vma=False,
+      )
+    return loop(*args), True
+
+  return fn
 
 
 def bpda(

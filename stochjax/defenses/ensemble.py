@@ -8,8 +8,9 @@ specs; the default is the paper's Fig. 3 stack.
 Cost: the k positions are a `lax.scan`, so each member is compiled once
 (a Python loop compiled the stack k times: 3x the compile time for six
 members), and the member at each position is chosen with `core.switch`. On CPU
-(``switch="auto"`` or ``"sequential"``) a batch runs as a loop over images,
-each running only its k members; with ``"select"`` (the default on GPU/TPU)
+(``switch="auto"`` or ``"sequential"``) a batch runs as a loop over images
+(on a mesh, each device over its own), each running only its k members;
+with ``"select"`` (the default on GPU/TPU)
 `vmap` evaluates every member at every position and selects, k x n member
 evaluations per draw (36 for the full stack), in parallel. The benchmark
 (benchmarks/defenses.py) measures it.
