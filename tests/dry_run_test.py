@@ -112,6 +112,19 @@ class ShrinkTest(absltest.TestCase):
       self.assertEqual(tuple(axes.step_fractions), (ablation.versus_fraction,))
       self.assertEqual(tuple(ablation.steps), (1,), name)
 
+  def test_fine_tuning_attacks_keep_their_settings_with_one_step(self):
+    from configs import fig3
+    from stochjax import registry
+    from stochjax.paper import dry_run as dry_run_lib
+
+    config = fig3.get_config("paper")
+    small = dry_run_lib.shrink(config, self.create_tempdir().full_path)
+    (full,) = registry.parse(config.attack.spec)
+    (shrunk,) = registry.parse(small.attack.spec)
+    self.assertEqual(shrunk.name, full.name)
+    self.assertEqual(shrunk.kwargs, full.kwargs | {"num_steps": 1})
+    self.assertEqual(tuple(small.eval_epochs), (0, 1))
+
   def test_a_defense_list_runs_one_of_each_kind_and_the_last(self):
     from configs import fig3
     from stochjax.paper import dry_run as dry_run_lib

@@ -14,10 +14,10 @@ config where only sizes and paths change:
   stays one) within 2 gradients per example (cells 1 x 1, 2 x 1, 1 x 2),
   so every kind of cell, equal-budget pair and ablation exists, at the
   first step size;
-  1 training epoch of one batch; 2 detector draws; of a list of defenses
-  the first of each kind (spec functions, activation, attack noise,
-  detector) and the last run (every one is still built, so a bad spec
-  fails).
+  1 training epoch of one batch, then 1-step attacks at epochs 0 and 1;
+  2 detector draws; of a list of defenses the first of each kind (spec
+  functions, activation, attack noise, detector) and the last run (every
+  one is still built, so a bad spec fails).
 
 It then runs the driver a second time on the same workdir, which must
 resume without computing anything, and writes the report. config.json,
@@ -145,10 +145,13 @@ def _shrink_grid_run(config) -> None:
 
 
 def _shrink_fine_tuning(config) -> None:
+  """Epochs 0 and 1, 2 votes, and an attack of one step: its steps are a
+  `lax.scan` of static length, so one step compiles and runs the same
+  step program as 200."""
   config.num_votes = config.vote_chunk_size = 2
   config.eval_epochs = (0, 1)
   (call,) = registry.parse(config.attack.spec)
-  kwargs = call.kwargs | {"num_steps": 2}
+  kwargs = call.kwargs | {"num_steps": 1}
   arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
   config.attack.spec = f"{call.name}({arguments})"
 
