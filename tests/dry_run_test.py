@@ -22,8 +22,7 @@ _CACHE = os.path.join(
   + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid())),
 )
 # (entry point, config): every `:paper` variant, the longest first (as
-# measured in docs/performance.md), so that pytest-xdist's workers finish
-# together.
+# measured in docs/performance.md).
 PAPER_RUNS = (
   ("fig3", "fig3"),
   ("audit", "audit"),
