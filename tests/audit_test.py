@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.stats
 from absl.testing import absltest
 
@@ -109,6 +110,7 @@ class KnownAnswersTest(absltest.TestCase):
 
 
 class CommandTest(absltest.TestCase):
+  @pytest.mark.slow
   def test_smoke_writes_the_report_and_resumes(self):
     config = audit_config.get_config("smoke")
     work = workdir_lib.Workdir(self.create_tempdir().full_path)

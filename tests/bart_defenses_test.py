@@ -11,6 +11,7 @@ from absl.testing import absltest, parameterized
 
 from stochjax import defenses, prng, registry
 from stochjax.defenses import ensemble, filters
+from tests import test_utils
 
 
 def _photo(size=48):
@@ -41,6 +42,7 @@ class FilterTest(parameterized.TestCase):
     np.testing.assert_allclose(ours, reference, atol=1e-6)
 
   @parameterized.parameters((3, 3), (5, 13), (13, 7))
+  @test_utils.slow_cases(0, 1)  # The same unrolled taps at other sizes.
   def test_median_matches_scipy_zero_padding(self, kh, kw):
     image = _photo(32)
     ours = defenses.filter_median(jnp.asarray(image), size=(kh, kw))

@@ -10,6 +10,7 @@ from absl.testing import absltest, parameterized
 
 from stochjax import defenses
 from stochjax.defenses import clahe
+from tests import test_utils
 
 # float32 arithmetic where scikit-image uses float64: a level can truncate
 # the other way, one 14-bit level (6.1e-5) after the final stretch.
@@ -30,6 +31,7 @@ class ClaheTest(parameterized.TestCase):
     ((40, 36), 0.02),  # One tile.
     ((5, 4), 0.5),
   )
+  @test_utils.slow_cases(1, 2, 4)  # Other tile shapes and clip limits.
   def test_plane_matches_skimage(self, kernel_size, clip_limit):
     plane = _photo()[..., 0]
     np.testing.assert_allclose(

@@ -1,10 +1,32 @@
-"""Strict JAX settings for every test (house style rule 15)."""
+"""Strict JAX settings for every test (house style rule 15), and one
+persistent compilation cache per test session.
+
+Two tiers: ``python -m pytest -n 2`` runs the default tier (pyproject's
+``-m "not slow"``); ``python -m pytest -n 2 -m slow`` runs the tests marked
+``@pytest.mark.slow`` (the `:paper` dry runs, full experiment smokes,
+multi-process sharding, long statistical checks).
+"""
 
 import os
+import shutil
+import tempfile
 
+# One compilation cache for a test session, shared by pytest-xdist's
+# workers (they inherit the controller's environment) and by the
+# experiments and workers the tests start as subprocesses (JAX reads the
+# variable), never the user's: programs that several tests compile (the
+# same attack on the same model) compile once. Removed when the session
+# that made it ends.
+_OWNER = "STOCHJAX_TEST_CACHE" not in os.environ
+SESSION_CACHE = os.environ.setdefault(
+  "STOCHJAX_TEST_CACHE", tempfile.mkdtemp(prefix="stochjax-test-cache-")
+)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = SESSION_CACHE
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 import stochjax  # noqa: E402, F401  (sets the safe XLA flags first)
@@ -15,3 +37,41 @@ jax.config.update("jax_default_matmul_precision", "float32")
 
 # absltest helpers (create_tempdir) read absl flags; pytest does not parse them.
 flags.FLAGS.mark_as_parsed()
+
+
+# The default tier compiles with LLVM at -O0 (XLA's HLO passes unchanged):
+# its programs are small and most of its time was LLVM optimizing code that
+# runs once (2x less time in all; docs/performance.md). The slow tier, and
+# any run selecting other marks, keeps XLA's default, which users run, so CI
+# runs both settings; STOCHJAX_TEST_OPT_LEVEL overrides ('' = the default).
+_FAST_COMPILE = "--xla_backend_optimization_level="
+
+
+def pytest_configure(config):
+  """Before any backend starts (workers inherit the environment)."""
+  level = os.environ.get(
+    "STOCHJAX_TEST_OPT_LEVEL",
+    "0" if config.getoption("markexpr") == "not slow" else "",
+  )
+  flags = os.environ.get("XLA_FLAGS", "")
+  if level and _FAST_COMPILE not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {_FAST_COMPILE}{level}".strip()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+  """Marks slow the cases named by `test_utils.slow_cases`."""
+  del config
+  for item in items:
+    cases = getattr(getattr(item, "obj", None), "slow_cases", None)
+    if cases is None:
+      continue
+    method = getattr(item.obj, "__wrapped__", item.obj).__name__
+    if item.name.removeprefix(method).removeprefix("_") in cases:
+      item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _OWNER:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)

@@ -4,23 +4,14 @@ on synthetic data and random weights, on 8 fake CPU devices."""
 import os
 import subprocess
 import sys
-import tempfile
 
+import pytest
 from absl.testing import absltest, parameterized
 
 from stochjax import workdir as workdir_lib
 from stochjax.paper import report
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One compilation cache for the dry runs of a test session, shared by
-# pytest-xdist's workers and never the user's: programs that several
-# configs share (ResNet-50's init, the eps rule, undefended controls)
-# compile once.
-_CACHE = os.path.join(
-  tempfile.gettempdir(),
-  "stochjax-dry-runs-"
-  + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid())),
-)
 # (entry point, config): every `:paper` variant, the longest first (as
 # measured in docs/performance.md).
 PAPER_RUNS = (
@@ -51,13 +42,17 @@ def dry_run(experiment, config_path, workdir, *overrides, devices=8):
     sys.executable, "-m", f"experiments.{experiment}",
     f"--config={config_path}:paper", "--config.dry_run=True",
     *devices_flag, *overrides, f"--workdir={workdir}",
-    f"--compilation_cache={_CACHE}",
+    # The test session's cache (tests/conftest.py), never the user's:
+    # programs several configs share (ResNet-50's init, the eps rule,
+    # undefended controls) compile once.
+    f"--compilation_cache={os.environ['STOCHJAX_TEST_CACHE']}",
   ]  # fmt: skip
   return subprocess.run(
     command, env=env, cwd=_ROOT, capture_output=True, text=True, timeout=1200
   )
 
 
+@pytest.mark.slow
 class PaperDryRunTest(parameterized.TestCase):
   @parameterized.named_parameters(
     (config, experiment, config) for experiment, config in PAPER_RUNS
@@ -143,6 +138,7 @@ class PlanTest(absltest.TestCase):
       self.assertIn(plan_command.table(), f.read())
 
 
+@pytest.mark.slow
 class BrokenConfigTest(absltest.TestCase):
   def _copy_with(self, old: str, new: str) -> str:
     """configs/table1.py, copied with `old` replaced by `new`."""

@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from configs import eot_ablation as eot_ablation_config
@@ -23,6 +24,7 @@ class EotAblationSmokeTest(absltest.TestCase):
     # optax's Adam bias correction promotes int32 step counts to float.
     self.enter_context(jax.numpy_dtype_promotion("standard"))
 
+  @pytest.mark.slow
   def test_runs_writes_outputs_and_resumes(self):
     config = eot_ablation_config.get_config("smoke")
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
@@ -88,6 +90,7 @@ class PaperGridSmokeTest(parameterized.TestCase):
     self.enter_context(jax.numpy_dtype_promotion("standard"))
 
   @parameterized.parameters(table1, table2, fig1, fig2)
+  @pytest.mark.slow
   def test_smoke_writes_every_panel(self, module):
     config = module.get_config("smoke")
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
@@ -195,6 +198,7 @@ class FinetuneSmokeTest(absltest.TestCase):
     super().setUp()
     self.enter_context(jax.numpy_dtype_promotion("standard"))
 
+  @pytest.mark.slow
   def test_runs_records_each_epoch_and_resumes(self):
     config = finetune_config.get_config("smoke")
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
@@ -212,6 +216,7 @@ class FinetuneSmokeTest(absltest.TestCase):
     self.assertEqual(again["after"], results["after"])
     self.assertLen(workdir.metrics(phase="finetune"), 2)
 
+  @pytest.mark.slow
   def test_starts_from_converted_weights(self):
     # A saved model with its own normalization: fine-tuning uses it as is.
     model = models.get_model(
@@ -252,6 +257,7 @@ class InvarianceSmokeTest(absltest.TestCase):
     super().setUp()
     self.enter_context(jax.numpy_dtype_promotion("standard"))
 
+  @pytest.mark.slow
   def test_fig4_smoke_runs_and_resumes(self):
     config = fig4.get_config("smoke")
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)

@@ -17,7 +17,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
+import pytest
+from absl.testing import absltest, parameterized
 
 from stochjax import attacks, models
 
@@ -76,15 +77,21 @@ def _input_grad(model, variables, images, labels, dtype):
   return np.asarray(grad, np.float64), np.asarray(signs)
 
 
-class Float64ReferenceTest(absltest.TestCase):
+class Float64ReferenceTest(parameterized.TestCase):
   def test_safe_xla_flag_is_set(self):
     self.assertIn(
       "--xla_cpu_experimental_ynn_fusion_type=",
       os.environ.get("XLA_FLAGS", "").split(),
     )
 
+  def test_resnet8_input_gradient(self):
+    self._check_input_gradient(models.ResNet8(num_classes=10, stem="cifar"))
+
+  @pytest.mark.slow
   def test_resnet18_input_gradient(self):
-    model = models.ResNet18(num_classes=10, stem="cifar")
+    self._check_input_gradient(models.ResNet18(num_classes=10, stem="cifar"))
+
+  def _check_input_gradient(self, model):
     labels = jnp.arange(_BATCH) % 10
     compared, errors = 0, []
     for seed in range(3):

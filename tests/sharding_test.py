@@ -10,6 +10,7 @@ import types
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from stochjax import (
@@ -174,6 +175,7 @@ class MeshTest(absltest.TestCase):
       next(data_lib.batches(key, source, 6, process=(0, 4)))
 
 
+@pytest.mark.slow
 class MeshEqualsOneDeviceTest(parameterized.TestCase):
   """Attack, vote, protocol and training on a mesh vs one device.
 

@@ -68,3 +68,18 @@ def digits_mlp(num_train: int = 600):
     for p in pair
   )
   return images, digits.target, jax.tree_util.Partial(_mlp, params)
+
+
+def slow_cases(*cases):
+  """Marks slow some cases of an absl-parameterized test (`tests/conftest.py`):
+  by name for ``named_parameters``, by index for ``parameters``.
+
+  For cases that test a code path another case already tests in the default
+  tier; put it under ``@parameterized...(...)``.
+  """
+
+  def mark(test_method):
+    test_method.slow_cases = tuple(str(case) for case in cases)
+    return test_method
+
+  return mark

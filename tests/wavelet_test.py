@@ -14,6 +14,7 @@ from absl.testing import absltest, parameterized
 
 from stochjax import defenses
 from stochjax.defenses import color, wavelet
+from tests import test_utils
 
 _FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "wavelet")
 
@@ -30,6 +31,8 @@ class WaveletTest(parameterized.TestCase):
     ycbcr=[False, True],
     shifts=[0, 1],
   )
+  # Default tier: four of the 16 cases, every value of each factor twice.
+  @test_utils.slow_cases(*sorted(set(range(16)) - {1, 6, 8, 15}))
   def test_matches_skimage_cycle_spin(self, size, mode, ycbcr, shifts):
     expected = _expected()
     image = jnp.asarray(expected[f"{size}/input"])
