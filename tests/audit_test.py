@@ -24,6 +24,12 @@ def quantize_without_bpda(key, image):
   return jnp.round(image * 4) / 4
 
 
+def digits_logits_fn():
+  """A model factory for `model.factory`: a fixed linear map."""
+  weights = np.random.default_rng(0).normal(size=(32 * 32 * 3, 10))
+  return test_utils.linear_logits_fn(weights.astype(np.float32))
+
+
 def setUpModule():
   global IMAGES, LABELS, MODEL
   IMAGES, LABELS, MODEL = test_utils.digits_mlp()
@@ -130,6 +136,29 @@ class CommandTest(absltest.TestCase):
       text = f.read()
     for verdict in audit.verdicts(report).values():
       self.assertIn(verdict, text)
+
+  def test_the_model_comes_from_a_factory_or_from_saved_weights(self):
+    from stochjax import models
+
+    images = test_utils.random_images(0, (2, 32, 32, 3))
+    config = audit_config.get_config("smoke")
+    with config.unlocked():
+      config.model.factory = "tests.audit_test:digits_logits_fn"
+    logits_fn = audit_run.model_of(config, None, jax.random.key(0), 10)
+    np.testing.assert_array_equal(logits_fn(images), digits_logits_fn()(images))
+    model = models.get_model("ResNetTiny", num_classes=10, stem="cifar")
+    variables = model.init(jax.random.key(1), images)
+    weights = self.create_tempdir().full_path
+    models.save(weights, "ResNetTiny", model, variables)
+    with config.unlocked():
+      config.model.factory, config.model.weights = "", weights
+    logits_fn = audit_run.model_of(config, None, jax.random.key(0), 10)
+    np.testing.assert_allclose(
+      logits_fn(images),
+      models.classifier(model, variables)(images),
+      rtol=1e-6,
+      atol=1e-6,
+    )
 
   def test_a_model_factory_and_defense_function_load(self):
     self.assertIs(

@@ -11,17 +11,21 @@ import os
 import shutil
 import tempfile
 
-# One compilation cache for a test session, shared by pytest-xdist's
-# workers (they inherit the controller's environment) and by the
-# experiments and workers the tests start as subprocesses (JAX reads the
-# variable), never the user's: programs that several tests compile (the
-# same attack on the same model) compile once. Removed when the session
-# that made it ends.
+# One persistent compilation cache for a test session, never the user's:
+# made by the controller, inherited by pytest-xdist's workers and by the
+# subprocesses tests start, removed when the session that made it ends.
+# Each worker compiles into its own folder (JAX writes entries without a
+# lock, and a half-written entry read by the other worker would warn, an
+# error here); the `:paper` dry runs share the root (`--compilation_cache`).
 _OWNER = "STOCHJAX_TEST_CACHE" not in os.environ
-SESSION_CACHE = os.environ.setdefault(
-  "STOCHJAX_TEST_CACHE", tempfile.mkdtemp(prefix="stochjax-test-cache-")
+if _OWNER:
+  os.environ["STOCHJAX_TEST_CACHE"] = tempfile.mkdtemp(
+    prefix="stochjax-test-cache-"
+  )
+SESSION_CACHE = os.environ["STOCHJAX_TEST_CACHE"]
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+  SESSION_CACHE, os.environ.get("PYTEST_XDIST_WORKER", "main")
 )
-os.environ["JAX_COMPILATION_CACHE_DIR"] = SESSION_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -40,10 +44,12 @@ flags.FLAGS.mark_as_parsed()
 
 
 # The default tier compiles with LLVM at -O0 (XLA's HLO passes unchanged):
-# its programs are small and most of its time was LLVM optimizing code that
-# runs once (2x less time in all; docs/performance.md). The slow tier, and
-# any run selecting other marks, keeps XLA's default, which users run, so CI
-# runs both settings; STOCHJAX_TEST_OPT_LEVEL overrides ('' = the default).
+# its programs are small and much of its time was LLVM optimizing code that
+# runs once (docs/performance.md#tests). The slow tier, and any run selecting
+# other marks, keeps XLA's default, which users run; so in CI each test runs
+# at one of the two settings. STOCHJAX_TEST_OPT_LEVEL overrides ('' = XLA's
+# default); the backend must not start before this hook (importing jax and
+# stochjax starts none).
 _FAST_COMPILE = "--xla_backend_optimization_level="
 
 

@@ -138,8 +138,10 @@ class PlanTest(absltest.TestCase):
       self.assertIn(plan_command.table(), f.read())
 
 
-@pytest.mark.slow
 class BrokenConfigTest(absltest.TestCase):
+  """In the default tier: each fails in config validation, before any
+  compile, and is the only test of `app.run` and `dry_run.check_fields`."""
+
   def _copy_with(self, old: str, new: str) -> str:
     """configs/table1.py, copied with `old` replaced by `new`."""
     with open(os.path.join(_ROOT, "configs", "table1.py")) as f:

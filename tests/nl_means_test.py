@@ -31,7 +31,7 @@ class NlMeansTest(parameterized.TestCase):
     self.assertGreater(np.abs(ratio - 1).max(), 0.01)
 
   @parameterized.parameters((5, 6, 0.08), (7, 11, 0.05), (6, 3, 0.2))
-  @test_utils.slow_cases(1, 2)  # The same code at other sizes.
+  @test_utils.slow_cases(1)  # Kept: an odd and an even (made odd) patch.
   def test_matches_skimage_color_and_gray(self, size, distance, h):
     image = _noisy()
     kwargs = dict(patch_size=size, patch_distance=distance, h=h)
