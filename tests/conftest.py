@@ -59,9 +59,13 @@ def pytest_configure(config):
     "STOCHJAX_TEST_OPT_LEVEL",
     "0" if config.getoption("markexpr") == "not slow" else "",
   )
-  flags = os.environ.get("XLA_FLAGS", "")
-  if level and _FAST_COMPILE not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {_FAST_COMPILE}{level}".strip()
+  xla_flags = os.environ.get("XLA_FLAGS", "")
+  if level and _FAST_COMPILE not in xla_flags:
+    from jax._src import xla_bridge  # noqa: PLC0415  (as stochjax._xla_flags)
+
+    if xla_bridge.backends_are_initialized():
+      raise pytest.UsageError("JAX's backend started before pytest_configure")
+    os.environ["XLA_FLAGS"] = f"{xla_flags} {_FAST_COMPILE}{level}".strip()
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
