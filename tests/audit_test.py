@@ -10,7 +10,7 @@ import scipy.stats
 from absl.testing import absltest
 
 from configs import audit as audit_config
-from stochjax import audit, defenses, prng
+from stochjax import audit, defenses, models, prng
 from stochjax import workdir as workdir_lib
 from stochjax.audit import run as audit_run
 from stochjax.audit import sections
@@ -138,8 +138,6 @@ class CommandTest(absltest.TestCase):
       self.assertIn(verdict, text)
 
   def test_the_model_comes_from_a_factory_or_from_saved_weights(self):
-    from stochjax import models
-
     images = test_utils.random_images(0, (2, 32, 32, 3))
     config = audit_config.get_config("smoke")
     with config.unlocked():

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
 
 from stochjax import attacks, models
 
@@ -77,7 +77,7 @@ def _input_grad(model, variables, images, labels, dtype):
   return np.asarray(grad, np.float64), np.asarray(signs)
 
 
-class Float64ReferenceTest(parameterized.TestCase):
+class Float64ReferenceTest(absltest.TestCase):
   def test_safe_xla_flag_is_set(self):
     self.assertIn(
       "--xla_cpu_experimental_ynn_fusion_type=",

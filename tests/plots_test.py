@@ -1,6 +1,7 @@
 """The paper's figures: what each draws, read back from the figure."""
 
 import os
+import tempfile
 from unittest import mock
 
 import numpy as np
@@ -16,13 +17,18 @@ def _drawn(plot, *args, **kwargs):
   size)."""
   figures = []
   close = plots.plt.close
-  with mock.patch.object(
-    plots.plt, "close", side_effect=lambda f: (figures.append(f), close(f))
+  # A folder of its own: absl's default test folder is shared by the
+  # pytest-xdist workers.
+  with (
+    tempfile.TemporaryDirectory() as folder,
+    mock.patch.object(
+      plots.plt, "close", side_effect=lambda f: (figures.append(f), close(f))
+    ),
   ):
-    path = os.path.join(absltest.get_default_test_tmpdir(), "plot.png")
+    path = os.path.join(folder, "plot.png")
     plot(*args, path, **kwargs)
-  with Image.open(path) as image:
-    size = image.size
+    with Image.open(path) as image:
+      size = image.size
   (figure,) = figures
   return figure, size
 
