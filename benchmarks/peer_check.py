@@ -1,6 +1,6 @@
 """stochjax's PGD and AutoPGD beside torchattacks' on the same weights.
 
-A tanh MLP is trained on scikit-learn's 8x8 digits (stochjax.models.mlp),
+A tanh MLP is trained on scikit-learn's 8x8 digits (tests/mlp.py),
 ported to a torch ``nn.Sequential`` and attacked by both libraries on the
 same test images. Reported: success rates per attack and ε, and for PGD
 without random init (identical algorithms) the largest difference between
@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from stochjax import attacks
-from stochjax.models import mlp
+from tests import mlp
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 200, "Test images attacked.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Attack steps (gradients).")

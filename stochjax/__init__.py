@@ -13,8 +13,9 @@ from stochjax import (  # noqa: E402
   defenses,
   evaluate,
   models,
+  prng,
   registry,
 )
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "defenses", "evaluate", "models", "registry"]
+__all__ = ["attacks", "defenses", "evaluate", "models", "prng", "registry"]

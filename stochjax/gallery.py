@@ -12,14 +12,10 @@ import argparse
 import sys
 
 import jax
-import matplotlib
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from stochjax import defenses  # noqa: E402
+from stochjax import defenses, figures
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "grace_hopper", "china",
           "flower")  # fmt: skip
@@ -63,7 +59,7 @@ def grid(spec: str, image: np.ndarray, samples: np.ndarray, path: str):
   panels = [image, *samples]
   cols = min(5, len(panels))
   rows = -(-len(panels) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows))
+  fig, axes = figures.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows))
   for i, ax in enumerate(np.ravel(axes)):
     ax.axis("off")
     if i < len(panels):
@@ -72,7 +68,6 @@ def grid(spec: str, image: np.ndarray, samples: np.ndarray, path: str):
   fig.suptitle(spec, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ from absl.testing import absltest
 from stochjax import attacks, defenses, evaluate, prng
 from stochjax.attacks import eot
 from stochjax.data import digits
-from stochjax.models import mlp
+from tests import mlp
 
 
 @functools.cache

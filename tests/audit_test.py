@@ -9,12 +9,12 @@ import pytest
 import scipy.stats
 from absl.testing import absltest
 
-from configs import audit as audit_config
 from stochjax import audit, defenses, models, prng
-from stochjax import workdir as workdir_lib
 from stochjax.audit import run as audit_run
 from stochjax.audit import sections
+from stochjax.configs import audit as audit_config
 from stochjax.defenses import core
+from stochjax.harness import workdir as workdir_lib
 from tests import test_utils
 
 
@@ -36,11 +36,9 @@ def setUpModule():
 
 
 def _audit(defense, **kw):
-  cells = {}
   setting = audit.Setting(
     jax.random.key(0), MODEL, IMAGES[600:720], LABELS[600:720], defense,
     eps=0.1, norm="linf", num_votes=5, batch_size=120, mesh=None,
-    cells=cells, save=lambda name, value: None,
   )  # fmt: skip
   settings = dict(steps=10, eot=5, budgets=(10,), num_draws=10,
                   eps_scales=(1.0, 4.0))  # fmt: skip
@@ -68,8 +66,7 @@ class LogitSpreadTest(absltest.TestCase):
     for batch_size in (4, 10):
       setting = audit.Setting(
         key, MODEL, images, labels, defense, eps=0.1, norm="linf",
-        num_votes=3, batch_size=batch_size, mesh=None, cells={},
-        save=lambda name, value: None,
+        num_votes=3, batch_size=batch_size, mesh=None,
       )  # fmt: skip
       spread = sections._logit_spread(key, setting, num_draws)
       self.assertAlmostEqual(spread, expected, delta=1e-5 * expected)

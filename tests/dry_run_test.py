@@ -8,8 +8,9 @@ import sys
 import pytest
 from absl.testing import absltest, parameterized
 
-from stochjax import workdir as workdir_lib
-from stochjax.paper import report
+from stochjax.harness import grid as grid_lib
+from stochjax.harness import report
+from stochjax.harness import workdir as workdir_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (entry point, config): every `:paper` variant, the longest first (as
@@ -30,7 +31,8 @@ PAPER_RUNS = (
 
 
 def dry_run(experiment, config_path, workdir, *overrides, devices=8):
-  """Runs ``python -m experiments.<experiment>`` as a user would, with
+  """Runs ``stochjax run <experiment>`` (as ``python -m stochjax``) as a
+  user would, with
   ``--config.dry_run=True`` on `devices` fake CPU devices."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", STOCHJAX_PROGRESS="0")
   env["XLA_FLAGS"] = (
@@ -39,7 +41,7 @@ def dry_run(experiment, config_path, workdir, *overrides, devices=8):
   )
   devices_flag = [] if devices == 1 else ["--config.num_devices=0"]
   command = [
-    sys.executable, "-m", f"experiments.{experiment}",
+    sys.executable, "-m", "stochjax", "run", experiment,
     f"--config={config_path}:paper", "--config.dry_run=True",
     *devices_flag, *overrides, f"--workdir={workdir}",
     # The test session's cache (tests/conftest.py), never the user's:
@@ -61,7 +63,7 @@ class PaperDryRunTest(parameterized.TestCase):
     workdir = self.create_tempdir().full_path
     # Section 5 is closed forms and NumPy: no model, no devices to use.
     devices = 1 if config == "section5" else 8
-    done = dry_run(experiment, f"configs/{config}.py", workdir, devices=devices)
+    done = dry_run(experiment, config, workdir, devices=devices)
     self.assertEqual(
       done.returncode, 0, done.stdout[-3000:] + done.stderr[-6000:]
     )
@@ -82,22 +84,21 @@ class PaperDryRunTest(parameterized.TestCase):
 
 class ShrinkTest(absltest.TestCase):
   def test_every_grid_is_minimal_and_keeps_its_ablation_reference(self):
-    from configs import table2_cifar
-    from stochjax.paper import dry_run as dry_run_lib
-    from stochjax.paper import section4
+    from stochjax.configs import table2_cifar
+    from stochjax.harness import dry_run as dry_run_lib
 
     config = table2_cifar.get_config("paper")
     small = dry_run_lib.shrink(config, self.create_tempdir().full_path)
     self.assertEqual((small.num_examples, small.attack.num_votes), (2, 2))
     self.assertEqual(list(small.defenses), ["kwta", "odds", "sap"])
     for name in small.defenses:
-      axes = section4.grid_axes(small, name)
+      axes = grid_lib.axes(small, name)
       cells = {
         (k, m)
         for m in axes.eot_samples
-        for k in section4.in_budget(axes.steps, m, axes.max_budget)
+        for k in grid_lib.in_budget(axes.steps, m, axes.max_budget)
       }
-      full = section4.grid_axes(config, name)
+      full = grid_lib.axes(config, name)
       for axis in ("steps", "eot_samples"):
         self.assertLen(axes[axis], min(len(full[axis]), 2), name)
       self.assertEqual(max(k * m for k, m in cells), 2, name)
@@ -107,9 +108,9 @@ class ShrinkTest(absltest.TestCase):
       self.assertEqual(tuple(ablation.steps), (1,), name)
 
   def test_fine_tuning_attacks_keep_their_settings_with_one_step(self):
-    from configs import fig3
     from stochjax import registry
-    from stochjax.paper import dry_run as dry_run_lib
+    from stochjax.configs import fig3
+    from stochjax.harness import dry_run as dry_run_lib
 
     config = fig3.get_config("paper")
     small = dry_run_lib.shrink(config, self.create_tempdir().full_path)
@@ -120,8 +121,8 @@ class ShrinkTest(absltest.TestCase):
     self.assertEqual(tuple(small.eval_epochs), (0, 1))
 
   def test_a_defense_list_runs_one_of_each_kind_and_the_last(self):
-    from configs import fig3
-    from stochjax.paper import dry_run as dry_run_lib
+    from stochjax.configs import fig3
+    from stochjax.harness import dry_run as dry_run_lib
 
     small = dry_run_lib.shrink(
       fig3.get_config("paper"), self.create_tempdir().full_path
@@ -132,10 +133,10 @@ class ShrinkTest(absltest.TestCase):
 
 class PlanTest(absltest.TestCase):
   def test_the_performance_doc_holds_the_plans_table(self):
-    from experiments import plan as plan_command
+    from stochjax.harness import plan
 
     with open(os.path.join(_ROOT, "docs", "performance.md")) as f:
-      self.assertIn(plan_command.table(), f.read())
+      self.assertIn(plan.table(), f.read())
 
 
 class BrokenConfigTest(absltest.TestCase):
@@ -143,8 +144,8 @@ class BrokenConfigTest(absltest.TestCase):
   compile, and is the only test of `app.run` and `dry_run.check_fields`."""
 
   def _copy_with(self, old: str, new: str) -> str:
-    """configs/table1.py, copied with `old` replaced by `new`."""
-    with open(os.path.join(_ROOT, "configs", "table1.py")) as f:
+    """stochjax/configs/table1.py, copied with `old` replaced by `new`."""
+    with open(os.path.join(_ROOT, "stochjax", "configs", "table1.py")) as f:
       text = f.read()
     self.assertIn(old, text)
     path = os.path.join(self.create_tempdir().full_path, "broken.py")

@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
 
-from configs import eot_ablation as eot_ablation_config
-from configs import fig1, fig2, fig3, fig4, table1, table2, table2_cifar
-from configs import finetune as finetune_config
-from configs import section5 as section5_config
 from stochjax import data, detectors, evaluate, models
-from stochjax import workdir as workdir_lib
+from stochjax.configs import eot_ablation as eot_ablation_config
+from stochjax.configs import (
+  fig1,
+  fig2,
+  fig3,
+  fig4,
+  table1,
+  table2,
+  table2_cifar,
+)
+from stochjax.configs import finetune as finetune_config
+from stochjax.configs import section5 as section5_config
+from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import figs3_4, finetune, section4, section5
 
 

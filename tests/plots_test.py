@@ -8,28 +8,31 @@ import numpy as np
 from absl.testing import absltest
 from PIL import Image
 
-from stochjax import stats
+from stochjax import figures, stats
 from stochjax.paper import plots
 
 
 def _drawn(plot, *args, **kwargs):
   """Calls ``plot(*args, path, **kwargs)``; returns (the figure, the PNG's
   size)."""
-  figures = []
-  close = plots.plt.close
+  made = []
+  subplots = figures.subplots
+
+  def recorded(*args, **kwargs):
+    made.append(subplots(*args, **kwargs))
+    return made[-1]
+
   # A folder of its own: absl's default test folder is shared by the
   # pytest-xdist workers.
   with (
     tempfile.TemporaryDirectory() as folder,
-    mock.patch.object(
-      plots.plt, "close", side_effect=lambda f: (figures.append(f), close(f))
-    ),
+    mock.patch.object(figures, "subplots", side_effect=recorded),
   ):
     path = os.path.join(folder, "plot.png")
     plot(*args, path, **kwargs)
     with Image.open(path) as image:
       size = image.size
-  (figure,) = figures
+  ((figure, _),) = made
   return figure, size
 
 

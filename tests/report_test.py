@@ -6,8 +6,8 @@ import scipy.stats
 from absl.testing import absltest
 
 from stochjax import stats
-from stochjax import workdir as workdir_lib
-from stochjax.paper import report
+from stochjax.harness import report
+from stochjax.harness import workdir as workdir_lib
 
 
 def _workdir(root, name, results, files=()):

@@ -7,6 +7,7 @@ import numpy as np
 from absl.testing import absltest
 
 from stochjax import stats
+from stochjax.harness import grid as grid_lib
 from stochjax.paper import attacked, section4
 
 
@@ -58,7 +59,7 @@ class EpsRuleTest(absltest.TestCase):
 class GridTest(absltest.TestCase):
   def test_budget_keeps_the_equal_budget_pairs(self):
     steps, draws = [10, 20, 50, 100], [1, 5, 10]
-    kept = {m: section4.in_budget(steps, m, 100) for m in draws}
+    kept = {m: grid_lib.in_budget(steps, m, 100) for m in draws}
     self.assertEqual(kept, {1: steps, 5: [10, 20], 10: [10]})
     rates = np.full((3, 4), np.nan)
     for i, m in enumerate(draws):

@@ -15,9 +15,8 @@
    does not beat white-box, BPDA does not beat the defense's gradients;
 7. **cost**: input gradients and forward passes spent, wall time, devices.
 
-Each section carries its numbers and a verdict. ``python -m
-experiments.audit --config=configs/audit.py --workdir=W`` runs it from a
-config and writes ``W/audit.json``, ``W/audit.md`` and plots.
+Each section carries its numbers and a verdict. ``stochjax audit
+--workdir=W`` (`stochjax.audit.run`) runs it from a config and writes ``W/audit.json``, ``W/audit.md`` and plots.
 """
 
 import time
@@ -46,7 +45,7 @@ def _cost(cells: dict, seconds: float) -> dict:
 def audit(setting: Setting, *, steps: int = 20, eot: int = 10, budgets=(20,),
           small_fraction: float = 0.025, num_draws: int = 20,
           eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0)) -> dict:  # fmt: skip
-  """Runs every section on `setting` (resuming from ``setting.cells``).
+  """Runs every section on `setting` (resuming through ``setting.cell``).
 
   Args:
     setting: the model, defense, data, threat and evaluation settings.
@@ -75,19 +74,17 @@ def audit(setting: Setting, *, steps: int = 20, eot: int = 10, budgets=(20,),
     ("accuracy", lambda: sections.accuracy(s)),
     ("randomness", lambda: sections.randomness(s, num_draws)),
   ):
-    if name not in s.cells:
-      s.cells[name] = section()
-      s.save(name, s.cells[name])
+    s.cached(name, section)
   transfer = sections.adaptive_vs_transfer(s, steps, eot)
   report = {
-    "accuracy": s.cells["accuracy"],
-    "randomness": s.cells["randomness"],
+    "accuracy": s.done["accuracy"],
+    "randomness": s.done["randomness"],
     "adaptive_vs_transfer": transfer,
     "eot_needed": sections.eot_needed(s, budgets, eot, small_fraction),
     "robustness_source": sections.robustness_source(s, steps, eot),
     "sanity": sections.sanity(s, steps, eot, eps_scales, transfer),
   }
-  report["cost"] = _cost(s.cells, time.time() - started)
+  report["cost"] = _cost(s.done, time.time() - started)
   report["settings"] = {
     "eps": s.eps, "norm": s.norm, "num_votes": s.num_votes,
     "num_examples": int(len(s.labels)), "steps": steps, "eot": eot,

@@ -3,12 +3,8 @@ defense moves each image's prediction)."""
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from stochjax import stats  # noqa: E402
+from stochjax import figures as figures_lib
+from stochjax import stats
 
 TITLES = {
   "accuracy": "1. Accuracy",
@@ -116,7 +112,7 @@ def markdown(report: dict, title: str) -> str:
 def figures(report: dict, folder: str) -> None:
   """``success_vs_eps.png`` and ``randomness.png`` in `folder`."""
   check = report["sanity"]["checks"][0]
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = figures_lib.subplots(figsize=(5, 3.5))
   ax.plot([255 * r for r in check["radii"]],
           [100 * v for v in check["rates"]], "o-")  # fmt: skip
   ax.set_xscale("log")
@@ -126,12 +122,10 @@ def figures(report: dict, folder: str) -> None:
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(os.path.join(folder, "success_vs_eps.png"), dpi=120)
-  plt.close(fig)
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = figures_lib.subplots(figsize=(5, 3.5))
   ax.hist(report["randomness"]["invariance_per_sample"], bins=20,
           range=(0, 1))  # fmt: skip
   ax.set_xlabel("fraction of draws keeping the clean prediction")
   ax.set_ylabel("images")
   fig.tight_layout()
   fig.savefig(os.path.join(folder, "randomness.png"), dpi=120)
-  plt.close(fig)

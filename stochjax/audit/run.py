@@ -1,5 +1,5 @@
-"""The audit from a config: ``python -m experiments.audit
---config=configs/audit.py --workdir=W`` (see `configs/audit.py`).
+"""The audit from a config: ``stochjax audit --config=audit --workdir=W``
+(or ``stochjax-audit``; see `stochjax/configs/audit.py`).
 
 The model is a converted folder (``model.weights``), a ``module:function``
 returning a logits_fn or ``(apply_fn, params)`` (``model.factory``), or a
@@ -14,10 +14,11 @@ import importlib
 import ml_collections
 import numpy as np
 
-from stochjax import audit, experiment, models
+from stochjax import audit, models
 from stochjax import data as data_lib
-from stochjax import workdir as workdir_lib
 from stochjax.audit import report
+from stochjax.harness import experiment
+from stochjax.harness import workdir as workdir_lib
 
 
 def load_object(path: str):
@@ -69,7 +70,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     eval_key, logits_fn, images, labels, defense_of(config.defense),
     eps=eps[0], norm=config.threat.norm, num_votes=config.num_votes,
     batch_size=config.batch_size, mesh=experiment.mesh(config),
-    cells=work.cells(), save=work.save_cell,
+    cell=work.cell,
   )  # fmt: skip
   budget = config.budget
   scales = sorted({e / eps[0] for e in eps} | set(budget.eps_scales))

@@ -9,6 +9,7 @@ by exact paired (McNemar) tests on them.
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -35,20 +36,31 @@ class Setting:
   num_votes: int
   batch_size: int
   mesh: Any
-  cells: dict  # Finished evaluations, by name (resumes an interrupted audit).
-  save: Any  # (name, value) -> None, records a finished evaluation.
+  # ``(name, compute) -> value``: a finished evaluation, or ``compute()``
+  # recorded as it (`stochjax.harness.workdir.Workdir.cell` resumes an
+  # interrupted audit); by default every evaluation is computed.
+  cell: Callable[[str, Callable[[], Any]], Any] = lambda name, compute: (
+    compute()
+  )
+  # The evaluations of this audit, by name (what they spent: its cost).
+  done: dict = dataclasses.field(default_factory=dict)
+
+  def cached(self, name: str, compute: Callable[[], Any]) -> Any:
+    """Cell `name` of the audit (`cell`), recorded in `done`."""
+    self.done[name] = self.cell(name, compute)
+    return self.done[name]
 
   def evaluate(self, name: str, attack, *, defended: bool = True) -> dict:
     """The protocol's result of `attack` (cached as cell `name`)."""
-    if name not in self.cells:
-      self.cells[name] = evaluate.evaluate_attack(
+    return self.cached(
+      name,
+      lambda: evaluate.evaluate_attack(
         prng.fold(self.key, 1), self.logits_fn, self.images, self.labels,
         attack=attack, defense=self.defense if defended else None,
         num_votes=self.num_votes if defended else 1,
         batch_size=self.batch_size, mesh=self.mesh,
-      )  # fmt: skip
-      self.save(name, self.cells[name])
-    return self.cells[name]
+      ),
+    )  # fmt: skip
 
   def map(self, fn, key, desc: str) -> np.ndarray:
     """`evaluate.map_images` of ``fn([keys,] logits_fn, images)`` over

@@ -1,6 +1,5 @@
 """Flax ResNets with normalization inside, and the `logits_fn` boundary."""
 
-from stochjax.models import mlp
 from stochjax.models.classifier import classifier
 from stochjax.models.conv import (
   conv_general_dilated,
@@ -26,7 +25,6 @@ from stochjax.models.resnet import (
 from stochjax.models.store import load, save
 
 __all__ = [
-  "mlp",
   "ARCHITECTURES",
   "IMAGENET_MEAN",
   "IMAGENET_STD",

@@ -31,8 +31,8 @@ import numpy as np
 
 from stochjax import data as data_lib
 from stochjax import defenses, detectors, models, prng
+from stochjax.harness import experiment
 from stochjax.models import activations, stochastic
-from stochjax.paper import setup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _network(config, work, train_key, setting, train_sets: dict):
     train_sets["train"] = data_lib.load(
       config.dataset, "train", data_dir=config.data_dir
     )
-  return setup.trained_model(
+  return experiment.trained_model(
     config, work, train_key, train_sets["train"], setting.model, trained_with
   )
 

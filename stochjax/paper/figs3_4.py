@@ -30,7 +30,8 @@ from stochjax import (
   stats,
   validation,
 )
-from stochjax import workdir as workdir_lib
+from stochjax.harness import experiment
+from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import plots, setup
 
 
@@ -100,7 +101,7 @@ class _Evaluation:
       num_votes=num_votes,
       targets=self.targets(logits_fn) if targeted else None,
       batch_size=config.batch_size,
-      mesh=setup.mesh(config),
+      mesh=experiment.mesh(config),
       chunk_size=config.vote_chunk_size,
     )
 
@@ -119,28 +120,33 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
       cell = f"{name}/{goal}/epoch={epoch}" + (
         "" if kind == "defended" else "/undefended"
       )
-      if cell in cells:
-        continue
       index = 0 if kind == "defended" else 1
-      cells[cell] = ev.attack(logits_fn, attack, guard, goal, index, votes)
-      work.save_cell(cell, cells[cell])
-      work.log_metrics(phase="attack", cell=cell, **cells[cell])
-  cell = f"{name}/invariance/epoch={epoch}"
-  if cell not in cells:
+
+      def attacked(cell=cell, goal=goal, index=index, attack=attack,
+                   guard=guard, votes=votes):  # fmt: skip
+        result = ev.attack(logits_fn, attack, guard, goal, index, votes)
+        work.log_metrics(phase="attack", cell=cell, **result)
+        return result
+
+      cells[cell] = work.cell(cell, attacked)
+
+  def invariant():
     kept = evaluate.map_images(
       lambda keys, f, x: evaluate.invariance(
         keys, f, x, defense=defense, num_draws=ev.config.num_votes,
         chunk_size=ev.config.vote_chunk_size,
       ),
       prng.fold(ev.eval_key, 2), logits_fn, ev.images,
-      batch_size=ev.config.batch_size, mesh=setup.mesh(ev.config),
+      batch_size=ev.config.batch_size, mesh=experiment.mesh(ev.config),
       desc="invariance",
     )  # fmt: skip
-    cells[cell] = {
+    return {
       "mean": float(np.mean(kept)),
       "majority_kept": float(np.mean(np.asarray(kept) > 0.5)),
     }
-    work.save_cell(cell, cells[cell])
+
+  cell = f"{name}/invariance/epoch={epoch}"
+  cells[cell] = work.cell(cell, invariant)
 
 
 def _comparisons(config, cells, names, goals) -> list[dict]:
@@ -235,7 +241,7 @@ def run(
     }
     run_name = f"finetune_{name}"
     setup.fine_tune(config, workdir, run, name=run_name, defense=defense)
-    checkpoint_dir = setup.checkpoint_dir(workdir, run_name)
+    checkpoint_dir = experiment.checkpoint_dir(workdir, run_name)
     for epoch in config.eval_epochs:
       variables = (
         run.start

@@ -12,7 +12,8 @@ last checkpoint.
 import ml_collections
 
 from stochjax import defenses, evaluate, models
-from stochjax import workdir as workdir_lib
+from stochjax.harness import experiment
+from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import plots, setup
 
 
@@ -25,7 +26,7 @@ def run(
   eval_key = run.eval_key
   train_set, eval_set = run.train_set, run.eval_set
   model, start = run.model, run.start
-  mesh = setup.mesh(config)
+  mesh = experiment.mesh(config)
 
   def accuracies(variables):
     logits_fn = models.classifier(model, variables)

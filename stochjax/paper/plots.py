@@ -3,14 +3,9 @@
 Each function writes one PNG at `path`; none computes anything but layout.
 """
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stochjax import stats, theory  # noqa: E402
+from stochjax import figures, stats, theory
 
 
 def heatmap(
@@ -19,7 +14,9 @@ def heatmap(
   """A Fig. 1-style heatmap: rows EOT samples, columns PGD steps, in %;
   with `counts` (``[[(successes, n)]]``) each cell also shows its exact 95 %
   interval. NaN cells (outside the grid's budget) stay blank."""
-  fig, ax = plt.subplots(figsize=(1.5 * len(steps) + 1.5, 0.9 * len(draws) + 1))
+  fig, ax = figures.subplots(
+    figsize=(1.5 * len(steps) + 1.5, 0.9 * len(draws) + 1)
+  )
   image = ax.imshow(100 * rates, cmap="Blues", vmin=0, vmax=100, origin="lower")
   ax.set_xticks(range(len(steps)), [str(s) for s in steps])
   ax.set_yticks(range(len(draws)), [str(m) for m in draws])
@@ -45,7 +42,6 @@ def heatmap(
   fig.colorbar(image, ax=ax, label="attack success rate (%)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def plot_before_after(results: dict, path: str) -> None:
@@ -53,7 +49,7 @@ def plot_before_after(results: dict, path: str) -> None:
   before (dashed) and after (solid) fine-tuning, per defense."""
   names = list(results["defenses"])
   goals = results["goals"]
-  fig, axes = plt.subplots(
+  fig, axes = figures.subplots(
     1, len(goals), figsize=(5.5 * len(goals), 3.6), squeeze=False
   )
   x = np.arange(len(names))
@@ -71,13 +67,12 @@ def plot_before_after(results: dict, path: str) -> None:
     ax.set_title(f"{goal}: dashed before, solid after fine-tuning", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def plot_by_epoch(results: dict, path: str) -> None:
   """Fig. 3b/3d, 4b/4d: attack success by fine-tuning epoch per defense."""
   goals = results["goals"]
-  fig, axes = plt.subplots(
+  fig, axes = figures.subplots(
     1, len(goals), figsize=(5 * len(goals), 3.4), squeeze=False
   )
   for ax, goal in zip(axes[0], goals, strict=True):
@@ -92,14 +87,13 @@ def plot_by_epoch(results: dict, path: str) -> None:
   axes[0][-1].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def accuracy_by_epoch(records: list[dict], defense: str, path: str) -> None:
   """Clean and defended held-out accuracy by fine-tuning epoch (0 = the
   starting model)."""
   epochs = [r["epoch"] for r in records]
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = figures.subplots(figsize=(5, 3.5))
   for field, label in (
     ("eval_accuracy", "clean"),
     ("eval_defended_accuracy", "defended (one draw)"),
@@ -112,7 +106,6 @@ def accuracy_by_epoch(records: list[dict], defense: str, path: str) -> None:
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 _LABELS = {
@@ -128,7 +121,7 @@ def section5(results: dict, path: str) -> None:
   finite-n votes (dashed), one panel per eps."""
   rows = results["rows"]
   epsilons = sorted({r["eps"] for r in rows})
-  fig, axes = plt.subplots(
+  fig, axes = figures.subplots(
     1, len(epsilons), figsize=(5 * len(epsilons), 3.8), squeeze=False
   )
   for ax, eps in zip(axes[0], epsilons, strict=True):
@@ -152,4 +145,3 @@ def section5(results: dict, path: str) -> None:
   fig.suptitle("Section 5: lines closed form, dots Monte Carlo", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)

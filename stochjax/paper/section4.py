@@ -30,8 +30,10 @@ from stochjax import (
   validation,
 )
 from stochjax import data as data_lib
-from stochjax import workdir as workdir_lib
-from stochjax.paper import attacked, plots, setup
+from stochjax.harness import experiment
+from stochjax.harness import grid as grid_lib
+from stochjax.harness import workdir as workdir_lib
+from stochjax.paper import attacked, plots
 
 
 def _panel_name(defense: str, goal: str, fraction: float) -> str:
@@ -59,22 +61,6 @@ def equal_budget(grid: np.ndarray, steps, draws) -> list[dict]:
           }
         )
   return pairs
-
-
-def in_budget(steps, m: int, max_budget: int) -> list[int]:
-  """The step counts k of row m with k x m within `max_budget` (0: all)."""
-  return [k for k in steps if not max_budget or k * m <= max_budget]
-
-
-def grid_axes(config, name: str) -> ml_collections.ConfigDict:
-  """``config.grid`` with defense `name`'s own ``grid`` block over it
-  (steps, eot_samples, step_fractions, max_budget, ablation): Table 2's
-  rows each have the paper's own (k, m, step)."""
-  axes = ml_collections.ConfigDict(config.grid.to_dict())
-  own = config.defenses[name].get("grid")
-  if own is not None:
-    axes.update(own.to_dict())
-  return axes
 
 
 def _cell(panel: str, k: int, m: int) -> str:
@@ -173,7 +159,7 @@ class _Grid:
     return entry.model if defended else entry.undefended
 
   def axes(self, name: str) -> ml_collections.ConfigDict:
-    return grid_axes(self.config, name)
+    return grid_lib.axes(self.config, name)
 
   def target(self, name: str) -> int:
     """The target class: ``config.attack.target`` (negative counts from the
@@ -194,7 +180,7 @@ class _Grid:
       targets=targets if goal == "targeted" else None,
       batch_size=config.batch_size,
       chunk_size=config.vote_chunk_size,
-      mesh=setup.mesh(config),
+      mesh=experiment.mesh(config),
       aggregate=setting.get("aggregate", "hard"),
       detector=self.attacked[name].detector if defended else None,
     )
@@ -239,7 +225,9 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
   outcomes."""
   grid_config = grid.axes(name)
   if steps is None:
-    steps = in_budget(grid_config.steps, m, grid_config.get("max_budget", 0))
+    steps = grid_lib.in_budget(
+      grid_config.steps, m, grid_config.get("max_budget", 0)
+    )
   panel = panel or _panel_name(name, goal, fraction)
   result = evaluate.evaluate_attack(
     prng.fold(eval_key, 1),
@@ -282,14 +270,13 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
       steps = tuple(ablation.steps)
       panel = f"{name}/{goal}/ablation"
       names = [_cell(panel, k, 1) for k in steps]
-      if not all(cell in cells for cell in names):
-        row = _grid_row(
-          grid, eval_key, name, defense, goal, ablation.step_fraction, 1,
-          steps=steps, panel=panel,
-        )  # fmt: skip
-        for cell, value in row.items():
-          cells[cell] = value
-          work.save_cell(cell, value)
+      cells |= work.cell_group(
+        names,
+        functools.partial(
+          _grid_row, grid, eval_key, name, defense, goal,
+          ablation.step_fraction, 1, steps=steps, panel=panel,
+        ),
+      )  # fmt: skip
       versus = _cell(
         _panel_name(name, goal, ablation.versus_fraction),
         ablation.versus_k,
@@ -338,17 +325,18 @@ def _run_grid(grid: _Grid, work, eval_key, goals):
     axes = grid.axes(name)
     steps, draws = list(axes.steps), list(axes.eot_samples)
     panel = _panel_name(name, goal, fraction)
-    row_steps = in_budget(steps, m, axes.get("max_budget", 0))
+    row_steps = grid_lib.in_budget(steps, m, axes.get("max_budget", 0))
     if not row_steps:
       continue
     names = [_cell(panel, k, m) for k in row_steps]
-    if not all(cell in cells for cell in names):
-      for cell, value in _grid_row(
-        grid, eval_key, name, built[name], goal, fraction, m
-      ).items():
-        cells[cell] = value
-        work.save_cell(cell, value)
+
+    def row(name=name, goal=goal, fraction=fraction, m=m):
+      done = _grid_row(grid, eval_key, name, built[name], goal, fraction, m)
+      for cell, value in done.items():
         work.log_metrics(phase="attack", cell=cell, **value)
+      return done
+
+    cells |= work.cell_group(names, row)
     rates = grids.setdefault(panel, np.full((len(draws), len(steps)), np.nan))
     count = counts.setdefault(panel, [[(0, 0)] * len(steps) for _ in draws])
     for k, cell in zip(row_steps, names, strict=True):
@@ -400,7 +388,7 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
       rates,
       *panel_axes(grid, panel),
       f"{titles[panel]} ({config.dataset})",
-      work.file(f"heatmap_{setup.file_safe(panel)}.png"),
+      work.file(f"heatmap_{experiment.file_safe(panel)}.png"),
       counts=counts.get(panel),
     )
   table = markdown_table(
@@ -468,7 +456,7 @@ def _with_interval(result: dict) -> dict:
 
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Runs the ablation; returns the results dict (also written to workdir)."""
-  train_key, eval_key = setup.run_keys(config, 2)
+  train_key, eval_key = experiment.run_keys(config, 2)
   test_set = data_lib.load_arrays(
     config.dataset, "test", data_dir=config.data_dir
   )
@@ -478,7 +466,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     test_set.labels[: config.num_examples],
     attacked.build(config, work, train_key, prng.fold(eval_key, 4)),
   )
-  mesh = setup.mesh(config)
+  mesh = experiment.mesh(config)
   # Clean (undefended, no noise) test accuracy of each attacked network.
   clean_accuracy = {
     name: work.cell(

@@ -6,12 +6,13 @@ theta for "defended" and "trained"; fresh draws per evaluation for the
 finite-n votes), and a figure of robust accuracy against sigma.
 """
 
+import functools
 import time
 
 import ml_collections
 
 from stochjax import prng, progress, theory
-from stochjax import workdir as workdir_lib
+from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import plots
 
 
@@ -33,41 +34,44 @@ def markdown(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _cell(config, key, eps: float, sigma: float) -> dict:
+  """One (eps, sigma) cell: closed forms beside simulations."""
+  simulated = {
+    stage: theory.simulate(
+      prng.fold(key, i), stage, eps, sigma,
+      num_samples=config.num_samples,
+    )["robust"]
+    for i, stage in enumerate(("undefended", "defended", "trained"))
+  }  # fmt: skip
+  return {
+    "eps": eps,
+    "sigma": sigma,
+    "closed": {s: theory.robust_accuracy(s, eps, sigma) for s in theory.STAGES},
+    "clean": {s: theory.clean_accuracy(s, sigma) for s in theory.STAGES},
+    "simulated": simulated,
+    "vote": {
+      str(n): theory.voted_accuracy(eps, sigma, n) for n in config.num_votes
+    },
+  }
+
+
 def run(
   config: ml_collections.ConfigDict, workdir: workdir_lib.Workdir
 ) -> dict:
   """Computes every (eps, sigma) cell (resumable), writes results.json,
   table.md and section5.png."""
   key = prng.root(config.seed)
-  cells = workdir.cells()
   start = time.time()
   grid = [(e, s) for e in config.eps for s in config.sigmas]
-  for index, (eps, sigma) in enumerate(progress.bar(grid, desc="(eps, sigma)")):
-    name = f"eps={eps}/sigma={sigma}"
-    if name in cells:
-      continue
-    cell_key = prng.fold(key, index)
-    simulated = {
-      stage: theory.simulate(
-        prng.fold(cell_key, i), stage, eps, sigma,
-        num_samples=config.num_samples,
-      )["robust"]
-      for i, stage in enumerate(("undefended", "defended", "trained"))
-    }  # fmt: skip
-    cells[name] = {
-      "eps": eps,
-      "sigma": sigma,
-      "closed": {
-        s: theory.robust_accuracy(s, eps, sigma) for s in theory.STAGES
-      },
-      "clean": {s: theory.clean_accuracy(s, sigma) for s in theory.STAGES},
-      "simulated": simulated,
-      "vote": {
-        str(n): theory.voted_accuracy(eps, sigma, n) for n in config.num_votes
-      },
-    }
-    workdir.save_cell(name, cells[name])
-  rows = [cells[f"eps={e}/sigma={s}"] for e, s in grid]
+  rows = [
+    workdir.cell(
+      f"eps={eps}/sigma={sigma}",
+      functools.partial(_cell, config, prng.fold(key, index), eps, sigma),
+    )
+    for index, (eps, sigma) in enumerate(
+      progress.bar(grid, desc="(eps, sigma)")
+    )
+  ]
   results = {
     "rows": rows,
     "num_votes": list(config.num_votes),

@@ -1,20 +1,13 @@
-"""What the paper experiments share beyond `stochjax.experiment` (keys,
-meshes, trained models, re-exported here): the starting model of a
-fine-tuning experiment and its epochs, so no driver imports another.
+"""What the fine-tuning experiments (`finetune`, `figs3_4`) share beyond
+`stochjax.harness.experiment`: the starting model and its epochs, so no
+driver imports another.
 """
 
 from typing import Any, NamedTuple
 
 from stochjax import checkpoint, models
 from stochjax import data as data_lib
-from stochjax.experiment import (  # noqa: F401  (the drivers' names)
-  checkpoint_dir,
-  file_safe,
-  mesh,
-  run_keys,
-  train_phase,
-  trained_model,
-)
+from stochjax.harness import experiment
 
 
 def starting_model(config, work, key, train_set, eval_set):
@@ -33,7 +26,7 @@ def starting_model(config, work, key, train_set, eval_set):
   model = models.get_model(
     config.model.name, num_classes=eval_set.num_classes, stem=config.model.stem
   )
-  variables = train_phase(
+  variables = experiment.train_phase(
     config, work, key, model, train_set, name="pretrain", eval_set=eval_set,
     defense=None, epochs=config.pretrain_epochs,
   )  # fmt: skip
@@ -55,7 +48,7 @@ class FineTuning(NamedTuple):
 def fine_tuning(config, work) -> FineTuning:
   """Keys, data (the held-out ``config.num_eval`` test images) and the
   starting model of a fine-tuning experiment."""
-  pretrain_key, finetune_key, eval_key = run_keys(config, 3)
+  pretrain_key, finetune_key, eval_key = experiment.run_keys(config, 3)
   train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
   test_set = data_lib.load_arrays(
     config.dataset, "test", data_dir=config.data_dir
@@ -70,7 +63,7 @@ def fine_tuning(config, work) -> FineTuning:
 def fine_tune(config, work, run: FineTuning, *, name: str, defense, **kw):
   """Fine-tunes `run`'s starting model on `defense`'s augmentation for
   ``config.train.epochs`` (resuming); `kw` goes to `train.train`."""
-  return train_phase(
+  return experiment.train_phase(
     config, work, run.finetune_key, run.model, run.train_set, name=name,
     eval_set=run.eval_set, defense=defense, epochs=config.train.epochs,
     initial_variables=run.start, **kw,

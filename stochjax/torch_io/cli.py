@@ -75,9 +75,9 @@ def convert_file(path: str, arch: str, source: str):
   return model, torch_convert.to_flax(state, model, like)
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m stochjax.convert") -> int:
   parser = argparse.ArgumentParser(
-    prog="python -m stochjax.convert", description=__doc__.split("\n")[0]
+    prog=prog, description=__doc__.split("\n")[0]
   )
   parser.add_argument(
     "checkpoint", help="a torch.save file (.pth, .tar, .ckpt)"

@@ -12,7 +12,8 @@ import re
 
 import jax
 
-from stochjax import defenses, models, prng, sharding, train, workdir
+from stochjax import defenses, models, prng, sharding, train
+from stochjax.harness import workdir
 
 
 def run_keys(config, num: int) -> tuple[jax.Array, ...]:

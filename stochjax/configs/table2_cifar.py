@@ -1,6 +1,6 @@
 r"""Table 2's SAP, k-WTA and odds-are-odd rows at the paper's (k, m, step).
 
-  python -m experiments.table2 --config=configs/table2_cifar.py:paper \
+  stochjax run table2 --config=table2_cifar:paper \
       --workdir=runs/table2_cifar
 
 ``:paper``: CIFAR-10 (the binaries in data/cifar10, as the original
@@ -24,12 +24,12 @@ calibrated as Roth et al.'s: 1,000 clean training images, noise std
 (k-WTA's EOT-1000 and 40,000 steps dominate).
 
 The default and ``:smoke`` variants are Table 2's network rows on the
-digits (`configs/table2.py`), so this file runs anywhere.
+digits (`stochjax/configs/table2.py`), so this file runs anywhere.
 """
 
 import ml_collections
 
-from configs import common, eot_ablation, table2
+from stochjax.configs import common, eot_ablation, table2
 
 
 def _row_grid(steps, draws, fraction, ablation_steps, ablation_fraction):

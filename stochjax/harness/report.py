@@ -15,7 +15,7 @@ import os
 import shutil
 
 from stochjax import audit, stats
-from stochjax import workdir as workdir_lib
+from stochjax.harness import workdir as workdir_lib
 
 # The samples each compared rate must rest on (issue 17's protocol);
 # fewer are reported, flagged "underpowered".
@@ -264,7 +264,7 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
   results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
   lines = [f"## {name}{' (DRY RUN)' if dry_run else ''}", ""]
   # The paper's numbers follow the config's experiment (a workdir of any
-  # name, e.g. runs/table2_network for configs/table2_cifar.py).
+  # name, e.g. runs/table2_network for config table2_cifar).
   config_path = os.path.join(workdir, "config.json")
   experiment = name
   if os.path.exists(config_path):
@@ -416,7 +416,7 @@ def _robustness_lines(collected: dict) -> list[str]:
 
 
 def _dry_runs(workdirs: list[str], allow: bool) -> list[str]:
-  """The workdirs holding dry runs (`stochjax.paper.dry_run`).
+  """The workdirs holding dry runs (`stochjax.harness.dry_run`).
 
   Raises:
     ValueError: a dry run, unless `allow`.

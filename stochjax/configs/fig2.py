@@ -1,6 +1,6 @@
 r"""Fig. 2: randomized smoothing, targeted, success over steps x EOT.
 
-  python -m experiments.fig2 --config=configs/fig2.py --workdir=runs/fig2
+  stochjax run fig2 --config=fig2 --workdir=runs/fig2
 
 sigma = 0.25 and 0.5 (Gaussian noise without clipping, as Cohen et al.),
 each attacking a model trained on its own noise; step sizes eps/8 and
@@ -15,7 +15,7 @@ Default CPU variant measured on a 2-core CPU on 2026-11-29: 928 s
 (beside another job); the verdicts it gives are in docs/results.md.
 """
 
-from configs import eot_ablation
+from stochjax.configs import eot_ablation
 
 
 def get_config(arg: str | None = None):

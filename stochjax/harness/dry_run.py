@@ -1,7 +1,7 @@
 """Dry runs: a paper run's code path at its true shapes, in minutes.
 
 ``--config.dry_run=True`` on any experiment first prints the real run's
-plan (`stochjax.paper.plan`), then runs the *same* driver on a copy of the
+plan (`stochjax.harness.plan`), then runs the *same* driver on a copy of the
 config where only sizes and paths change:
 
 * data: a few images written in the real on-disk layout under
@@ -21,7 +21,7 @@ config where only sizes and paths change:
 
 It then runs the driver a second time on the same workdir, which must
 resume without computing anything, and writes the report. config.json,
-results.json and the report say ``dry_run``; `stochjax.paper.report`
+results.json and the report say ``dry_run``; `stochjax.harness.report`
 refuses them as inputs unless asked.
 """
 
@@ -38,9 +38,9 @@ from absl import logging
 
 from stochjax import data as data_lib
 from stochjax import defenses, models, registry
-from stochjax import workdir as workdir_lib
 from stochjax.data import synthetic
-from stochjax.paper import plan, report
+from stochjax.harness import plan, report
+from stochjax.harness import workdir as workdir_lib
 
 NUM_CLASSES = {"imagenet": 1000, "imagenette": 10, "cifar10": 10}
 # The train batch of a dry run: one batch is an epoch of the synthetic
@@ -253,7 +253,7 @@ def _paths(tree: dict, prefix: str = "") -> set[str]:
 
 def check_fields(config, references: tuple[str, ...]) -> None:
   """Refuses fields that no variant of the shipped configs `references`
-  (module names under ``configs``) has: in a copied config, a misspelt
+  (names of modules in `stochjax.configs`) has: in a copied config, a misspelt
   field would otherwise be carried, unread, through a whole run.
 
   Raises:
@@ -261,7 +261,7 @@ def check_fields(config, references: tuple[str, ...]) -> None:
   """
   known = set()
   for name in references:
-    module = importlib.import_module(f"configs.{name}")
+    module = importlib.import_module(f"stochjax.configs.{name}")
     for variant in ("smoke", None, "paper"):
       known |= _paths(module.get_config(variant).to_dict())
   unknown = sorted(_paths(config.to_dict()) - known)
@@ -272,7 +272,8 @@ def check_fields(config, references: tuple[str, ...]) -> None:
       for path in unknown
     ]  # fmt: skip
     raise ValueError(
-      f"Config fields no configs/{{{','.join(references)}}}.py variant has: "
+      f"Config fields no shipped config ({', '.join(references)}) has in any "
+      "variant: "
       f"{'; '.join(hints)}."
     )
 
@@ -305,9 +306,9 @@ def supporting(main):
       work.file("dry_run_config.json"), json.loads(small.to_json_best_effort())
     )
     results = main(small, work)
-    cells = work.cells()
+    saved = work.num_saved
     again = main(small, work)  # Resumes: must compute nothing new.
-    if work.cells() != cells:
+    if work.num_saved != saved:
       raise RuntimeError("The resumed dry run computed cells again.")
     del again
     results |= {"dry_run": True, "plan": plan.plan(config)}

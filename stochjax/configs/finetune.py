@@ -1,7 +1,7 @@
 r"""Fine-tuning on a defense's augmentation (paper Section 5, Figs. 3-4).
 
 Default (CPU, scikit-learn digits):
-  python -m experiments.finetune --config=configs/finetune.py \
+  stochjax run finetune --config=finetune \
       --workdir=runs/finetune
 Any defense: ``--config.defense="gaussian_noise(sigma=0.25)"``.
 Variants: ``:smoke`` (CI, seconds), ``:paper`` (ImageNette ResNet-34 from the
@@ -11,7 +11,7 @@ weights and a GPU).
 
 import ml_collections
 
-from configs import common
+from stochjax.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

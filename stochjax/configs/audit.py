@@ -1,8 +1,8 @@
 r"""Audit a stochastic defense (`stochjax.audit`): the paper's lessons as
 one report.
 
-  python -m experiments.audit --config=configs/audit.py --workdir=runs/audit
-  python -m experiments.audit --config=configs/audit.py \
+  stochjax run audit --config=audit --workdir=runs/audit
+  stochjax run audit --config=audit \
       --config.defense="gaussian_noise(sigma=0.25)" \
       --config.model.weights=weights/my_model --workdir=runs/audit_mine
 
@@ -20,7 +20,7 @@ torchvision ResNet-50 on ImageNet's 1,000 images at 8/255.
 
 import ml_collections
 
-from configs import common
+from stochjax.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

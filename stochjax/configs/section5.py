@@ -1,6 +1,6 @@
 r"""The paper's Section 5 theory: Eqs. 4-8, simulated and plotted.
 
-  python -m experiments.section5 --config=configs/section5.py \
+  stochjax run section5 --config=section5 \
       --workdir=runs/section5
 
 Variants: ``:smoke`` (CI, seconds), default ``cpu`` (1M samples per cell,
@@ -15,7 +15,7 @@ and small sigma the ordering fails (official_code.md §9).
 
 import ml_collections
 
-from configs import common
+from stochjax.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

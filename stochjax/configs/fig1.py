@@ -1,6 +1,6 @@
 r"""Fig. 1: BaRT noise injection, success over PGD steps x EOT samples.
 
-  python -m experiments.fig1 --config=configs/fig1.py --workdir=runs/fig1
+  stochjax run fig1 --config=fig1 --workdir=runs/fig1
 
 One heatmap per goal (untargeted, targeted) and step size (eps/8, eps/2),
 plus the best step size per cell (the paper's panels c and f). The CPU
@@ -16,7 +16,7 @@ Default CPU variant measured on a 2-core CPU on 2026-11-29: 455 s; the
 verdicts it gives are in docs/results.md.
 """
 
-from configs import eot_ablation
+from stochjax.configs import eot_ablation
 
 
 def get_config(arg: str | None = None):

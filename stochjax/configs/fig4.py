@@ -1,9 +1,9 @@
 r"""Fig. 4: randomized smoothing sigma in {0.05, ..., 0.5}, before and after
 fine-tuning on the defense's noise.
 
-  python -m experiments.fig4 --config=configs/fig4.py --workdir=runs/fig4
+  stochjax run fig4 --config=fig4 --workdir=runs/fig4
 
-The same protocol as Fig. 3 (`configs/fig3.py`) with Gaussian noise,
+The same protocol as Fig. 3 (`stochjax/configs/fig3.py`) with Gaussian noise,
 clipped to [0, 1] as the paper's ImageNette runs. CPU default: sigma in
 {0.1, 0.25, 0.5}, 2 fine-tuning epochs, PGD-20 at the eps rule's radius;
 ``:paper``: the ten sigmas, 70 epochs, APGD-200.
@@ -16,7 +16,7 @@ Default CPU variant measured on a 2-core CPU on 2026-11-29: 148 s; the
 verdicts it gives are in docs/results.md.
 """
 
-from configs import fig3
+from stochjax.configs import fig3
 
 
 def get_config(arg: str | None = None):

@@ -1,7 +1,7 @@
 r"""EOT at equal attack budget (paper Section 4, Table 1 / Fig. 1 style).
 
 Default (CPU, real data that ships with scikit-learn):
-  python -m experiments.eot_ablation --config=configs/eot_ablation.py \
+  stochjax run eot_ablation --config=eot_ablation \
       --workdir=runs/eot_ablation
 Variants: ``:smoke`` (CI, seconds), ``:paper`` (ImageNet ResNet-50 from
 converted weights, eps 8/255, 500 votes; needs the data and a GPU).
@@ -16,7 +16,7 @@ verdicts it gives are in docs/results.md.
 
 import ml_collections
 
-from configs import common
+from stochjax.configs import common
 
 
 def defense(

@@ -29,7 +29,7 @@ def run_settings(config: ml_collections.ConfigDict) -> None:
   config.num_devices = 1
   config.distributed = False
   # The real run's code path at minimal size on synthetic data and random
-  # weights (`stochjax.paper.dry_run`); its outputs are marked.
+  # weights (`stochjax.harness.dry_run`); its outputs are marked.
   config.dry_run = False
 
 

@@ -7,8 +7,10 @@ docs/performance.md states for a float32 ResNet-50 at 224 x 224 on one
 A100-class GPU (`RATES`); measure your own with `benchmarks/pgd_eot.py`.
 """
 
+import importlib
+
 from stochjax import attacks
-from stochjax.paper import section4
+from stochjax.harness import grid as grid_lib
 
 # Input gradients and forward passes per second (docs/performance.md).
 RATES = {"grad": 1_000.0, "forward": 3_000.0}
@@ -22,12 +24,12 @@ def _grid_plan(config) -> dict:
   cells = grads = forwards = train = 0
   goals = len(config.grid.targeted)
   for name, setting in config.defenses.items():
-    axes = section4.grid_axes(config, name)
+    axes = grid_lib.axes(config, name)
     votes = setting.get("num_votes") or config.attack.num_votes
     noise = setting.detector.num_noise if setting.get("detector") else 0
     for _ in range(goals):
       rows = [
-        section4.in_budget(axes.steps, m, axes.get("max_budget", 0)) + [m]
+        grid_lib.in_budget(axes.steps, m, axes.get("max_budget", 0)) + [m]
         for _ in axes.step_fractions
         for m in axes.eot_samples
       ]
@@ -130,3 +132,32 @@ def describe(counts: dict) -> str:
     f"A100-class GPU (at {RATES['grad']:,.0f} gradients/s and "
     f"{RATES['forward']:,.0f} forward passes/s, docs/performance.md)."
   )
+
+
+# The shipped configs of the paper's runs, in the table's order.
+PAPER_CONFIGS = ("eot_ablation", "table1", "table2", "table2_cifar", "fig1",
+                 "fig2", "fig3", "fig4", "finetune", "section5", "audit")  # fmt: skip
+
+
+def table() -> str:
+  """The bill of every shipped ``:paper`` config, as a markdown table (the
+  one in docs/performance.md): nothing is run."""
+  lines = [
+    "| `:paper` config | data | cells | input gradients | forward passes "
+    "| training examples | estimate, one GPU |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for name in PAPER_CONFIGS:
+    config = importlib.import_module(f"stochjax.configs.{name}").get_config(
+      "paper"
+    )
+    counts = plan(config)
+    hours = counts["gpu_hours"]
+    when = f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min"
+    data = config.get("dataset", "–")
+    lines.append(
+      f"| `{name}` | {data} | {counts['cells']:,} | "
+      f"{counts['grad_evals']:,} | {counts['forward_evals']:,} | "
+      f"{counts['train_examples']:,} | {when} |"
+    )
+  return "\n".join(lines)

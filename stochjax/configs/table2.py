@@ -1,6 +1,6 @@
 r"""Table 2: EOT vs no EOT on five randomized or gradient-masking defenses.
 
-  python -m experiments.table2 --config=configs/table2.py \
+  stochjax run table2 --config=table2 \
       --workdir=runs/table2
 
 Pre-processing defenses (Guo et al.'s random crop, Xie et al.'s random
@@ -28,7 +28,7 @@ without EOT (PGD-50 x EOT-1 vs PGD-50 x EOT-5), and the equal-budget pair
 PGD-50 x EOT-1 vs PGD-10 x EOT-5. ``:paper``: ImageNet for Guo and Xie,
 k in {200, 1000}, m in {1, 30} (the paper's original EOT 30 and ablation
 EOT 1), PGD-1000 at alpha = 0.001 as the ablation, eps 8/255. For SAP,
-k-WTA and odds, the paper's CIFAR-10 runs: ``configs/table2_cifar.py``.
+k-WTA and odds, the paper's CIFAR-10 runs: ``stochjax/configs/table2_cifar.py``.
 
 The originals ran Athalye et al.'s L2/Adam attacks on SAP, whose learning
 rates do not map onto sign-PGD steps: steps here are fractions of eps.
@@ -47,7 +47,7 @@ import functools
 
 import ml_collections
 
-from configs import eot_ablation
+from stochjax.configs import eot_ablation
 
 
 def add_network_defenses(config, eps: float, smoke: bool = False) -> None:

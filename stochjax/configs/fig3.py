@@ -1,7 +1,7 @@
 r"""Fig. 3: BaRT with k = 1..6 transforms, before and after fine-tuning on
 the defense's augmentation.
 
-  python -m experiments.fig3 --config=configs/fig3.py --workdir=runs/fig3
+  stochjax run fig3 --config=fig3 --workdir=runs/fig3
 
 Defense k is the prefix of the paper's stack (noise injection, Gaussian
 blur, median, swirl, quantization, FFT perturbation) with a random order
@@ -29,7 +29,7 @@ Default CPU variant measured on a 2-core CPU on 2026-11-29: 1,062 s
 
 import ml_collections
 
-from configs import common, finetune
+from stochjax.configs import common, finetune
 
 # At 32 px BaRT's kernels and windows keep the paper's relative strength at
 # 224 px: blur and median kernels up to 3x3 (`filters.scaled_size_high`,

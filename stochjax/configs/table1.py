@@ -1,6 +1,6 @@
 r"""Table 1: random rotation, PGD-50 x EOT-1 vs PGD-10 x EOT-5 (k x m = 50).
 
-  python -m experiments.table1 --config=configs/table1.py \
+  stochjax run table1 --config=table1 \
       --workdir=runs/table1
 
 Untargeted and targeted at the paper's eps = 8/255, step sizes eps/8 and
@@ -18,7 +18,7 @@ Default CPU variant measured on a 2-core CPU on 2026-11-29: 284 s; the
 verdicts it gives are in docs/results.md.
 """
 
-from configs import eot_ablation
+from stochjax.configs import eot_ablation
 
 
 def get_config(arg: str | None = None):
