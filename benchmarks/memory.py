@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
-from stochjax import attacks, defenses, evaluate, models
+from stochjax import attacks, defenses, models, voting
 
 DRAWS = (1, 10, 100, 500)
 MIB = 2**20
@@ -48,8 +48,8 @@ def _attack_program(m: int, chunk: int, problem):
 
 def _vote_program(n: int, chunk: int, problem):
   logits_fn, images, _ = problem
-  # The jitted body of `evaluate.vote_counts` (which checks inputs first).
-  fn = evaluate._vote_counts  # noqa: SLF001
+  # The jitted body of `voting.vote_counts` (which checks inputs first).
+  fn = voting._vote_counts  # noqa: SLF001
   settings = dict(
     defense=DEFENSE, num_votes=n, chunk_size=chunk, aggregate="hard"
   )

@@ -11,7 +11,7 @@ taking the argmax on the host, then `scipy.stats.mode`; PGD runs serial EOT,
 each draw defending per image on the host and back-propagating through the
 model with BPDA identity. This script rebuilds that shape in PyTorch with the
 per-image references of benchmarks/defenses.py, and times it beside
-stochjax's `evaluate.vote` and `make_pgd` (one jitted program each) on the
+stochjax's `voting.vote` and `make_pgd` (one jitted program each) on the
 same defense (the BaRT six-member stack by default), the same architecture
 (CIFAR ResNet-18) and the same sizes. Interleaved rounds; ratios are medians
 of per-round paired ratios.
@@ -28,7 +28,7 @@ import scipy.stats
 import stochjax  # noqa: F401  (safe XLA flags before JAX starts)
 from benchmarks import common
 from benchmarks import defenses as references
-from stochjax import attacks, defenses, evaluate, models
+from stochjax import attacks, defenses, models, voting
 
 EPS, ALPHA = 8 / 255, 2 / 255
 
@@ -47,7 +47,7 @@ def _stochjax_cases(spec, images, labels, args):
   x, y = jnp.asarray(images), jnp.asarray(labels)
 
   def vote():
-    return evaluate.vote(
+    return voting.vote(
       jax.random.key(0),
       logits_fn,
       x,

@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 
-from stochjax import attacks, evaluate, stats
+from stochjax import attacks, stats, voting
 
 
 def working_eps(key, logits_fn, images, labels, *, candidates, min_success,
@@ -48,7 +48,7 @@ def working_eps(key, logits_fn, images, labels, *, candidates, min_success,
   if not 0.0 <= min_success <= 1.0:
     raise ValueError(f"min_success must lie in [0, 1], got {min_success}.")
   labels = np.asarray(labels)
-  correct = np.asarray(evaluate.predict(logits_fn, images)) == labels
+  correct = np.asarray(voting.predict(logits_fn, images)) == labels
   x, y = np.asarray(images)[correct], labels[correct]
   if not len(y):  # Nothing to attack: the rule cannot apply.
     return {"candidates": radii, "success": [], "ci": [], "n": 0,
@@ -58,7 +58,7 @@ def working_eps(key, logits_fn, images, labels, *, candidates, min_success,
   )
   adv = attack.sweep(key, logits_fn, x, y, eps=radii)
   hits = [
-    int(np.sum(np.asarray(evaluate.predict(logits_fn, a)) != y)) for a in adv
+    int(np.sum(np.asarray(voting.predict(logits_fn, a)) != y)) for a in adv
   ]
   success = [h / len(y) for h in hits]
   picked = next(

@@ -1,216 +1,34 @@
-"""The paper's evaluation protocol: majority votes and attack success rates.
-
-A stochastic classifier is judged by the majority of its hard labels over n
-independent defense draws (ties go to the smallest class index, as
-``scipy.stats.mode``); ``aggregate="soft"`` instead takes the argmax of the
-mean softmax, as prediction ensembles do (Guo et al.'s 30 crops). Votes
-accumulate as per-class counts on device, in chunks of draws, so memory is
-set by the chunk size, not by n.
+"""The paper's evaluation protocol: attack success rates under majority
+votes, as typed results.
 
 Attack success rate (Gao et al., Section 6.1): samples whose benign vote
 already meets the goal are discarded; among the rest, success means the vote
 on the adversarial image differs from the label (untargeted) or equals the
-target (targeted). Benign and adversarial votes use independent keys.
+target (targeted). Benign and adversarial votes use independent keys. The
+votes are `stochjax.voting`'s.
+
+`evaluate_attack` returns an `Evaluation`: benign accuracy, the retained
+samples, and per attack an `AttackOutcome` with per-sample outcomes (for
+paired tests), the detector's flag rate and the attack's cost;
+``Evaluation.to_json`` / ``from_json`` are its JSON form (what workdir
+cells and results.json hold).
 """
 
-import functools
-from collections.abc import Callable
+import dataclasses
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stochjax import batching, prng, sharding, types, validation
+from stochjax import batching, prng, sharding, types, validation, voting
 from stochjax.attacks import attack as attack_lib
 from stochjax.attacks import results as results_lib
-from stochjax.data import core as data_core
 from stochjax.defenses import core as defense_core
 
-AGGREGATES = ("hard", "soft")
 # The fold of an evaluation's key that draws a detector's randomness.
 _DETECTOR = 5
-
-
-@functools.partial(
-  jax.jit, static_argnames=("defense", "num_votes", "chunk_size", "aggregate")
-)
-def _vote_counts(
-  key, logits_fn, images, *, defense, num_votes, chunk_size, aggregate
-):
-  keys = prng.per_example(key, images.shape[0])
-  defended = defense_core.defended_draws(logits_fn, defense)
-  num_chunks = -(-num_votes // chunk_size)
-  draws = jnp.arange(num_chunks * chunk_size, dtype=jnp.uint32)
-  dtype = jnp.float32 if aggregate == "soft" else jnp.int32
-
-  def body(counts, chunk_draws):
-    logits = defended(keys, chunk_draws, images)  # (chunk, N, K)
-    if aggregate == "soft":
-      hits = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    else:
-      labels = jnp.argmax(logits, -1)
-      hits = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.int32)
-    valid = (chunk_draws < num_votes)[:, None, None]
-    hits = jnp.where(valid, hits, jnp.zeros_like(hits))
-    return counts + jnp.sum(hits, 0, dtype=dtype), None
-
-  num_classes = jax.eval_shape(logits_fn, images).shape[-1]
-  counts = jnp.zeros((images.shape[0], num_classes), dtype)
-  counts, _ = jax.lax.scan(body, counts, draws.reshape(num_chunks, -1))
-  return counts
-
-
-def vote_counts(
-  key: types.PRNGKey,
-  logits_fn: types.LogitsFn,
-  images: types.Batch,
-  *,
-  defense: types.Defense | None,
-  num_votes: int,
-  chunk_size: int = 10,
-  aggregate: str = "hard",
-) -> jax.Array:
-  """Per-class counts of argmax labels over `num_votes` defense draws.
-
-  Args:
-    key: the draws' key, or ``(N,)`` per-example keys (see
-      `stochjax.prng.at`); draw j of image i uses
-      ``fold_in(keys[i], j)`` with ``keys[i] = fold_in(key, i)``.
-    logits_fn: ``(N, H, W, C) -> (N, K)``.
-    images: ``(N, H, W, C)`` float32 in [0, 1].
-    defense: ``(key, image) -> image``, or None for the bare model.
-    num_votes: n, the number of draws.
-    chunk_size: draws evaluated at once (memory: chunk_size x N images).
-    aggregate: "hard" counts argmax labels; "soft" sums softmax
-      probabilities.
-
-  Returns:
-    ``(N, K)`` counts summing to `num_votes` per row: int32 for "hard",
-    float32 for "soft".
-  """
-  validation.check_images(images)
-  validation.one_of("aggregate", aggregate, AGGREGATES)
-  validation.positive("num_votes", num_votes, integer=True)
-  validation.positive("chunk_size", chunk_size, integer=True)
-  logits_fn = attack_lib.as_pytree_fn(logits_fn)
-  validation.num_classes(logits_fn, images)
-  return _vote_counts(
-    key,
-    logits_fn,
-    images,
-    defense=defense_core.resolve(defense),
-    num_votes=num_votes,
-    chunk_size=min(chunk_size, num_votes),
-    aggregate=aggregate,
-  )
-
-
-def vote(
-  key,
-  logits_fn,
-  images,
-  *,
-  defense,
-  num_votes,
-  chunk_size=10,
-  aggregate="hard",
-):
-  """Majority hard label ``(N,)`` int32 (or the argmax of the mean softmax
-  with ``aggregate="soft"``); ties go to the smallest class.
-
-  Arguments as `vote_counts`.
-  """
-  counts = vote_counts(
-    key,
-    logits_fn,
-    images,
-    defense=defense,
-    num_votes=num_votes,
-    chunk_size=chunk_size,
-    aggregate=aggregate,
-  )
-  return jnp.argmax(counts, axis=-1).astype(jnp.int32)
-
-
-def map_images(
-  fn: Callable[..., jax.Array],
-  key: types.PRNGKey | None,
-  logits_fn: types.LogitsFn,
-  images: np.ndarray,
-  *,
-  batch_size: int,
-  mesh=None,
-  desc: str = "images",
-) -> np.ndarray:
-  """``fn(keys (B,), logits_fn, images (B, H, W, C))`` (without `keys`
-  when `key` is None) over host `images` ``(N, H, W, C)`` in batches of
-  `batch_size`, split over `mesh` (`stochjax.sharding.data_mesh`),
-  concatenated on the host.
-
-  Image i gets the key ``fold_in(key, i)``, the key `vote_counts` gives it
-  in one call on all N images, so the result is ``fn(key, logits_fn,
-  images)``'s (up to float rounding) in memory bounded by the batch: a
-  vote on all N images at once holds N x chunk_size images.
-  """
-  logits_fn = sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh)
-  return batching.map_batches(
-    lambda *args: fn(*args[:-1], logits_fn, args[-1]),
-    key,
-    len(images),
-    lambda index: [images[index]],
-    batch_size=batch_size,
-    mesh=mesh,
-    desc=desc,
-  )
-
-
-def predict(logits_fn: types.LogitsFn, images: types.Batch) -> jax.Array:
-  """``(N,)`` int32 argmax labels of the undefended model, one jitted call
-  (compiled once per model and shape)."""
-  return _predict(attack_lib.as_pytree_fn(logits_fn), images)
-
-
-@jax.jit
-def _predict(logits_fn, images):
-  return jnp.argmax(logits_fn(images), -1).astype(jnp.int32)
-
-
-def invariance(
-  key: types.PRNGKey,
-  logits_fn: types.LogitsFn,
-  images: types.Batch,
-  *,
-  defense: types.Defense | str,
-  num_draws: int,
-  chunk_size: int = 10,
-) -> jax.Array:
-  """Per image, the fraction of defense draws whose prediction equals the
-  model's prediction on the undefended image: 1 for a model the defense
-  does not move, near 1/K for one it scrambles.
-
-  Args:
-    key: the draws' key (or ``(N,)`` per-example keys, as `vote_counts`).
-    logits_fn: ``(N, H, W, C) -> (N, K)``.
-    images: ``(N, H, W, C)`` float32 in [0, 1].
-    defense: a defense or spec string.
-    num_draws: draws per image.
-    chunk_size: draws evaluated at once.
-
-  Returns:
-    ``(N,)`` float32 in [0, 1].
-  """
-  counts = vote_counts(
-    key,
-    logits_fn,
-    images,
-    defense=defense,
-    num_votes=num_draws,
-    chunk_size=chunk_size,
-  )
-  clean = predict(logits_fn, images)
-  kept = jnp.take_along_axis(counts, clean[:, None], axis=1)[:, 0]
-  return kept.astype(jnp.float32) / num_draws
 
 
 def goal_met(predictions, labels, targets=None) -> np.ndarray:
@@ -239,73 +57,160 @@ def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
   return float(np.asarray(adversarial_met, bool)[retained].mean()), n
 
 
-def accuracy(
-  logits_fn: types.LogitsFn,
-  source: data_core.Source,
-  batch_size: int = 256,
-  *,
-  defense: types.Defense | None = None,
-  key: types.PRNGKey | None = None,
-  mesh=None,
-) -> float:
-  """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
+@dataclasses.dataclass(frozen=True)
+class AttackOutcome:
+  """One attack's adversarial images, judged by the defended vote.
 
-  With a `defense` (which then needs a `key`), image i gets one draw of
-  it, keyed by ``fold_in(key, i)``, before the model: the defended, not
-  the voted, accuracy. With a `mesh` (`stochjax.sharding.data_mesh`),
-  batches are split across its devices.
-
-  Raises:
-    ValueError: a defense without a key.
+  Attributes:
+    success_rate: the fraction of retained samples whose adversarial vote
+      meets the goal and that the detector (if any) does not flag; NaN when
+      no sample was retained.
+    per_sample: per retained sample (in `Evaluation.retained_indices`
+      order), whether it succeeded: the paired outcomes.
+    cost: the attack's per-example budget (for a snapshot, of the whole
+      run it was taken from).
+    num_steps: the steps these images took (the snapshot's k, or the
+      attack's own number of steps).
+    flagged_rate: the fraction of adversarial images the detector flags
+      (None without a detector).
   """
-  if defense is not None and key is None:
-    raise ValueError("A defended accuracy needs a key.")
-  defense = None if defense is None else defense_core.resolve(defense)
-  logits_fn = sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh)
 
-  def correct(*args):
-    keys, (x, y) = (None, args) if defense is None else (args[0], args[1:])
-    return _correct(defense, keys, logits_fn, x, y)
+  success_rate: float
+  per_sample: tuple[bool, ...]
+  cost: results_lib.Cost
+  num_steps: int
+  flagged_rate: float | None = None
 
-  correct = batching.map_batches(
-    correct,
-    key if defense is not None else None,
-    len(source.labels),
-    lambda index: (source.read(index), source.labels[index]),
-    batch_size=batch_size,
-    mesh=mesh,
-    desc="accuracy",
+  @property
+  def successes(self) -> int:
+    return int(sum(self.per_sample))
+
+  def to_json(self) -> dict[str, Any]:
+    return {
+      "success_rate": self.success_rate,
+      "per_sample": list(self.per_sample),
+      "cost": self.cost.as_dict(),
+      "num_steps": self.num_steps,
+      "flagged_rate": self.flagged_rate,
+    }
+
+  @classmethod
+  def from_json(cls, value: Mapping[str, Any]) -> "AttackOutcome":
+    cost = dict(value["cost"])
+    cost.pop("strength", None)
+    return cls(
+      success_rate=float(value["success_rate"]),
+      per_sample=tuple(bool(v) for v in value["per_sample"]),
+      cost=results_lib.Cost(**cost),
+      num_steps=int(value["num_steps"]),
+      flagged_rate=value.get("flagged_rate"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What `evaluate_attack` measured, under the paper's protocol.
+
+  Attributes:
+    num_samples: the images evaluated.
+    benign_accuracy: the benign vote's accuracy on them.
+    benign_success_rate: the fraction whose benign vote already meets the
+      goal, or that the detector flags (not retained).
+    retained_indices: positions (in the images given) of the retained
+      samples, the ones attacked.
+    attack: the attack's outcome (for a snapshot attack, its last
+      snapshot's).
+    snapshots: for an attack built with ``snapshot_steps``, each
+      snapshot's outcome by step count (the same vote keys for each);
+      empty otherwise.
+    non_adaptive: the non-adaptive attack's outcome, if one was given.
+    benign_flagged_rate: the fraction of clean images the detector flags
+      (None without one).
+    vote_forward_evals_per_sample: forward passes per sample the votes
+      spent (benign, and one vote per adversarial image).
+  """
+
+  num_samples: int
+  benign_accuracy: float
+  benign_success_rate: float
+  retained_indices: tuple[int, ...]
+  attack: AttackOutcome
+  snapshots: Mapping[int, AttackOutcome] = dataclasses.field(
+    default_factory=dict
   )
-  return float(np.mean(correct))
+  non_adaptive: AttackOutcome | None = None
+  benign_flagged_rate: float | None = None
+  vote_forward_evals_per_sample: float = 0.0
 
+  @property
+  def num_retained(self) -> int:
+    return len(self.retained_indices)
 
-@functools.partial(jax.jit, static_argnums=0)
-def _correct(defense, keys, logits_fn, images, labels):
-  if defense is None:
-    return jnp.argmax(logits_fn(images), -1) == labels
-  logits = defense_core.defended_logits(logits_fn, defense)(keys, images)
-  return jnp.argmax(logits, -1) == labels
+  def at_steps(self, k: int) -> "Evaluation":
+    """This evaluation with snapshot `k` as its attack (and no snapshots):
+    the evaluation PGD-k would have given."""
+    return dataclasses.replace(self, attack=self.snapshots[k], snapshots={})
 
+  def to_json(self) -> dict[str, Any]:
+    """The JSON form (string step counts; None as null)."""
+    return {
+      "num_samples": self.num_samples,
+      "benign_accuracy": self.benign_accuracy,
+      "benign_success_rate": self.benign_success_rate,
+      "retained_indices": list(self.retained_indices),
+      "num_retained": self.num_retained,
+      "attack": self.attack.to_json(),
+      "snapshots": {str(k): o.to_json() for k, o in self.snapshots.items()},
+      "non_adaptive": (
+        None if self.non_adaptive is None else self.non_adaptive.to_json()
+      ),
+      "benign_flagged_rate": self.benign_flagged_rate,
+      "vote_forward_evals_per_sample": self.vote_forward_evals_per_sample,
+    }
 
-def _images_of(attack: attack_lib.Attack):
-  """``(key, logits_fn, x, y, valid=...) -> images``, whatever `with_info`
-  says."""
+  @classmethod
+  def from_json(cls, value: Mapping[str, Any]) -> "Evaluation":
+    """The `Evaluation` of `to_json`'s output (e.g. a workdir cell).
 
-  def images_of(*args, **kwargs):
-    result = attack(*args, **kwargs)
-    if isinstance(result, results_lib.AttackResult):
-      return result.images
-    return result
-
-  return images_of
+    Raises:
+      ValueError: a result in the flat format of stochjax before typed
+        evaluations (a workdir of an earlier run).
+    """
+    if "attack" not in value and "attack_success_rate" in value:
+      raise ValueError(
+        "This result is in the flat format of an earlier stochjax "
+        "(attack_success_rate, ...); rerun it in a new --workdir."
+      )
+    non_adaptive = value.get("non_adaptive")
+    return cls(
+      num_samples=int(value["num_samples"]),
+      benign_accuracy=float(value["benign_accuracy"]),
+      benign_success_rate=float(value["benign_success_rate"]),
+      retained_indices=tuple(int(i) for i in value["retained_indices"]),
+      attack=AttackOutcome.from_json(value["attack"]),
+      snapshots={
+        int(k): AttackOutcome.from_json(o)
+        for k, o in value.get("snapshots", {}).items()
+      },
+      non_adaptive=(
+        None if non_adaptive is None else AttackOutcome.from_json(non_adaptive)
+      ),
+      benign_flagged_rate=value.get("benign_flagged_rate"),
+      vote_forward_evals_per_sample=float(
+        value["vote_forward_evals_per_sample"]
+      ),
+    )
 
 
 def _voting(defense, num_votes, chunk_size, aggregate) -> dict:
-  """`vote`'s keyword arguments, the defense resolved once."""
+  """`voting.vote_unchecked`'s keyword arguments, checked once."""
+  validation.one_of("aggregate", aggregate, voting.AGGREGATES)
+  validation.positive("num_votes", num_votes, integer=True)
+  validation.positive("chunk_size", chunk_size, integer=True)
   return dict(
     defense=defense_core.resolve(defense),
     num_votes=num_votes,
-    chunk_size=chunk_size,
+    chunk_size=min(chunk_size, num_votes),
     aggregate=aggregate,
   )
 
@@ -348,7 +253,9 @@ class _Protocol:
 
   def votes(self, key, images, desc, indices=None):
     return self.batches(
-      lambda keys, x: vote(keys, self.logits_fn, x, **self.voting),
+      lambda keys, x: voting.vote_unchecked(
+        keys, self.logits_fn, x, **self.voting
+      ),
       key,
       [images],
       desc,
@@ -359,8 +266,9 @@ class _Protocol:
     """The attack on every example, keyed by its dataset index, padded
     rows masked out of any batch-level decision."""
     return self.batches(
-      lambda keys, x, y, valid: _images_of(attack)(
-        keys, self.logits_fn, x, y, valid=valid
+      # The bare jitted body: inputs were checked once, at the boundary.
+      lambda keys, x, y, valid: (
+        attack.run(keys, self.logits_fn, x, y, valid=valid).images
       ),
       key,
       [images, goal_labels],
@@ -370,64 +278,74 @@ class _Protocol:
     )
 
 
-def _attack_results(
-  protocol: _Protocol, name, attack, keys, images, labels, targets, indices
-) -> dict:
+def _outcomes(
+  protocol: _Protocol, attack, keys, images, labels, targets, indices
+) -> tuple[AttackOutcome, dict[int, AttackOutcome]]:
   """One attack on the retained samples (`indices` in the dataset), each
-  snapshot judged by a vote."""
+  snapshot judged by a vote: ``(outcome, {k: snapshot outcome})``."""
   attack_key, vote_key = keys
-  goal_labels = labels if targets is None else targets
-  adv = protocol.attack(attack, attack_key, images, goal_labels, name, indices)
-  snapshots = attack.snapshot_steps
+  goal_labels = (labels if targets is None else targets).astype(np.int32)
+  adv = protocol.attack(
+    attack, attack_key, images, goal_labels, "attack", indices
+  )
+  steps = attack.snapshot_steps or (attack.cost.num_steps,)
   # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
   candidates = (
-    [adv[:, s] for s in range(len(snapshots))] if snapshots else [adv]
+    [adv[:, s] for s in range(len(steps))] if attack.snapshot_steps else [adv]
   )
-  results, by_steps, per_sample = {}, {}, {}
-  for s, images_s in enumerate(candidates):
-    adv_pred = protocol.votes(vote_key, images_s, "adversarial votes", indices)
+  outcomes = {}
+  for k, images_k in zip(steps, candidates, strict=True):
+    adv_pred = protocol.votes(vote_key, images_k, "adversarial votes", indices)
     unflagged = protocol.unflagged(
-      prng.fold(vote_key, _DETECTOR), images_s, "detector", indices
+      prng.fold(vote_key, _DETECTOR), images_k, "detector", indices
     )
     adv_met = goal_met(adv_pred, labels, targets) & unflagged
-    rate, retained = success_rate(np.zeros_like(adv_met), adv_met)
-    if snapshots:
-      by_steps[snapshots[s]] = rate
-      per_sample[snapshots[s]] = adv_met.tolist()
-  results[name] = rate
-  results["num_retained"] = retained
-  if protocol.detector is not None:
-    flagged_rate = float(np.mean(~unflagged))
-    results[f"{name.removesuffix('_success_rate')}_flagged_rate"] = flagged_rate
-  results[f"{name}_per_sample"] = adv_met.tolist()
-  if snapshots:
-    results[f"{name}_by_steps"] = by_steps
-    results[f"{name}_per_sample_by_steps"] = per_sample
-  results[f"{name.removesuffix('_success_rate')}_cost"] = attack.cost.as_dict()
-  return results
+    rate, _ = success_rate(np.zeros_like(adv_met), adv_met)
+    outcomes[k] = AttackOutcome(
+      success_rate=rate,
+      per_sample=tuple(bool(v) for v in adv_met),
+      cost=attack.cost,
+      num_steps=int(k),
+      flagged_rate=(
+        None if protocol.detector is None else float(np.mean(~unflagged))
+      ),
+    )
+  last = outcomes[steps[-1]]
+  return last, outcomes if attack.snapshot_steps else {}
+
+
+def _unattacked(attack) -> AttackOutcome:
+  """The outcome when every sample already meets the goal."""
+  return AttackOutcome(
+    success_rate=math.nan,
+    per_sample=(),
+    cost=attack.cost,
+    num_steps=attack.cost.num_steps,
+  )
 
 
 def _benign(protocol: _Protocol, keys, images, labels, targets):
-  """``(keep (N,) bool, results)``: the samples whose benign vote misses
-  the goal and that the detector (if any) does not flag, and the benign
-  rates."""
+  """``(keep (N,) bool, benign fields of the Evaluation)``: the samples
+  whose benign vote misses the goal and that the detector (if any) does not
+  flag."""
   vote_key, detector_key = keys
   benign = protocol.votes(vote_key, images, "benign votes")
   unflagged = protocol.unflagged(detector_key, images, "detector")
   keep = ~goal_met(benign, labels, targets) & unflagged
-  results = {
-    "num_samples": len(images),
-    "benign_accuracy": float(np.mean(benign == labels)),
-    "benign_success_rate": float(np.mean(~keep)),
-    "retained_indices": np.flatnonzero(keep).tolist(),
-  }
-  if protocol.detector is not None:
-    results["benign_flagged_rate"] = float(np.mean(~unflagged))
-  return keep, results
+  return keep, dict(
+    num_samples=len(images),
+    benign_accuracy=float(np.mean(benign == labels)),
+    benign_success_rate=float(np.mean(~keep)),
+    retained_indices=tuple(int(i) for i in np.flatnonzero(keep)),
+    benign_flagged_rate=(
+      None if protocol.detector is None else float(np.mean(~unflagged))
+    ),
+  )
 
 
 def _checked_data(logits_fn, images, labels, targets):
-  """Host arrays of images, labels and targets, checked against the model.
+  """Host arrays of images, labels and targets, checked against the
+  (wrapped) model.
 
   Raises:
     ValueError: bad images, or labels or targets outside the model's
@@ -435,7 +353,7 @@ def _checked_data(logits_fn, images, labels, targets):
   """
   images, labels = np.asarray(images), np.asarray(labels)
   validation.check_images(images)
-  k = validation.num_classes(attack_lib.as_pytree_fn(logits_fn), images[:1])
+  k = validation.num_classes(logits_fn, images[:1])
   validation.check_labels(labels, len(images), k)
   if targets is not None:
     targets = np.asarray(targets)
@@ -443,18 +361,28 @@ def _checked_data(logits_fn, images, labels, targets):
   return images, labels, targets
 
 
-def _named_attacks(attack, non_adaptive_attack) -> dict:
-  """``{result name: Attack}``; anything but an `Attack` is refused."""
-  attacks = {"attack_success_rate": attack}
-  if non_adaptive_attack is not None:
-    attacks["non_adaptive_success_rate"] = non_adaptive_attack
-  for name, fn in attacks.items():
-    if not isinstance(fn, attack_lib.Attack):
-      raise ValueError(
-        f"{name.removesuffix('_success_rate')} must be a stochjax.attacks."
-        f"Attack (from make_pgd, make_apgd or attacks.lookup), got {fn!r}."
-      )
-  return attacks
+def _checked_attack(role: str, attack, logits_fn, images, goal, targeted):
+  """`attack`, checked once on the first batch (``images``, ``goal``) as
+  its calls would check every batch.
+
+  Raises:
+    ValueError: not an `Attack`, a goal that is not the attack's, or what
+      `attacks.attack.check_inputs` refuses.
+  """
+  if not isinstance(attack, attack_lib.Attack):
+    raise ValueError(
+      f"{role} must be a stochjax.attacks.Attack (from make_pgd, make_apgd "
+      f"or attacks.lookup), got {attack!r}."
+    )
+  if attack.targeted != targeted:
+    raise ValueError(
+      f"{role} is {'' if attack.targeted else 'un'}targeted, but targets "
+      f"were {'' if targeted else 'not '}given."
+    )
+  attack_lib.check_inputs(
+    logits_fn, images, goal, loss=attack.loss, targeted=attack.targeted
+  )
+  return attack
 
 
 def evaluate_attack(
@@ -464,21 +392,22 @@ def evaluate_attack(
   labels: Any,
   *,
   attack: attack_lib.Attack,
-  defense: types.Defense | None,
+  defense: types.Defense | str | None,
   num_votes: int,
   targets: Any = None,
   non_adaptive_attack: attack_lib.Attack | None = None,
   batch_size: int = 128,
   chunk_size: int = 10,
   aggregate: str = "hard",
-  mesh=None,
-  detector=None,
-) -> dict[str, float]:
+  mesh: jax.sharding.Mesh | None = None,
+  detector: Any = None,
+) -> Evaluation:
   """Benign accuracy and attack success rate under the paper's protocol.
 
   Args:
     key: the evaluation key (benign votes, attack, adversarial votes).
-    logits_fn: the undefended model ``(N, H, W, C) -> (N, K)``.
+    logits_fn: the undefended model ``(N, H, W, C) -> (N, K)`` (a function,
+      a `jax.tree_util.Partial` or ``(apply_fn, params)``).
     images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
     labels: ``(N,)`` true labels.
     attack: an `stochjax.attacks.Attack`, built with the defense for an
@@ -497,52 +426,45 @@ def evaluate_attack(
       nor which other samples were retained.
     detector: ``(keys (N,), logits_fn, images) -> (N,) bool`` flags (e.g.
       `stochjax.detectors.OddsDetector`) or None: flagged samples are not
-      retained, flagged adversarial images do not succeed; reports
-      ``benign_flagged_rate`` and ``attack_flagged_rate``.
+      retained, flagged adversarial images do not succeed.
 
   Returns:
-    A dict with ``num_samples``, ``benign_accuracy``, ``benign_success_rate``
-    (fraction whose benign vote already meets the goal), ``num_retained``,
-    ``attack_success_rate`` (over retained samples; NaN if none), and
-    ``non_adaptive_success_rate`` when asked. Rates are in [0, 1]. For an
-    attack built with ``snapshot_steps``, ``attack_success_rate_by_steps``
-    maps each snapshot's step count to its rate (the same vote keys for
-    every snapshot), and ``attack_success_rate`` is the last snapshot's.
-    Per sample: ``retained_indices`` (positions in `images` of the retained
-    samples) and ``attack_success_rate_per_sample`` (whether each met the
-    goal; ``..._per_sample_by_steps`` for snapshots), for paired tests.
-    ``attack_cost`` (and ``non_adaptive_cost``): the per-example budget
-    (`stochjax.attacks.Cost`); ``vote_forward_evals_per_sample``.
+    An `Evaluation` (rates in [0, 1]).
 
   Raises:
     ValueError: bad images, or an attack that is not an `Attack`.
   """
+  logits_fn = attack_lib.as_pytree_fn(logits_fn)  # Wrapped once, here.
   images, labels, targets = _checked_data(logits_fn, images, labels, targets)
-  attacks = _named_attacks(attack, non_adaptive_attack)
+  first = slice(min(batch_size, len(images)))
+  goal = (labels if targets is None else targets)[first].astype(np.int32)
+  check = (logits_fn, images[first], goal, targets is not None)
+  attacks = {"attack": _checked_attack("attack", attack, *check)}
+  if non_adaptive_attack is not None:
+    attacks["non_adaptive"] = _checked_attack(
+      "non_adaptive_attack", non_adaptive_attack, *check
+    )
   benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
-  attack_keys = {
-    "attack_success_rate": attack_key,
-    "non_adaptive_success_rate": non_adaptive_key,
-  }
+  attack_keys = {"attack": attack_key, "non_adaptive": non_adaptive_key}
   protocol = _Protocol(
-    sharding.put_replicated(attack_lib.as_pytree_fn(logits_fn), mesh),
+    sharding.put_replicated(logits_fn, mesh),
     batch_size=batch_size,
     mesh=mesh,
     voting=_voting(defense, num_votes, chunk_size, aggregate),
     detector=detector,
   )
-  keep, results = _benign(
+  keep, benign = _benign(
     protocol, (benign_key, prng.fold(key, _DETECTOR)), images, labels, targets
   )
-  for i, (name, fn) in enumerate(attacks.items()):
+  outcomes, snapshots = {}, {}
+  for i, (role, fn) in enumerate(attacks.items()):
     if not keep.any():  # Every sample already meets the goal.
-      results[name], results["num_retained"] = float("nan"), 0
+      outcomes[role] = _unattacked(fn)
       continue
-    results |= _attack_results(
+    outcomes[role], snapshots[role] = _outcomes(
       protocol,
-      name,
       fn,
-      (attack_keys[name], prng.fold(vote_key, i)),
+      (attack_keys[role], prng.fold(vote_key, i)),
       images[keep],
       labels[keep],
       None if targets is None else targets[keep],
@@ -552,7 +474,11 @@ def evaluate_attack(
   adversarial_votes = sum(
     max(1, len(fn.snapshot_steps)) for fn in attacks.values()
   )
-  results["vote_forward_evals_per_sample"] = num_votes * (
-    1 + adversarial_votes * float(np.mean(keep))
+  return Evaluation(
+    **benign,
+    attack=outcomes["attack"],
+    snapshots=snapshots.get("attack", {}),
+    non_adaptive=outcomes.get("non_adaptive"),
+    vote_forward_evals_per_sample=num_votes
+    * (1 + adversarial_votes * float(np.mean(keep))),
   )
-  return results

@@ -50,7 +50,7 @@ def draws(spec: str, image: np.ndarray, num: int, seed: int = 0) -> np.ndarray:
   """``(num, H, W, 3)`` independent draws of defense `spec` on `image`."""
   defense = defenses.lookup(spec)
   return np.asarray(
-    jax.jit(defenses.eot(defense, num))(jax.random.key(seed), image)
+    jax.jit(defenses.draws(defense, num))(jax.random.key(seed), image)
   )
 
 

@@ -3,7 +3,7 @@
 The smoothed classifier g(x) = argmax_c P(f(x + d) = c), d ~ N(0, sigma^2 I)
 (noise in [0, 1] pixel units, not clipped, as Cohen et al. trained it).
 Class counts accumulate on device, batched over images and chunked over
-draws (`stochjax.evaluate.vote_counts`); the statistics run on the host.
+draws (`stochjax.voting.vote_counts`); the statistics run on the host.
 Cohen et al.'s reference code handles one image at a time.
 
 Theorem (Cohen et al., Thm. 1): if P(f(x + d) = c_A) >= p_A > 1/2, then g
@@ -23,7 +23,7 @@ from scipy import stats
 
 from stochjax import types, validation
 from stochjax.defenses import noise
-from stochjax.evaluate import vote_counts
+from stochjax.voting import vote_counts
 
 ABSTAIN = -1
 

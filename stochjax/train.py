@@ -18,12 +18,12 @@ import optax
 
 from stochjax import (
   checkpoint,
-  evaluate,
   models,
   prng,
   progress,
   sharding,
   types,
+  voting,
 )
 from stochjax import data as data_lib
 from stochjax.attacks import losses
@@ -142,9 +142,9 @@ def _held_out(model, state, eval_set, defense, eval_key, mesh) -> dict:
   logits_fn = models.classifier(
     model, {"params": state.params, "batch_stats": state.batch_stats}
   )
-  out = {"eval_accuracy": evaluate.accuracy(logits_fn, eval_set, mesh=mesh)}
+  out = {"eval_accuracy": voting.accuracy(logits_fn, eval_set, mesh=mesh)}
   if defense is not None:
-    out["eval_defended_accuracy"] = evaluate.accuracy(
+    out["eval_defended_accuracy"] = voting.accuracy(
       logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
     )
   return out

@@ -8,7 +8,6 @@ Every random function takes a typed or raw JAX key as its first argument.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 
@@ -29,4 +28,3 @@ LogitsFn = Callable[[Batch], Logits]
 # A per-example loss: (logits (N, K), labels (N,)) -> (N,).
 LossFn = Callable[[Logits, Labels], jax.Array]
 # attack(key, logits_fn, images, labels) -> adversarial images (or a result).
-Attack = Callable[[PRNGKey, LogitsFn, Batch, Labels], Any]

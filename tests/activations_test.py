@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from stochjax import attacks, evaluate, models, prng
+from stochjax import attacks, models, prng, voting
 from stochjax.defenses import core as defense_core
 from stochjax.models import activations, stochastic
 
@@ -137,7 +137,7 @@ class StochasticClassifierTest(absltest.TestCase):
       defended(keys, self.x),
       self.model.draw(prng.fold_each(keys, defense_core._MODEL_DRAW), self.x),
     )
-    counts = evaluate.vote_counts(
+    counts = voting.vote_counts(
       jax.random.key(5), self.model, self.x, defense=None, num_votes=6
     )
     np.testing.assert_array_equal(np.sum(counts, 1), [6, 6, 6])

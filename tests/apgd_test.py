@@ -234,9 +234,8 @@ class BehaviourTest(parameterized.TestCase):
       eot_chunk_size=2,
       defense=defense,
       restarts=2,
-      with_info=True,
     )
-    result = attack(
+    result = attack.with_info(
       jax.random.key(0),
       test_utils.linear_logits_fn(jnp.asarray(weights)),
       jnp.asarray(images),
@@ -267,9 +266,9 @@ class BehaviourTest(parameterized.TestCase):
     weights, images, labels = _problem()
     fn = test_utils.linear_logits_fn(jnp.asarray(weights))
     x, y = jnp.asarray(images), jnp.asarray(labels)
-    common = dict(eps=1.0, num_steps=30, with_info=True)
-    full = attacks.make_apgd(**common)(jax.random.key(0), fn, x, y)
-    early = attacks.make_apgd(early_stop=True, **common)(
+    common = dict(eps=1.0, num_steps=30)
+    full = attacks.make_apgd(**common).with_info(jax.random.key(0), fn, x, y)
+    early = attacks.make_apgd(early_stop=True, **common).with_info(
       jax.random.key(0), fn, x, y
     )
     self.assertTrue(np.all(np.argmax(fn(early.images), -1) != labels))

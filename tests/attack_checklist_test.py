@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from stochjax import attacks, defenses, evaluate, prng
+from stochjax import attacks, defenses, evaluate, prng, voting
 from stochjax.attacks import eot
 from stochjax.data import digits
 from tests import mlp
@@ -88,7 +88,7 @@ class ChecklistTest(absltest.TestCase):
         defense=defense,
         loss_fn=attacks.cross_entropy,
         targeted=False,
-        num_draws=m,
+        eot_samples=m,
         chunk_size=m,
       ).value_and_grad
 
@@ -129,7 +129,7 @@ class ChecklistTest(absltest.TestCase):
     )
     # Rebuild the adversarial votes the evaluation used.
     _, attack_key, vote_key, _ = jax.random.split(key, 4)
-    benign = evaluate.vote(
+    benign = voting.vote(
       jax.random.fold_in(jax.random.split(key, 4)[0], 0),
       logits_fn,
       images,
@@ -141,7 +141,7 @@ class ChecklistTest(absltest.TestCase):
       jax.random.fold_in(attack_key, 0), logits_fn, images[keep], targets[keep]
     )
     votes = np.asarray(
-      evaluate.vote(
+      voting.vote(
         jax.random.fold_in(jax.random.fold_in(vote_key, 0), 0),
         logits_fn,
         adv,
@@ -151,7 +151,7 @@ class ChecklistTest(absltest.TestCase):
     )
     hit = votes == np.asarray(targets)[keep]
     missed = votes != np.asarray(labels)[keep]
-    self.assertAlmostEqual(result["attack_success_rate"], hit.mean())
+    self.assertAlmostEqual(result.attack.success_rate, hit.mean())
     # Some votes left the label without reaching the target: not successes.
     self.assertGreater(missed.mean(), hit.mean())
 

@@ -105,13 +105,13 @@ _EOT_DEFENSE = defenses.lookup(
 )
 
 
-def _eot_value_and_grad(weights, num_draws, chunk_size):
+def _eot_value_and_grad(weights, eot_samples, chunk_size):
   return eot.make_value_and_grad(
     logits_fn=test_utils.linear_logits_fn(weights),
     defense=_EOT_DEFENSE,
     loss_fn=attacks.cross_entropy,
     targeted=False,
-    num_draws=num_draws,
+    eot_samples=eot_samples,
     chunk_size=chunk_size,
   )
 
@@ -187,7 +187,7 @@ class MeanLogitsTest(absltest.TestCase):
       defense=_EOT_DEFENSE,
       loss_fn=attacks.cross_entropy,
       targeted=True,
-      num_draws=m,
+      eot_samples=m,
       mode="mean_logits",
     )
     (_, stats), grad = make(chunk_size=m).value_and_grad(images, keys, labels)
@@ -223,8 +223,8 @@ class AttackBehaviourTest(parameterized.TestCase):
     # On a linear model CE rises along the path: the best point is the last.
     np.testing.assert_allclose(best_images, last, atol=1e-6)
     self.assertEqual(best.cost.forward_evals, 1)
-    restarted = attacks.make_pgd(restarts=3, with_info=True, **common)
-    result = restarted(jax.random.key(1), logits_fn, images, labels)
+    restarted = attacks.make_pgd(restarts=3, **common)
+    result = restarted.with_info(jax.random.key(1), logits_fn, images, labels)
     self.assertEqual(result.losses.shape, (3, 4, N))
     self.assertEqual(result.cost.as_dict()["strength"], 4)
     self.assertEqual(result.grad_evals, 3 * 4 * N)
@@ -237,9 +237,9 @@ class AttackBehaviourTest(parameterized.TestCase):
     logits_fn = test_utils.linear_logits_fn(weights)
     labels = jnp.argmax(logits_fn(images), -1).astype(jnp.int32)
     attack = attacks.make_pgd(
-      eps=1.0, step_size=0.05, num_steps=40, early_stop=True, with_info=True
+      eps=1.0, step_size=0.05, num_steps=40, early_stop=True
     )
-    result = attack(jax.random.key(0), logits_fn, images, labels)
+    result = attack.with_info(jax.random.key(0), logits_fn, images, labels)
     self.assertTrue(np.all(jnp.argmax(logits_fn(result.images), -1) != labels))
     self.assertLess(result.grad_evals, 40 * N)
     with self.assertRaisesRegex(ValueError, "snapshot_steps"):
@@ -358,10 +358,15 @@ class AttackBehaviourTest(parameterized.TestCase):
       num_steps=7,
       eot_samples=3,
       defense=_EOT_DEFENSE,
-      with_info=True,
     )
-    result = attack(
+    result = attack.with_info(
       jax.random.key(0), test_utils.linear_logits_fn(weights), images, labels
+    )
+    np.testing.assert_array_equal(
+      result.images,
+      attack(
+        jax.random.key(0), test_utils.linear_logits_fn(weights), images, labels
+      ),
     )
     self.assertEqual(result.losses.shape, (1, 7, N))
     self.assertEqual(result.goal_rates.shape, (1, 7, N))

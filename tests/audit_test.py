@@ -40,7 +40,7 @@ def _audit(defense, **kw):
     jax.random.key(0), MODEL, IMAGES[600:720], LABELS[600:720], defense,
     eps=0.1, norm="linf", num_votes=5, batch_size=120, mesh=None,
   )  # fmt: skip
-  settings = dict(steps=10, eot=5, budgets=(10,), num_draws=10,
+  settings = dict(steps=10, eot_samples=5, budgets=(10,), num_draws=10,
                   eps_scales=(1.0, 4.0))  # fmt: skip
   return audit.audit(setting, **settings | kw)
 
@@ -108,7 +108,7 @@ class KnownAnswersTest(absltest.TestCase):
       self.assertAlmostEqual(test["p_value"], expected, places=12)
 
   def test_budgets_must_be_multiples_of_eot(self):
-    with self.assertRaisesRegex(ValueError, "multiples of eot"):
+    with self.assertRaisesRegex(ValueError, "multiples of eot_samples"):
       _audit("bit_depth(bits=8)", budgets=(7,))
 
 

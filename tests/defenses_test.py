@@ -156,7 +156,7 @@ class ContractTest(parameterized.TestCase):
 
   def test_eot_shape_and_independence(self):
     defense = defenses.lookup("gaussian_noise(sigma=0.1)")
-    draws = defenses.eot(defense, 5)(jax.random.key(0), _photo())
+    draws = defenses.draws(defense, 5)(jax.random.key(0), _photo())
     self.assertEqual(draws.shape, (5, 32, 32, 3))
     self.assertFalse(np.allclose(draws[0], draws[1]))
 

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.stats
 from absl.testing import absltest
 
-from stochjax import attacks, evaluate
+from stochjax import attacks, evaluate, voting
 from tests import test_utils
 
 
@@ -27,7 +27,7 @@ class VoteTest(absltest.TestCase):
   def test_counts_match_draws_and_ignore_chunking(self):
     images = jnp.full((6, 4, 4, 3), 0.5)
     kwargs = dict(defense=_coin_defense, num_votes=9)
-    counts = evaluate.vote_counts(
+    counts = voting.vote_counts(
       jax.random.key(0), _coin_logits, images, chunk_size=9, **kwargs
     )
     self.assertEqual(counts.shape, (6, 3))
@@ -36,7 +36,7 @@ class VoteTest(absltest.TestCase):
     self.assertTrue(np.any(counts[:, 0] != counts[0, 0]))  # independent rows
     for chunk in (1, 2, 4):
       np.testing.assert_array_equal(
-        evaluate.vote_counts(
+        voting.vote_counts(
           jax.random.key(0), _coin_logits, images, chunk_size=chunk, **kwargs
         ),
         counts,
@@ -44,14 +44,14 @@ class VoteTest(absltest.TestCase):
 
   def test_ties_go_to_smallest_class(self):
     images = jnp.full((64, 4, 4, 3), 0.5)
-    counts = evaluate.vote_counts(
+    counts = voting.vote_counts(
       jax.random.key(1),
       _coin_logits,
       images,
       defense=_coin_defense,
       num_votes=2,
     )
-    votes = evaluate.vote(
+    votes = voting.vote(
       jax.random.key(1),
       _coin_logits,
       images,
@@ -65,7 +65,7 @@ class VoteTest(absltest.TestCase):
   def test_vote_equals_scipy_mode(self):
     images = jnp.full((32, 4, 4, 3), 0.5)
     key = jax.random.key(2)
-    counts = evaluate.vote_counts(
+    counts = voting.vote_counts(
       key, _coin_logits, images, defense=_coin_defense, num_votes=7
     )
     # Rebuild the hard labels and take scipy's mode (smallest on ties).
@@ -74,7 +74,7 @@ class VoteTest(absltest.TestCase):
     )
     mode = scipy.stats.mode(hard, axis=1).mode.ravel()
     np.testing.assert_array_equal(
-      evaluate.vote(
+      voting.vote(
         key, _coin_logits, images, defense=_coin_defense, num_votes=7
       ),
       mode,
@@ -93,11 +93,11 @@ class MapImagesTest(absltest.TestCase):
       return _coin_logits(x)
 
     kwargs = dict(defense=_coin_defense, num_draws=6, chunk_size=2)
-    whole = evaluate.invariance(jax.random.key(0), logits_fn, images, **kwargs)
+    whole = voting.invariance(jax.random.key(0), logits_fn, images, **kwargs)
     self.assertIn(7 * 2, seen)
     seen.clear()
-    batched = evaluate.map_images(
-      lambda keys, f, x: evaluate.invariance(keys, f, x, **kwargs),
+    batched = voting.map_images(
+      lambda keys, f, x: voting.invariance(keys, f, x, **kwargs),
       jax.random.key(0), logits_fn, images, batch_size=3,
     )  # fmt: skip
     np.testing.assert_array_equal(batched, whole)
@@ -106,8 +106,8 @@ class MapImagesTest(absltest.TestCase):
 
   def test_without_a_key_fn_gets_no_keys(self):
     images = np.stack([np.zeros((4, 4, 3)), np.ones((4, 4, 3))] * 3)
-    labels = evaluate.map_images(
-      evaluate.predict, None, _coin_logits, images.astype(np.float32),
+    labels = voting.map_images(
+      voting.predict, None, _coin_logits, images.astype(np.float32),
       batch_size=4,
     )  # fmt: skip
     np.testing.assert_array_equal(labels, [0, 1] * 3)
@@ -127,10 +127,10 @@ class SoftVoteTest(absltest.TestCase):
     images = test_utils.random_images(1, (16, 4, 4, 3))
     key = jax.random.key(2)
     kwargs = dict(defense=noise, num_votes=7)
-    soft = evaluate.vote_counts(
+    soft = voting.vote_counts(
       key, logits_fn, images, chunk_size=3, aggregate="soft", **kwargs
     )
-    hard = evaluate.vote_counts(key, logits_fn, images, **kwargs)
+    hard = voting.vote_counts(key, logits_fn, images, **kwargs)
     # The same draws, explicitly: image i, draw j uses fold_in(fold_in(key,
     # i), j).
     probs = np.zeros((16, 5))
@@ -142,12 +142,12 @@ class SoftVoteTest(absltest.TestCase):
     np.testing.assert_allclose(soft, probs, rtol=1e-5, atol=1e-5)
     self.assertEqual(soft.dtype, jnp.float32)
     np.testing.assert_array_equal(
-      evaluate.vote(key, logits_fn, images, aggregate="soft", **kwargs),
+      voting.vote(key, logits_fn, images, aggregate="soft", **kwargs),
       np.argmax(probs, -1),
     )
     self.assertEqual(hard.dtype, jnp.int32)
     with self.assertRaisesRegex(ValueError, "aggregate"):
-      evaluate.vote_counts(key, logits_fn, images, aggregate="mean", **kwargs)
+      voting.vote_counts(key, logits_fn, images, aggregate="mean", **kwargs)
 
 
 class SuccessRateTest(absltest.TestCase):
@@ -200,12 +200,13 @@ class EvaluateAttackTest(absltest.TestCase):
       num_votes=1,
       batch_size=4,  # 7 retained: one full batch and one padded batch
     )
-    self.assertEqual(result["num_samples"], 10)
-    self.assertAlmostEqual(result["benign_accuracy"], 0.7)
-    self.assertAlmostEqual(result["benign_success_rate"], 0.3)
-    self.assertEqual(result["num_retained"], 7)
-    self.assertEqual(result["attack_success_rate"], 1.0)
-    self.assertEqual(result["non_adaptive_success_rate"], 0.0)
+    self.assertEqual(result.num_samples, 10)
+    self.assertAlmostEqual(result.benign_accuracy, 0.7)
+    self.assertAlmostEqual(result.benign_success_rate, 0.3)
+    self.assertEqual(result.num_retained, 7)
+    self.assertEqual(result.attack.success_rate, 1.0)
+    self.assertEqual(result.non_adaptive.success_rate, 0.0)
+    self.assertEqual(evaluate.Evaluation.from_json(result.to_json()), result)
 
 
 if __name__ == "__main__":

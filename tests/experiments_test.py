@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
 
-from stochjax import data, detectors, evaluate, models
+from stochjax import data, detectors, models, voting
 from stochjax.configs import eot_ablation as eot_ablation_config
 from stochjax.configs import (
   fig1,
@@ -79,7 +79,7 @@ class EotAblationSmokeTest(absltest.TestCase):
       config.grid.steps, config.grid.eot_samples = (2,), (1,)
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     results = section4.run(config, workdir)
-    expected = evaluate.accuracy(
+    expected = voting.accuracy(
       models.classifier(model, variables), data.load("digits", "test")
     )
     self.assertEqual(results["clean_accuracy"]["noise_injection"], expected)
@@ -240,7 +240,7 @@ class FinetuneSmokeTest(absltest.TestCase):
       config.train.epochs = 1
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     results = finetune.run(config, workdir)
-    expected = evaluate.accuracy(
+    expected = voting.accuracy(
       models.classifier(model, variables),
       data.load("digits", "test").subset(slice(config.num_eval)),
     )

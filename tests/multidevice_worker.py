@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import stochjax  # noqa: E402, F401  (safe XLA flags)
-from stochjax import evaluate, sharding, train  # noqa: E402
+from stochjax import sharding, train, voting  # noqa: E402
 
 # Before anything creates an array: importing stochjax must not start XLA.
 sharding.initialize("JAX_NUM_PROCESSES" in os.environ)
@@ -43,7 +43,7 @@ def main(out: str, num_devices: int) -> int:
   # Each device evaluates only its own examples' draws: no activations move.
   compiled = problem.eot_gradient.lower(logits_fn, x, y).compile().as_text()
   gathers = len(re.findall(r" (all-gather|all-to-all)\(", compiled))
-  counts = evaluate.vote_counts(problem.KEY, logits_fn, x, **problem.VOTES)
+  counts = voting.vote_counts(problem.KEY, logits_fn, x, **problem.VOTES)
   protocol = problem.protocol(logits_fn, images, labels, mesh=mesh)
   trained = train.train(
     **problem.training(model, variables, os.path.join(out, "checkpoints")),

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.stats
 from absl.testing import absltest
 
-from stochjax import attacks, detectors, evaluate, prng, stats
+from stochjax import attacks, detectors, evaluate, prng, stats, voting
 from tests import test_utils
 
 
@@ -30,7 +30,7 @@ class CalibrationTest(absltest.TestCase):
     fpr = 0.1
     detector = _calibrated(fpr)
     images, labels = IMAGES[1200:], LABELS[1200:]
-    correct = np.asarray(evaluate.predict(MODEL, images)) == labels
+    correct = np.asarray(voting.predict(MODEL, images)) == labels
     keys = prng.per_example(jax.random.key(1), len(images))
     flags = np.asarray(detector(keys, MODEL, images))[correct]
     low, high = stats.rate_interval(int(flags.sum()), len(flags), level=0.999)
@@ -95,10 +95,10 @@ class EvaluationWithDetectorTest(absltest.TestCase):
       self._evaluate(attack, None),
       self._evaluate(attack, never),
     )
-    self.assertEqual(detected["benign_flagged_rate"], 0.0)
-    self.assertEqual(detected["attack_flagged_rate"], 0.0)
-    for field in ("attack_success_rate_per_sample", "retained_indices"):
-      self.assertEqual(plain[field], detected[field])
+    self.assertEqual(detected.benign_flagged_rate, 0.0)
+    self.assertEqual(detected.attack.flagged_rate, 0.0)
+    self.assertEqual(plain.attack.per_sample, detected.attack.per_sample)
+    self.assertEqual(plain.retained_indices, detected.retained_indices)
 
   def test_a_flagged_example_is_neither_retained_nor_broken(self):
     attack = attacks.make_pgd(eps=0.1, step_size=0.02, num_steps=5)
@@ -111,11 +111,11 @@ class EvaluationWithDetectorTest(absltest.TestCase):
       self._evaluate(attack, bright),
     )
     dark = IMAGES[1200:1500].mean(axis=(1, 2, 3)) <= median
-    retained = set(plain["retained_indices"]) & set(np.flatnonzero(dark))
-    self.assertEqual(set(detected["retained_indices"]), retained)
+    retained = set(plain.retained_indices) & set(np.flatnonzero(dark))
+    self.assertEqual(set(detected.retained_indices), retained)
     self.assertLessEqual(
-      sum(detected["attack_success_rate_per_sample"]),
-      sum(plain["attack_success_rate_per_sample"]),
+      detected.attack.successes,
+      plain.attack.successes,
     )
 
   def test_logit_matching_under_the_detectors_noise_evades_it(self):
@@ -129,8 +129,8 @@ class EvaluationWithDetectorTest(absltest.TestCase):
     flagged = []
     for attack in (plain, evading):
       result = self._evaluate(attack, detector)
-      n = result["num_retained"]
-      flagged.append(round(result["attack_flagged_rate"] * n))
+      n = result.num_retained
+      flagged.append(round(result.attack.flagged_rate * n))
       flagged.append(n - flagged[-1])
     _, p = scipy.stats.fisher_exact(np.reshape(flagged, (2, 2)))
     self.assertLess(

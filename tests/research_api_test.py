@@ -332,10 +332,7 @@ class PerExampleKeysTest(absltest.TestCase):
       for size in (6, 8, 4)  # none, 2 and 2 padding rows
     ]
     for other in runs[1:]:
-      self.assertEqual(
-        other["attack_success_rate_per_sample"],
-        runs[0]["attack_success_rate_per_sample"],
-      )
+      self.assertEqual(other.attack.per_sample, runs[0].attack.per_sample)
 
   def test_attacked_examples_are_keyed_by_dataset_index(self):
     values = np.where(np.arange(48) % 2, 0.3, 0.7).astype(np.float32)
@@ -348,7 +345,7 @@ class PerExampleKeysTest(absltest.TestCase):
     settings = dict(attack=attack, defense=_coin, num_votes=1, batch_size=16)
     key = jax.random.key(7)
     first = evaluate.evaluate_attack(key, logits_fn, images, labels, **settings)
-    dropped = first["retained_indices"][0]
+    dropped = first.retained_indices[0]
     relabelled = labels.copy()
     relabelled[dropped] = 2  # Never predicted: its goal is met, not retained.
     second = evaluate.evaluate_attack(
@@ -358,8 +355,8 @@ class PerExampleKeysTest(absltest.TestCase):
     def outcome(result):
       return dict(
         zip(
-          result["retained_indices"],
-          result["attack_success_rate_per_sample"],
+          result.retained_indices,
+          result.attack.per_sample,
           strict=True,
         )
       )

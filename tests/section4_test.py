@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest
 
-from stochjax import stats
+from stochjax import attacks, evaluate, stats
 from stochjax.harness import grid as grid_lib
 from stochjax.paper import attacked, section4
 
@@ -77,16 +77,18 @@ class GridTest(absltest.TestCase):
     )
     a = [True] * 30 + [False] * 10
     b = [True] * 10 + [False] * 30
-    cells = {
-      "p/k=50/m=1": {
-        "retained_indices": list(range(40)),
-        "attack_success_rate_per_sample": a,
-      },
-      "p/k=10/m=5": {
-        "retained_indices": list(range(40)),
-        "attack_success_rate_per_sample": b,
-      },
-    }
+
+    def cell(per_sample, k, m):
+      cost = attacks.Cost(k, m, 1, k * m, 0)
+      return evaluate.Evaluation(
+        num_samples=50, benign_accuracy=0.8, benign_success_rate=0.2,
+        retained_indices=tuple(range(40)),
+        attack=evaluate.AttackOutcome(
+          float(np.mean(per_sample)), tuple(per_sample), cost, k
+        ),
+      ).to_json()  # fmt: skip
+
+    cells = {"p/k=50/m=1": cell(a, 50, 1), "p/k=10/m=5": cell(b, 10, 5)}
     pair = {"budget": 50, "no_eot": {"k": 50, "m": 1}, "eot": {"k": 10, "m": 5}}
     (record,) = section4.comparisons(
       config, cells, "p", "d", "untargeted", [pair]

@@ -51,7 +51,7 @@ def eot_gradient(logits_fn, images, labels):
   """The EOT gradient (4 draws in chunks of 2) of the attack's loss."""
   value_and_grad = eot.make_value_and_grad(
     logits_fn=logits_fn, defense=DEFENSE, loss_fn=losses.cross_entropy,
-    targeted=False, num_draws=4, chunk_size=2,
+    targeted=False, eot_samples=4, chunk_size=2,
   )  # fmt: skip
   keys = prng.per_example(KEY, images.shape[0])
   return value_and_grad(images, keys, labels)[1]
@@ -68,7 +68,7 @@ def protocol(logits_fn, images, labels, *, mesh=None, batch_size=8):
     num_votes=6,
     batch_size=batch_size,
     mesh=mesh,
-  )
+  ).to_json()
 
 
 def training(model, variables, checkpoint_dir):

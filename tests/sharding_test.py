@@ -21,6 +21,7 @@ from stochjax import (
   prng,
   sharding,
   train,
+  voting,
 )
 from stochjax import data as data_lib
 from tests import sharding_problem as problem
@@ -95,8 +96,8 @@ class BatchIndependenceTest(parameterized.TestCase):
     logits_fn, images, _ = _problem()
     key = jax.random.key(5)
     votes = dict(defense=DEFENSE, num_votes=7, chunk_size=3)
-    whole = evaluate.vote_counts(key, logits_fn, images, **votes)
-    part = evaluate.vote_counts(
+    whole = voting.vote_counts(key, logits_fn, images, **votes)
+    part = voting.vote_counts(
       prng.at(key, np.arange(1, 4)), logits_fn, images[1:4], **votes
     )
     np.testing.assert_array_equal(part, whole[1:4])
@@ -195,7 +196,7 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
       ),
       gradient=np.asarray(problem.eot_gradient(logits_fn, images, labels)),
       counts=np.asarray(
-        evaluate.vote_counts(problem.KEY, logits_fn, images, **problem.VOTES)
+        voting.vote_counts(problem.KEY, logits_fn, images, **problem.VOTES)
       ),
       protocol=problem.protocol(logits_fn, images, labels, batch_size=5),
       switched=problem.switched(images),

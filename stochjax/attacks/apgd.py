@@ -73,9 +73,8 @@ def make_apgd(
   rho: float = 0.75,
   early_stop: bool = False,
   art_compat: bool = False,
-  with_info: bool = False,
   unroll: int | bool = 1,
-) -> types.Attack:
+) -> attack_lib.Attack:
   """Builds AutoPGD with EOT over a stochastic defense.
 
   Args:
@@ -102,7 +101,6 @@ def make_apgd(
       the goal; skip steps once the whole batch is frozen.
     art_compat: reproduce ART 1.9.1's APGD (batch-level decisions on
       single-draw losses, see `stochjax.attacks.apgd_art`).
-    with_info: return an `AttackResult`.
     unroll: passed to `lax.scan`.
 
   Returns:
@@ -124,7 +122,7 @@ def make_apgd(
     eot_chunk_size=eot_chunk_size, defense=defense,
   )  # fmt: skip
   step_size = _initial_step(eps, step_size, momentum, rho, art_compat)
-  common = dict(loss=loss, targeted=targeted, with_info=with_info)
+  common = dict(loss=loss, targeted=targeted)
   if art_compat:
     if (momentum, rho, eot_mode) != (0.75, 0.75, "mean_grad"):
       raise ValueError(
@@ -135,7 +133,7 @@ def make_apgd(
       restarts, unroll, common,
     )  # fmt: skip
   settings = _Apgd(
-    eot=eot, num_steps=num_steps, norm=norm,
+    eot_settings=eot, num_steps=num_steps, norm=norm,
     targeted=targeted, random_init=random_init, restarts=restarts,
     eot_samples=eot_samples, momentum=momentum, rho=rho,
     early_stop=early_stop, unroll=unroll,
@@ -170,7 +168,7 @@ def _initial_step(eps, step_size, momentum, rho, art_compat) -> float:
 class _Apgd:
   """The static settings of one reference APGD attack (see `make_apgd`)."""
 
-  eot: tuple  # `eot_lib.make_eot` keyword arguments, as items.
+  eot_settings: tuple  # `eot_lib.make_eot` keyword arguments, as items.
   num_steps: int
   norm: str
   targeted: bool

@@ -60,7 +60,8 @@ def forward_evals(num_steps: int) -> int:
 class _Art:
   """The static settings of ART's APGD (see `make_run`)."""
 
-  eot: tuple  # `eot_lib.make_eot` keyword arguments but logits_fn, as items.
+  # `eot_lib.make_eot`'s keyword arguments but logits_fn, as items.
+  eot_settings: tuple
   norm: str
   eps: float
   eta0: float
@@ -70,11 +71,11 @@ class _Art:
 
   @property
   def targeted(self) -> bool:
-    return dict(self.eot)["targeted"]
+    return dict(self.eot_settings)["targeted"]
 
   @property
-  def num_draws(self) -> int:
-    return dict(self.eot)["num_draws"]
+  def eot_samples(self) -> int:
+    return dict(self.eot_settings)["eot_samples"]
 
 
 class _Evals(NamedTuple):
@@ -98,7 +99,7 @@ def cost(num_steps: int, eot_samples: int, restarts: int) -> results.Cost:
 
 def make_attack(settings, geometry, num_steps, restarts, unroll, common):
   """The `attack_lib.Attack` of ART's APGD; `common` holds its loss,
-  targeted and with_info fields."""
+  and targeted fields."""
   return attack_lib.Attack(
     run=make_run(
       settings=settings,
@@ -107,7 +108,7 @@ def make_attack(settings, geometry, num_steps, restarts, unroll, common):
       restarts=restarts,
       unroll=unroll,
     ),
-    cost=cost(num_steps, settings["num_draws"], restarts),
+    cost=cost(num_steps, settings["eot_samples"], restarts),
     **common,
   )
 
@@ -123,7 +124,7 @@ def make_run(*, settings, geometry, num_steps, restarts, unroll):
     unroll: passed to `lax.scan`.
   """
   art = _Art(
-    eot=tuple(settings.items()),
+    eot_settings=tuple(settings.items()),
     norm=geometry["norm"],
     eps=geometry["eps"],
     eta0=geometry["step_size"],
@@ -143,11 +144,11 @@ def _run(art: _Art, key, logits_fn, images, labels, valid=None):
   stay out of every batch-level decision."""
   if valid is None:
     valid = jnp.ones(images.shape[:1], bool)
-  settings = dict(art.eot) | dict(logits_fn=logits_fn)
+  settings = dict(art.eot_settings) | dict(logits_fn=logits_fn)
   evals = _Evals(
     eot_lib.make_eot(**settings),
     eot_lib.make_eot(
-      **settings | dict(num_draws=1, chunk_size=1, mode="mean_grad")
+      **settings | dict(eot_samples=1, chunk_size=1, mode="mean_grad")
     ),
     labels,
   )
@@ -255,7 +256,7 @@ def _attack_robust(art: _Art, evals, images, robust, weight, stream, x_adv):
     best_lib.where_examples(robust, x_robust, x_adv),
     losses_,
     rates,
-    done_steps * art.num_draws,
+    done_steps * art.eot_samples,
     done_steps + 3,
   )
 

@@ -114,7 +114,9 @@ def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Attack:
-  """``attack(key, logits_fn, images, labels) -> adversarial images``.
+  """``attack(key, logits_fn, images, labels) -> adversarial images``;
+  ``attack.with_info(...)`` -> the images with every step's losses and goal
+  rates (`results.AttackResult`).
 
   Attributes:
     run: the jitted body ``(key, logits_fn, images (N, H, W, C), labels (N,)
@@ -123,7 +125,6 @@ class Attack:
     cost: the per-example budget (`results.Cost`).
     loss: the loss name ("ce", "margin", "dlr").
     targeted: whether `labels` are target classes.
-    with_info: calls return an `results.AttackResult`, not only the images.
     snapshot_steps: step counts whose iterates are also kept (PGD); then the
       images are ``(N, S, H, W, C)``.
     sweep_run: ``(key, logits_fn, images, labels, radii (S,), steps (S,),
@@ -136,7 +137,6 @@ class Attack:
   cost: results_lib.Cost
   loss: str
   targeted: bool
-  with_info: bool = False
   snapshot_steps: tuple[int, ...] = ()
   sweep_run: Callable | None = None
   step_ratio: float = 0.0
@@ -165,20 +165,16 @@ class Attack:
 
     Returns:
       ``(N, H, W, C)`` adversarial images in [0, 1] (``(N, S, H, W, C)``
-      with `snapshot_steps`), or an `AttackResult` with `with_info`.
+      with `snapshot_steps`).
     """
-    if not validation.in_trace():
-      _recompile_hint(self._closures, logits_fn, images)
-    logits_fn = check_inputs(
-      logits_fn, images, labels, loss=self.loss, targeted=self.targeted
-    )
-    labels = jnp.asarray(labels, jnp.int32)
-    if valid is None:
-      out = self.run(key, logits_fn, images, labels)
-    else:
-      out = self.run(key, logits_fn, images, labels, valid=valid)
-    if not self.with_info:
-      return out.images
+    return self._run(key, logits_fn, images, labels, valid).images
+
+  def with_info(
+    self, key, logits_fn, images, labels, *, valid=None
+  ) -> results_lib.AttackResult:
+    """The attack (arguments as calling it), with what it did: every step's
+    losses and goal rates, and the evaluations it spent."""
+    out = self._run(key, logits_fn, images, labels, valid)
     n = images.shape[0]
     count = int if validation.is_concrete(out.grad_evals) else jnp.asarray
     return results_lib.AttackResult(
@@ -189,6 +185,17 @@ class Attack:
       count(out.forward_evals) * n,
       self.cost,
     )
+
+  def _run(self, key, logits_fn, images, labels, valid) -> results_lib.Run:
+    if not validation.in_trace():
+      _recompile_hint(self._closures, logits_fn, images)
+    logits_fn = check_inputs(
+      logits_fn, images, labels, loss=self.loss, targeted=self.targeted
+    )
+    labels = jnp.asarray(labels, jnp.int32)
+    if valid is None:
+      return self.run(key, logits_fn, images, labels)
+    return self.run(key, logits_fn, images, labels, valid=valid)
 
   def sweep(
     self, key, logits_fn, images, labels, *, eps, step_size=None,

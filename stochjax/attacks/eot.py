@@ -1,6 +1,6 @@
 """Expectation over Transformation: the one place EOT is computed.
 
-Two estimators of the gradient over `num_draws` independent defense draws,
+Two estimators of the gradient over `eot_samples` independent defense draws,
 chosen by name:
 
 * ``"mean_grad"`` (the paper's Eq. 2): the mean of the single-draw
@@ -13,8 +13,8 @@ The objective is summed over examples, so each example's gradient does not
 depend on the batch. Draws run as one example-major batch of N x chunk
 images (`defenses.core.defended_draws`: the defense vmapped over keys, so a
 batch split over devices stays split); with ``chunk_size <
-num_draws`` they run as a `lax.scan` over chunks, so memory is set by the
-chunk, not by `num_draws` (for ``"mean_logits"`` each chunk is
+eot_samples`` they run as a `lax.scan` over chunks, so memory is set by the
+chunk, not by `eot_samples` (for ``"mean_logits"`` each chunk is
 rematerialized in the backward pass: two forwards and one backward per draw).
 """
 
@@ -50,13 +50,13 @@ class Eot(NamedTuple):
   statistics: callable
 
 
-def _sum_over_draws(fn, num_draws: int, chunk_size: int, like):
+def _sum_over_draws(fn, eot_samples: int, chunk_size: int, like):
   """``sum_j fn(draws_chunk_j)`` over chunks of `chunk_size` draw indices.
 
   `like` is a pytree shaped like one ``fn`` output (the scan's zeros).
   """
-  draws = jnp.arange(num_draws, dtype=jnp.uint32)
-  if chunk_size == num_draws:
+  draws = jnp.arange(eot_samples, dtype=jnp.uint32)
+  if chunk_size == eot_samples:
     return fn(draws)
 
   def body(acc, chunk_draws):
@@ -73,7 +73,7 @@ def make_eot(
   defense: types.Defense,
   loss_fn: types.LossFn,
   targeted: bool,
-  num_draws: int,
+  eot_samples: int,
   chunk_size: int,
   mode: str = "mean_grad",
 ) -> Eot:
@@ -85,8 +85,8 @@ def make_eot(
     loss_fn: per-example loss to increase (untargeted) or decrease
       (targeted, `labels` are then the targets).
     targeted: whether the objective is ``-loss``.
-    num_draws: m, the EOT sample count.
-    chunk_size: draws evaluated at once; divides `num_draws`.
+    eot_samples: m, the EOT sample count.
+    chunk_size: draws evaluated at once; divides `eot_samples`.
     mode: "mean_grad" or "mean_logits" (see the module docstring).
 
   Returns:
@@ -116,13 +116,13 @@ def make_eot(
       jnp.zeros(x.shape[:1]),
     )
     logits, losses, goals = _sum_over_draws(
-      lambda d: sums_fn(x, keys, labels, d), num_draws, chunk_size, like
+      lambda d: sums_fn(x, keys, labels, d), eot_samples, chunk_size, like
     )
     if mode == "mean_logits":
-      loss = loss_fn(logits / num_draws, labels)
+      loss = loss_fn(logits / eot_samples, labels)
     else:
-      loss = losses / num_draws
-    return DrawStats(loss, goals / num_draws)
+      loss = losses / eot_samples
+    return DrawStats(loss, goals / eot_samples)
 
   def statistics(x, keys, labels):
     return stats_of(forward_sums, jax.lax.stop_gradient(x), keys, labels)
@@ -152,9 +152,9 @@ def make_eot(
     n = x.shape[0]
     like = (jnp.zeros(()), jnp.zeros((n,)), jnp.zeros((n,)), x)
     totals = _sum_over_draws(
-      lambda d: grad_sums(x, keys, labels, d), num_draws, chunk_size, like
+      lambda d: grad_sums(x, keys, labels, d), eot_samples, chunk_size, like
     )
-    obj, loss, met, grad = (t / num_draws for t in totals)
+    obj, loss, met, grad = (t / eot_samples for t in totals)
     return (obj, DrawStats(loss, met)), grad
 
   return Eot(mean_grad, statistics)

@@ -44,7 +44,7 @@ def run_attack(run_once, settings, key, logits_fn, images, labels, eps,
   arguments but `logits_fn`, as items), ``restarts`` and ``early_stop``.
   `valid` (padding rows) is ignored: no example depends on another."""
   del valid
-  eot = eot_lib.make_eot(**dict(settings.eot), logits_fn=logits_fn)
+  eot = eot_lib.make_eot(**dict(settings.eot_settings), logits_fn=logits_fn)
   return over_restarts(
     functools.partial(run_once, settings, eot, images, labels, eps, step_size),
     key,

@@ -53,7 +53,7 @@ def check_parameters(
     defense=defense_core.resolve(defense),
     loss_fn=loss_fn,
     targeted=targeted,
-    num_draws=eot_samples,
+    eot_samples=eot_samples,
     chunk_size=chunk,
     mode=eot_mode,
   )

@@ -28,7 +28,8 @@ from stochjax.attacks import loops, norms, parameters, results
 class _Pgd:
   """The static settings of one PGD attack (see `make_pgd`)."""
 
-  eot: tuple  # `eot_lib.make_eot` keyword arguments but logits_fn, as items.
+  # `eot_lib.make_eot`'s keyword arguments but logits_fn, as items.
+  eot_settings: tuple
   num_steps: int
   norm: str
   targeted: bool
@@ -82,10 +83,9 @@ def make_pgd(
   best_point: bool = False,
   restarts: int = 1,
   early_stop: bool = False,
-  with_info: bool = False,
   snapshot_steps: tuple[int, ...] | None = None,
   unroll: int | bool = 1,
-) -> types.Attack:
+) -> attack_lib.Attack:
   """Builds a PGD attack (Madry et al.) with EOT over a stochastic defense.
 
   Each step averages the per-example loss gradient over `eot_samples`
@@ -114,7 +114,6 @@ def make_pgd(
       the best final point (one EOT forward pass each).
     early_stop: freeze an example once most draws of its point meet the
       goal; skip steps once all are frozen (off, as in the paper).
-    with_info: return an `AttackResult` instead of the images alone.
     snapshot_steps: also keep the iterates after these step counts (in
       1..num_steps): images ``(N, S, H, W, C)``, slot s = PGD-
       ``snapshot_steps[s]`` (step t's draws depend only on t, so a grid over
@@ -153,7 +152,7 @@ def make_pgd(
     snapshot_steps, num_steps, best_point, restarts, early_stop
   )
   settings = _Pgd(
-    eot=eot, num_steps=num_steps, norm=norm, targeted=targeted,
+    eot_settings=eot, num_steps=num_steps, norm=norm, targeted=targeted,
     random_init=random_init, eot_samples=eot_samples, best_point=best_point,
     restarts=restarts, early_stop=early_stop, snapshots=snapshots,
     unroll=unroll,
@@ -161,7 +160,7 @@ def make_pgd(
   shared = loops.programs(_run_once, settings)
   return attack_lib.Attack(
     run=loops.bound_run(shared, eps, step_size),
-    cost=settings.cost(), loss=loss, targeted=targeted, with_info=with_info,
+    cost=settings.cost(), loss=loss, targeted=targeted,
     snapshot_steps=snapshots, sweep_run=shared.sweep,
     step_ratio=step_size / eps,
   )  # fmt: skip

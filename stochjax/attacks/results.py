@@ -1,5 +1,5 @@
 """What attacks return: the budget (`Cost`), the jitted body's `Run`, and
-the `AttackResult` of ``with_info=True``."""
+the `AttackResult` of ``attack.with_info(...)``."""
 
 import dataclasses
 from typing import NamedTuple
@@ -35,7 +35,7 @@ class Cost:
 
 
 class AttackResult(NamedTuple):
-  """What an attack returns with ``with_info=True``.
+  """What ``attack.with_info(...)`` returns.
 
   Attributes:
     images: ``(N, H, W, C)`` adversarial images in [0, 1].

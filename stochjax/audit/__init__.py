@@ -16,13 +16,15 @@
 7. **cost**: input gradients and forward passes spent, wall time, devices.
 
 Each section carries its numbers and a verdict. ``stochjax audit
---workdir=W`` (`stochjax.audit.run`) runs it from a config and writes ``W/audit.json``, ``W/audit.md`` and plots.
+--workdir=W`` (`stochjax.audit.run`) runs it from a config and writes
+``W/audit.json``, ``W/audit.md`` and plots.
 """
 
 import time
 
 import jax
 
+from stochjax import evaluate
 from stochjax.audit import sections
 from stochjax.audit.sections import Setting
 
@@ -31,27 +33,31 @@ def _cost(cells: dict, seconds: float) -> dict:
   """Gradients and forward passes the finished evaluations spent."""
   grads = forwards = 0
   for cell in cells.values():
-    if not isinstance(cell, dict) or "attack_cost" not in cell:
-      continue
-    cost, n = cell["attack_cost"], cell.get("num_retained", 0)
-    grads += cost["grad_evals"] * n
-    forwards += (cost["forward_evals"] + cell["vote_forward_evals_per_sample"]
-                 ) * cell["num_samples"]  # fmt: skip
+    if not isinstance(cell, dict) or "attack" not in cell:
+      continue  # Not an evaluation (accuracy, randomness).
+    ev = evaluate.Evaluation.from_json(cell)
+    if not ev.num_retained:
+      continue  # Nothing was attacked.
+    cost = ev.attack.cost
+    grads += cost.grad_evals * ev.num_retained
+    forwards += (cost.forward_evals + ev.vote_forward_evals_per_sample
+                 ) * ev.num_samples  # fmt: skip
   return {"grad_evals": int(grads), "forward_evals": int(forwards),
           "wall_seconds": seconds,
           "devices": [str(d) for d in jax.devices()]}  # fmt: skip
 
 
-def audit(setting: Setting, *, steps: int = 20, eot: int = 10, budgets=(20,),
-          small_fraction: float = 0.025, num_draws: int = 20,
+def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
+          budgets=(20,), small_fraction: float = 0.025, num_draws: int = 20,
           eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0)) -> dict:  # fmt: skip
   """Runs every section on `setting` (resuming through ``setting.cell``).
 
   Args:
     setting: the model, defense, data, threat and evaluation settings.
-    steps, eot: the adaptive attack, PGD-steps x EOT-eot at step eps/4.
+    steps, eot_samples: the adaptive attack, PGD-steps x EOT-eot_samples at
+      step eps/4.
     budgets: k x m budgets at which EOT is compared with no EOT (each a
-      multiple of `eot`).
+      multiple of `eot_samples`).
     small_fraction: the smaller no-EOT step, as a fraction of eps (the
       paper's ablations: eps/40).
     num_draws: defense draws per image for the randomness measures.
@@ -63,11 +69,13 @@ def audit(setting: Setting, *, steps: int = 20, eot: int = 10, budgets=(20,),
     dict with a ``verdict``.
 
   Raises:
-    ValueError: a budget that is not a multiple of `eot`, or bad inputs.
+    ValueError: a budget that is not a multiple of `eot_samples`, or bad inputs.
   """
-  bad = [b for b in budgets if b % eot or b < eot]
+  bad = [b for b in budgets if b % eot_samples or b < eot_samples]
   if bad:
-    raise ValueError(f"budgets {bad} must be positive multiples of eot={eot}.")
+    raise ValueError(
+      f"budgets {bad} must be positive multiples of eot_samples={eot_samples}."
+    )
   started = time.time()
   s = setting
   for name, section in (
@@ -75,19 +83,20 @@ def audit(setting: Setting, *, steps: int = 20, eot: int = 10, budgets=(20,),
     ("randomness", lambda: sections.randomness(s, num_draws)),
   ):
     s.cached(name, section)
-  transfer = sections.adaptive_vs_transfer(s, steps, eot)
+  transfer = sections.adaptive_vs_transfer(s, steps, eot_samples)
   report = {
     "accuracy": s.done["accuracy"],
     "randomness": s.done["randomness"],
     "adaptive_vs_transfer": transfer,
-    "eot_needed": sections.eot_needed(s, budgets, eot, small_fraction),
-    "robustness_source": sections.robustness_source(s, steps, eot),
-    "sanity": sections.sanity(s, steps, eot, eps_scales, transfer),
+    "eot_needed": sections.eot_needed(s, budgets, eot_samples, small_fraction),
+    "robustness_source": sections.robustness_source(s, steps, eot_samples),
+    "sanity": sections.sanity(s, steps, eot_samples, eps_scales, transfer),
   }
   report["cost"] = _cost(s.done, time.time() - started)
   report["settings"] = {
     "eps": s.eps, "norm": s.norm, "num_votes": s.num_votes,
-    "num_examples": int(len(s.labels)), "steps": steps, "eot": eot,
+    "num_examples": int(len(s.labels)), "steps": steps,
+    "eot_samples": eot_samples,
     "budgets": list(budgets), "small_fraction": small_fraction,
     "num_draws": num_draws, "eps_scales": list(eps_scales),
   }  # fmt: skip

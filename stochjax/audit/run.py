@@ -75,7 +75,8 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   budget = config.budget
   scales = sorted({e / eps[0] for e in eps} | set(budget.eps_scales))
   result = audit.audit(
-    setting, steps=budget.steps, eot=budget.eot, budgets=tuple(budget.budgets),
+    setting, steps=budget.steps, eot_samples=budget.eot_samples,
+    budgets=tuple(budget.budgets),
     small_fraction=budget.small_fraction, num_draws=config.num_draws,
     eps_scales=tuple(scales),
   )  # fmt: skip

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import attacks, evaluate, prng, stats
+from stochjax import attacks, evaluate, prng, stats, voting
 from stochjax.defenses import core as defense_core
 
 ALPHA = 0.05
@@ -50,49 +50,52 @@ class Setting:
     self.done[name] = self.cell(name, compute)
     return self.done[name]
 
-  def evaluate(self, name: str, attack, *, defended: bool = True) -> dict:
+  def evaluate(
+    self, name: str, attack, *, defended: bool = True
+  ) -> evaluate.Evaluation:
     """The protocol's result of `attack` (cached as cell `name`)."""
-    return self.cached(
+    cell = self.cached(
       name,
       lambda: evaluate.evaluate_attack(
         prng.fold(self.key, 1), self.logits_fn, self.images, self.labels,
         attack=attack, defense=self.defense if defended else None,
         num_votes=self.num_votes if defended else 1,
         batch_size=self.batch_size, mesh=self.mesh,
-      ),
+      ).to_json(),
     )  # fmt: skip
+    return evaluate.Evaluation.from_json(cell)
 
   def map(self, fn, key, desc: str) -> np.ndarray:
-    """`evaluate.map_images` of ``fn([keys,] logits_fn, images)`` over
+    """`voting.map_images` of ``fn([keys,] logits_fn, images)`` over
     the audit's images, in its batches on its mesh."""
-    return evaluate.map_images(
+    return voting.map_images(
       fn, key, self.logits_fn, self.images, batch_size=self.batch_size,
       mesh=self.mesh, desc=desc,
     )  # fmt: skip
 
-  def pgd(self, *, eps=None, fraction=0.25, steps=10, eot=1, defended=True,
-          **kw):  # fmt: skip
-    """PGD-steps x EOT-eot at `fraction` x eps, through the defense when
-    `defended` (or through ``kw["defense"]``)."""
+  def pgd(self, *, eps=None, fraction=0.25, steps=10, eot_samples=1,
+          defended=True, **kw):  # fmt: skip
+    """PGD-steps x EOT-eot_samples at `fraction` x eps, through the defense
+    when `defended` (or through ``kw["defense"]``)."""
     eps = self.eps if eps is None else eps
     kw.setdefault("defense", self.defense if defended else None)
     return attacks.make_pgd(
       eps=eps, step_size=eps * fraction, num_steps=steps, norm=self.norm,
-      eot_samples=eot, **kw,
+      eot_samples=eot_samples, **kw,
     )  # fmt: skip
 
 
-def rate(result: dict, label: str) -> dict:
+def rate(result: evaluate.Evaluation, label: str) -> dict:
   """An evaluation's success as ``stats.side`` (rate, interval, counts)."""
-  outcomes = result.get("attack_success_rate_per_sample", [])
-  return stats.side(label, int(np.sum(outcomes)), len(outcomes))
+  outcome = result.attack
+  return stats.side(label, outcome.successes, len(outcome.per_sample))
 
 
 def paired(label_a, result_a, label_b, result_b) -> dict:
   """The exact paired test of two evaluations on the same samples."""
   return stats.compare(
-    label_a, result_a.get("attack_success_rate_per_sample", []),
-    label_b, result_b.get("attack_success_rate_per_sample", []),
+    label_a, list(result_a.attack.per_sample),
+    label_b, list(result_b.attack.per_sample),
     paired=True,
   )  # fmt: skip
 
@@ -100,10 +103,10 @@ def paired(label_a, result_a, label_b, result_b) -> dict:
 def accuracy(s: Setting) -> dict:
   """Clean accuracy and the defended vote's, each with its interval."""
   n = len(s.labels)
-  clean = s.map(evaluate.predict, None, "clean") == s.labels
+  clean = s.map(voting.predict, None, "clean") == s.labels
   defense = defense_core.resolve(s.defense)
   voted = s.map(
-    lambda keys, f, x: evaluate.vote(
+    lambda keys, f, x: voting.vote(
       keys, f, x, defense=defense, num_votes=s.num_votes
     ),
     prng.fold(s.key, 2),
@@ -130,7 +133,7 @@ def randomness(s: Setting, num_draws: int) -> dict:
   costs accuracy)."""
   defense = defense_core.resolve(s.defense)
   kept = s.map(
-    lambda keys, f, x: evaluate.invariance(
+    lambda keys, f, x: voting.invariance(
       keys, f, x, defense=defense, num_draws=num_draws
     ),
     prng.fold(s.key, 3),
@@ -198,17 +201,17 @@ def _draw_moments(keys, logits_fn, images, *, defense, num_draws):
   return jnp.stack([total / num_draws, squares / num_draws, clean], axis=1)
 
 
-def adaptive_vs_transfer(s: Setting, steps: int, eot: int) -> dict:
+def adaptive_vs_transfer(s: Setting, steps: int, eot_samples: int) -> dict:
   """The non-adaptive attack (PGD on the undefended model, its images
   judged through the defense) against the adaptive one (PGD x EOT through
   the defense), at the same eps and budget per draw."""
   transfer = s.evaluate(
     "transfer", s.pgd(steps=steps, defended=False)
   )  # A point attack on the bare model, judged by the defended vote.
-  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot_samples=eot_samples))
   test = paired(
-    f"transfer PGD-{steps}", transfer, f"adaptive PGD-{steps} x EOT-{eot}",
-    adaptive,
+    f"transfer PGD-{steps}", transfer,
+    f"adaptive PGD-{steps} x EOT-{eot_samples}", adaptive,
   )  # fmt: skip
   return {
     "transfer": test["a"],
@@ -222,15 +225,18 @@ def adaptive_vs_transfer(s: Setting, steps: int, eot: int) -> dict:
   }
 
 
-def eot_needed(s: Setting, budgets, eot: int, small_fraction: float) -> dict:
+def eot_needed(
+  s: Setting, budgets, eot_samples: int, small_fraction: float
+) -> dict:
   """PGD without EOT (k = budget steps of eps/4, and the same steps of
-  `small_fraction` x eps) against PGD-(budget/eot) x EOT-eot, per budget,
+  `small_fraction` x eps) against PGD-(budget / m) x EOT-m, per budget,
   on the same samples; EOT is needed at a budget when it significantly
   beats every no-EOT attack there."""
   rows, needed_at = [], []
   for budget in budgets:
     with_eot = s.evaluate(
-      f"eot/k={budget // eot}/m={eot}", s.pgd(steps=budget // eot, eot=eot)
+      f"eot/k={budget // eot_samples}/m={eot_samples}",
+      s.pgd(steps=budget // eot_samples, eot_samples=eot_samples),
     )
     tests = [
       paired(
@@ -239,7 +245,7 @@ def eot_needed(s: Setting, budgets, eot: int, small_fraction: float) -> dict:
           f"no_eot/k={budget}/step={fraction:g}",
           s.pgd(steps=budget, fraction=fraction),
         ),
-        f"PGD-{budget // eot} x EOT-{eot}, step 0.25 eps",
+        f"PGD-{budget // eot_samples} x EOT-{eot_samples}, step 0.25 eps",
         with_eot,
       )  # fmt: skip
       | {"budget": budget}
@@ -258,19 +264,19 @@ def eot_needed(s: Setting, budgets, eot: int, small_fraction: float) -> dict:
   }
 
 
-def robustness_source(s: Setting, steps: int, eot: int) -> dict:
+def robustness_source(s: Setting, steps: int, eot_samples: int) -> dict:
   """The same PGD on the undefended model at the same eps (the model's
   own robustness) against the adaptive attack on the defended one."""
   bare = s.evaluate("undefended", s.pgd(steps=steps, defended=False),
                     defended=False)  # fmt: skip
-  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  adaptive = s.evaluate("adaptive", s.pgd(steps=steps, eot_samples=eot_samples))
   bare_rate, defended_rate = (
     rate(bare, "undefended"),
     rate(adaptive, "defended"),
   )
   test = stats.compare(
-    "undefended", bare.get("attack_success_rate_per_sample", []),
-    "defended", adaptive.get("attack_success_rate_per_sample", []),
+    "undefended", list(bare.attack.per_sample),
+    "defended", list(adaptive.attack.per_sample),
     paired=False,
   )  # fmt: skip
   if bare_rate["rate"] < 0.5:
@@ -287,7 +293,9 @@ def _check(name: str, passed: bool, **numbers) -> dict:
   return {"name": name, "passed": bool(passed), **numbers}
 
 
-def sanity(s: Setting, steps: int, eot: int, scales, transfer: dict) -> dict:
+def sanity(
+  s: Setting, steps: int, eot_samples: int, scales, transfer: dict
+) -> dict:
   """Carlini et al. (2019)'s checks on the adaptive attack (PGD x EOT):
 
   * success rises with eps (no radius significantly weaker than a smaller
@@ -302,7 +310,9 @@ def sanity(s: Setting, steps: int, eot: int, scales, transfer: dict) -> dict:
   """
   radii = sorted({min(1.0, s.eps * c) for c in scales})
   by_eps = [
-    s.evaluate(f"sanity/eps={r:g}", s.pgd(eps=r, steps=steps, eot=eot))
+    s.evaluate(
+      f"sanity/eps={r:g}", s.pgd(eps=r, steps=steps, eot_samples=eot_samples)
+    )
     for r in radii
   ]
   drops = [
@@ -312,21 +322,26 @@ def sanity(s: Setting, steps: int, eot: int, scales, transfer: dict) -> dict:
   ]  # fmt: skip
   largest = rate(by_eps[-1], f"eps {radii[-1]:g}")
   unbounded = rate(
-    s.evaluate("sanity/unbounded", s.pgd(eps=1.0, steps=steps, eot=eot)),
+    s.evaluate(
+      "sanity/unbounded", s.pgd(eps=1.0, steps=steps, eot_samples=eot_samples)
+    ),
     "eps 1",
   )
-  short = s.evaluate("sanity/best/k", s.pgd(steps=steps, eot=eot,
-                                            best_point=True))  # fmt: skip
+  short = s.evaluate(
+    "sanity/best/k",
+    s.pgd(steps=steps, eot_samples=eot_samples, best_point=True),
+  )
   longer = s.evaluate(
-    "sanity/best/2k", s.pgd(steps=2 * steps, eot=eot, best_point=True)
+    "sanity/best/2k",
+    s.pgd(steps=2 * steps, eot_samples=eot_samples, best_point=True),
   )
   more_steps = paired(f"PGD-{steps}", short, f"PGD-{2 * steps}", longer)
   bpda = s.evaluate(
     "sanity/bpda",
-    s.pgd(steps=steps, eot=eot,
+    s.pgd(steps=steps, eot_samples=eot_samples,
           defense=defense_core.bpda(defense_core.resolve(s.defense))),
   )  # fmt: skip
-  exact = s.evaluate("adaptive", s.pgd(steps=steps, eot=eot))
+  exact = s.evaluate("adaptive", s.pgd(steps=steps, eot_samples=eot_samples))
   gradients = paired("BPDA identity", bpda, "the defense's gradients", exact)
   checks = [
     _check("success rises with eps", all(d["verdict"] != "a" for d in drops),

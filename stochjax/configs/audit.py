@@ -42,8 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.budget = ml_collections.ConfigDict(
     dict(
-      steps=20,  # The adaptive attack: PGD-steps x EOT-eot, step eps/4.
-      eot=10,
+      steps=20,  # The adaptive attack: PGD-steps x EOT-eot_samples, step eps/4.
+      eot_samples=10,
       budgets=(20, 100),  # k x m where EOT meets no-EOT PGD.
       small_fraction=0.025,  # The smaller no-EOT step: eps/40.
       eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0),  # Success against eps.
@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.epochs = 1
     config.num_examples = config.batch_size = 16
     config.num_votes = config.num_draws = 3
-    config.budget.update(dict(steps=2, eot=2, budgets=(4,),
+    config.budget.update(dict(steps=2, eot_samples=2, budgets=(4,),
                               eps_scales=(1.0, 4.0)))  # fmt: skip
   elif variant == "paper":
     config.dataset = "imagenet"
@@ -65,5 +65,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_votes = 100
     config.threat.eps = (8 / 255,)
-    config.budget.update(dict(steps=100, eot=10, budgets=(100, 1000)))
+    config.budget.update(dict(steps=100, eot_samples=10, budgets=(100, 1000)))
   return config

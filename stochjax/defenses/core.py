@@ -200,7 +200,7 @@ def batched(defense: types.Defense) -> Callable:
   return apply
 
 
-def eot(defense: types.Defense, num_draws: int) -> Callable:
+def draws(defense: types.Defense, num_draws: int) -> Callable:
   """``(key, image (H, W, C)) -> (num_draws, H, W, C)`` independent draws."""
 
   def apply(key: types.PRNGKey, image: types.Image) -> jax.Array:

@@ -192,7 +192,7 @@ def shrink(config: ml_collections.ConfigDict, root: str):
     _shrink_fine_tuning(config)
   if "budget" in config:  # The audit.
     config.num_votes = config.num_draws = 2
-    config.budget.update(dict(steps=1, eot=2, budgets=(2,)))
+    config.budget.update(dict(steps=1, eot_samples=2, budgets=(2,)))
   _random_weights(config, os.path.join(root, "weights"), label)
   return config
 

@@ -84,7 +84,7 @@ def _audit_plan(config) -> dict:
   b, n, votes = config.budget, config.num_examples, config.num_votes
   radii = len(set(b.eps_scales) | {e / config.threat.eps[0]
                                    for e in config.threat.eps})  # fmt: skip
-  adaptive = b.steps * b.eot
+  adaptive = b.steps * b.eot_samples
   attacks_run = [b.steps, adaptive, b.steps]  # Transfer, adaptive, bare.
   for budget in b.budgets:
     attacks_run += [budget, budget, budget]  # EOT and two no-EOT.

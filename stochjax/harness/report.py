@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 
-from stochjax import audit, stats
+from stochjax import audit, evaluate, stats
 from stochjax.harness import workdir as workdir_lib
 
 # The samples each compared rate must rest on (issue 17's protocol);
@@ -137,9 +137,9 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
       )
   lines.append("")
   for name, control in results.get("undefended_attack", {}).items():
-    outcomes = control.get("attack_success_rate_per_sample")
-    if outcomes is None:
+    if "attack" not in control:
       continue
+    outcomes = evaluate.Evaluation.from_json(control).attack.per_sample
     eps = results.get("eps", {}).get(name.split("/")[0])
     at = f" at eps {255 * eps:.3g}/255" if eps else ""
     lines.append(

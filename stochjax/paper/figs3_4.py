@@ -29,6 +29,7 @@ from stochjax import (
   prng,
   stats,
   validation,
+  voting,
 )
 from stochjax.harness import experiment
 from stochjax.harness import workdir as workdir_lib
@@ -39,27 +40,43 @@ def _goal(targeted: bool) -> str:
   return "targeted" if targeted else "untargeted"
 
 
+_FIELDS = ("benign_accuracy", "attack_success_rate", "num_retained")
+
+
+def _fields(cell: dict) -> dict:
+  """An Evaluation cell's summary fields: `_FIELDS` and the attack's exact
+  interval."""
+  ev = evaluate.Evaluation.from_json(cell)
+  outcome = ev.attack
+  return {
+    "benign_accuracy": ev.benign_accuracy,
+    "attack_success_rate": outcome.success_rate,
+    "num_retained": ev.num_retained,
+    "attack_success_ci": list(
+      stats.rate_interval(outcome.successes, len(outcome.per_sample))
+    ),
+  }
+
+
 def _summary(cells: dict, names, goals, eval_epochs) -> dict:
   """Per defense and goal: before, after and by-epoch benign accuracy,
   success rate (with its exact interval), retained count, the undefended
   control's success and the model's invariance to the defense."""
-  fields = ("benign_accuracy", "attack_success_rate", "num_retained")
   summary = {}
   for name in names:
     summary[name] = {}
     for goal in goals:
-      by_epoch = [cells[f"{name}/{goal}/epoch={e}"] for e in eval_epochs]
+      by_epoch = [
+        _fields(cells[f"{name}/{goal}/epoch={e}"]) for e in eval_epochs
+      ]
       control = [
-        cells[f"{name}/{goal}/epoch={e}/undefended"] for e in eval_epochs
+        _fields(cells[f"{name}/{goal}/epoch={e}/undefended"])
+        for e in eval_epochs
       ]
       invariant = [cells[f"{name}/invariance/epoch={e}"] for e in eval_epochs]
 
       def point(i, by_epoch=by_epoch, control=control, invariant=invariant):
-        outcomes = by_epoch[i].get("attack_success_rate_per_sample", [])
-        return {f: by_epoch[i][f] for f in fields} | {
-          "attack_success_ci": list(
-            stats.rate_interval(int(np.sum(outcomes)), len(outcomes))
-          ),
+        return by_epoch[i] | {
           "undefended_success_rate": control[i]["attack_success_rate"],
           "invariance": invariant[i]["mean"],
         }
@@ -68,7 +85,7 @@ def _summary(cells: dict, names, goals, eval_epochs) -> dict:
         "before": point(0),
         "after": point(-1),
         "by_epoch": {"epoch": list(eval_epochs)}
-        | {f: [c[f] for c in by_epoch] for f in fields}
+        | {f: [c[f] for c in by_epoch] for f in _FIELDS}
         | {"invariance": [c["mean"] for c in invariant]},
       }
   return summary
@@ -125,14 +142,14 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
       def attacked(cell=cell, goal=goal, index=index, attack=attack,
                    guard=guard, votes=votes):  # fmt: skip
         result = ev.attack(logits_fn, attack, guard, goal, index, votes)
-        work.log_metrics(phase="attack", cell=cell, **result)
-        return result
+        work.log_metrics(phase="attack", cell=cell, **result.to_json())
+        return result.to_json()
 
       cells[cell] = work.cell(cell, attacked)
 
   def invariant():
-    kept = evaluate.map_images(
-      lambda keys, f, x: evaluate.invariance(
+    kept = voting.map_images(
+      lambda keys, f, x: voting.invariance(
         keys, f, x, defense=defense, num_draws=ev.config.num_votes,
         chunk_size=ev.config.vote_chunk_size,
       ),
@@ -157,13 +174,15 @@ def _comparisons(config, cells, names, goals) -> list[dict]:
   last = config.eval_epochs[-1]
   for name in names:
     for goal in goals:
-      after = cells[f"{name}/{goal}/epoch={last}"]
-      before = cells[f"{name}/{goal}/epoch=0"]
+      after, before = (
+        evaluate.Evaluation.from_json(cells[f"{name}/{goal}/epoch={e}"])
+        for e in (last, 0)
+      )
       record = stats.compare(
         "after fine-tuning",
-        after.get("attack_success_rate_per_sample", []),
+        list(after.attack.per_sample),
         "before fine-tuning",
-        before.get("attack_success_rate_per_sample", []),
+        list(before.attack.per_sample),
         paired=False,
         claim="iii",
         experiment=config.experiment,

@@ -11,7 +11,7 @@ last checkpoint.
 
 import ml_collections
 
-from stochjax import defenses, evaluate, models
+from stochjax import defenses, models, voting
 from stochjax.harness import experiment
 from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import plots, setup
@@ -31,8 +31,8 @@ def run(
   def accuracies(variables):
     logits_fn = models.classifier(model, variables)
     return {
-      "clean": evaluate.accuracy(logits_fn, eval_set, mesh=mesh),
-      "defended": evaluate.accuracy(
+      "clean": voting.accuracy(logits_fn, eval_set, mesh=mesh),
+      "defended": voting.accuracy(
         logits_fn, eval_set, defense=defense, key=eval_key, mesh=mesh
       ),
     }

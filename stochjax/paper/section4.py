@@ -28,6 +28,7 @@ from stochjax import (
   progress,
   stats,
   validation,
+  voting,
 )
 from stochjax import data as data_lib
 from stochjax.harness import experiment
@@ -75,13 +76,14 @@ def _paired(config, name, goal, panel, budget, side_a, side_b) -> dict:
     ValueError: the cells retained different samples.
   """
   (label_a, cell_a), (label_b, cell_b) = side_a, side_b
-  if cell_a["retained_indices"] != cell_b["retained_indices"]:
+  a, b = (evaluate.Evaluation.from_json(c) for c in (cell_a, cell_b))
+  if a.retained_indices != b.retained_indices:
     raise ValueError(f"{panel}: the paired cells retained other samples.")
   record = stats.compare(
     label_a,
-    cell_a["attack_success_rate_per_sample"],
+    list(a.attack.per_sample),
     label_b,
-    cell_b["attack_success_rate_per_sample"],
+    list(b.attack.per_sample),
     paired=True,
     claim=config.defenses[name].claim,
     experiment=config.experiment,
@@ -221,8 +223,8 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
   """One row (defense, goal, step size, m): PGD-max(k) keeping its iterate
   after every k of the row, which equals PGD-k (step t's draws depend only
   on t). `steps` default to the grid's within its budget, `panel` to the
-  grid's panel name. Returns ``{cell name: result}`` with per-sample
-  outcomes."""
+  grid's panel name. Returns ``{cell name: Evaluation JSON}`` (PGD-k's,
+  `evaluate.Evaluation.at_steps`)."""
   grid_config = grid.axes(name)
   if steps is None:
     steps = grid_lib.in_budget(
@@ -241,17 +243,9 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
     defense=defense,
     **grid.protocol(goal, name),
   )  # fmt: skip
-  by_steps = result.pop("attack_success_rate_by_steps", {})
-  per_sample = result.pop("attack_success_rate_per_sample_by_steps", {})
-  return {
-    _cell(panel, k, m): result
-    | {
-      "attack_success_rate": by_steps.get(k, float("nan")),
-      "attack_success_rate_per_sample": per_sample.get(k, []),
-      "grad_evals_per_example": k * m,
-    }
-    for k in steps
-  }
+  if not result.snapshots:  # Nothing retained: no attack ran.
+    return {_cell(panel, k, m): result.to_json() for k in steps}
+  return {_cell(panel, k, m): result.at_steps(k).to_json() for k in steps}
 
 
 def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
@@ -341,12 +335,13 @@ def _run_grid(grid: _Grid, work, eval_key, goals):
     count = counts.setdefault(panel, [[(0, 0)] * len(steps) for _ in draws])
     for k, cell in zip(row_steps, names, strict=True):
       i, j = draws.index(m), steps.index(k)
-      rates[i, j] = cells[cell]["attack_success_rate"]
-      outcomes = cells[cell]["attack_success_rate_per_sample"]
-      count[i][j] = (int(np.sum(outcomes)), len(outcomes))
-    benign[f"{name}/{goal}"] = cells[names[0]]["benign_accuracy"]
+      outcome = evaluate.Evaluation.from_json(cells[cell]).attack
+      rates[i, j] = outcome.success_rate
+      count[i][j] = (outcome.successes, len(outcome.per_sample))
+    first = evaluate.Evaluation.from_json(cells[names[0]])
+    benign[f"{name}/{goal}"] = first.benign_accuracy
     # Spent: one run of the row's largest k.
-    grad_evals += max(row_steps) * m * cells[names[0]]["num_retained"]
+    grad_evals += max(row_steps) * m * first.num_retained
   # Fig. 1's last panels: the best step size per cell.
   for name, goal in itertools.product(grid.settings, goals):
     fractions = grid.axes(name).step_fractions
@@ -367,12 +362,10 @@ def _control_line(undefended: dict, panel: str) -> str:
   control = undefended.get("/".join(panel.split("/")[:2]))
   if control is None:
     return ""
-  k = control.get("attack_successes", 0)
-  n = len(control.get("attack_success_rate_per_sample", []))
-  steps = control.get("attack_cost", {}).get("num_steps", "k")
+  outcome = evaluate.Evaluation.from_json(control).attack
   return (
-    f"Undefended control (PGD-{steps}, no defense, same eps): "
-    f"{stats.format_rate(k, n)}.\n"
+    f"Undefended control (PGD-{outcome.num_steps}, no defense, same eps): "
+    f"{stats.format_rate(outcome.successes, len(outcome.per_sample))}.\n"
   )
 
 
@@ -416,23 +409,21 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   each (a resumed run keeps it)."""
 
   def control(name, goal):
-    return _with_interval(
-      evaluate.evaluate_attack(
-        prng.fold(eval_key, 0),
-        grid.classifier(name, defended=False),
-        grid.images,
-        grid.labels,
-        attack=grid.pgd(
-          name,
-          goal,
-          grid.axes(name).step_fractions[0],
-          defended=False,
-          num_steps=max(grid.axes(name).steps),
-        ),
-        defense=None,
-        **grid.protocol(goal, name, num_votes=1, defended=False),
-      )
-    )
+    return evaluate.evaluate_attack(
+      prng.fold(eval_key, 0),
+      grid.classifier(name, defended=False),
+      grid.images,
+      grid.labels,
+      attack=grid.pgd(
+        name,
+        goal,
+        grid.axes(name).step_fractions[0],
+        defended=False,
+        num_steps=max(grid.axes(name).steps),
+      ),
+      defense=None,
+      **grid.protocol(goal, name, num_votes=1, defended=False),
+    ).to_json()
 
   return {
     f"{name}/{goal}": work.cell(
@@ -444,11 +435,11 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   }
 
 
-def _with_interval(result: dict) -> dict:
-  """`result` with the success rate's exact interval and counts."""
-  outcomes = result.get("attack_success_rate_per_sample", [])
-  k, n = int(np.sum(outcomes)), len(outcomes)
-  return result | {
+def _with_interval(cell: dict) -> dict:
+  """An Evaluation's JSON with its attack's successes and exact interval."""
+  outcome = evaluate.Evaluation.from_json(cell).attack
+  k, n = outcome.successes, len(outcome.per_sample)
+  return cell | {
     "attack_successes": k,
     "attack_success_ci": list(stats.rate_interval(k, n)),
   }
@@ -471,7 +462,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   clean_accuracy = {
     name: work.cell(
       f"clean_accuracy/{name}",
-      lambda name=name: evaluate.accuracy(
+      lambda name=name: voting.accuracy(
         grid.classifier(name, defended=False), test_set, mesh=mesh
       ),
     )
@@ -513,7 +504,9 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     "eps": grid.eps,
     "eps_sweep": sweeps,
     "detectors": attacked.summary(grid.attacked),
-    "undefended_attack": undefended,
+    "undefended_attack": {
+      name: _with_interval(cell) for name, cell in undefended.items()
+    },
     "benign_accuracy": benign,
     "success_rate": {panel: g.tolist() for panel, g in grids.items()},
     "success_counts": counts,
