@@ -10,6 +10,7 @@ import scipy.stats
 from absl.testing import absltest
 
 from stochjax import audit, defenses, models, prng
+from stochjax.audit import report as audit_report
 from stochjax.audit import run as audit_run
 from stochjax.audit import sections
 from stochjax.configs import audit as audit_config
@@ -80,6 +81,11 @@ class KnownAnswersTest(absltest.TestCase):
     self.assertStartsWith(report["randomness"]["verdict"], "none")
     self.assertStartsWith(report["eot_needed"]["verdict"], "EOT not needed")
     self.assertEqual(report["sanity"]["verdict"], "all passed")
+    # The report's markdown names the settings and every verdict.
+    text = audit_report.markdown(report, "bit depth")
+    self.assertIn("PGD-10 x EOT-5", text)
+    for verdict in audit.verdicts(report).values():
+      self.assertIn(verdict, text)
 
   def test_large_untrained_noise_is_high_randomness(self):
     report = _audit("gaussian_noise(sigma=0.5)")

@@ -82,7 +82,7 @@ def markdown(report: dict, title: str) -> str:
     f"eps = {255 * settings['eps']:.3g}/255 ({settings['norm']}), "
     f"{settings['num_examples']} images, votes of {settings['num_votes']} "
     f"draws; adaptive attack PGD-{settings['steps']} x "
-    f"EOT-{settings['eot']}. Rates carry exact 95 % intervals; comparisons "
+    f"EOT-{settings['eot_samples']}. Rates carry exact 95 % intervals; comparisons "
     "on the same samples are exact McNemar tests (p < 0.05).",
     "",
     "| section | verdict |",
