@@ -64,7 +64,9 @@ def rate_interval(
   return low, high
 
 
-def discordant(a, b) -> tuple[int, int]:
+def discordant(
+  a: np.typing.ArrayLike, b: np.typing.ArrayLike
+) -> tuple[int, int]:
   """``(only_a, only_b)``: pairs where only `a`, or only `b`, succeeded.
 
   Raises:
@@ -79,7 +81,7 @@ def discordant(a, b) -> tuple[int, int]:
   return int(np.sum(a & ~b)), int(np.sum(~a & b))
 
 
-def paired_test(a, b) -> float:
+def paired_test(a: np.typing.ArrayLike, b: np.typing.ArrayLike) -> float:
   """Exact two-sided McNemar p-value for per-sample outcomes `a`, `b`.
 
   Under the null each discordant pair is equally likely to favour either
@@ -92,7 +94,9 @@ def paired_test(a, b) -> float:
   return float(scipy.stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
-def unpaired_test(successes_a: int, n_a: int, successes_b: int, n_b: int):
+def unpaired_test(
+  successes_a: int, n_a: int, successes_b: int, n_b: int
+) -> float:
   """Two-sided Fisher exact p-value for two rates on different samples."""
   k_a, n_a = _count(successes_a, n_a)
   k_b, n_b = _count(successes_b, n_b)
@@ -121,9 +125,9 @@ def verdict(p_value: float, rate_a: float, rate_b: float, alpha: float) -> str:
 
 def compare(
   label_a: str,
-  outcomes_a,
+  outcomes_a: np.typing.ArrayLike,
   label_b: str,
-  outcomes_b,
+  outcomes_b: np.typing.ArrayLike,
   *,
   paired: bool,
   alpha: float = 0.05,

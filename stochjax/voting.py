@@ -162,7 +162,7 @@ def map_images(
   images: np.ndarray,
   *,
   batch_size: int,
-  mesh=None,
+  mesh: jax.sharding.Mesh | None = None,
   desc: str = "images",
 ) -> np.ndarray:
   """``fn(keys (B,), logits_fn, images (B, H, W, C))`` (without `keys`
@@ -242,7 +242,7 @@ def accuracy(
   *,
   defense: types.Defense | None = None,
   key: types.PRNGKey | None = None,
-  mesh=None,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> float:
   """Top-1 accuracy of `logits_fn` on `source`, in [0, 1].
 

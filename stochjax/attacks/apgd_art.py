@@ -23,7 +23,8 @@ are masked out of the batch means and decisions.
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +98,14 @@ def cost(num_steps: int, eot_samples: int, restarts: int) -> results.Cost:
   )
 
 
-def make_attack(settings, geometry, num_steps, restarts, unroll, common):
+def make_attack(
+  settings: dict[str, Any],
+  geometry: dict[str, Any],
+  num_steps: int,
+  restarts: int,
+  unroll: int | bool,
+  common: dict[str, Any],
+) -> attack_lib.Attack:
   """The `attack_lib.Attack` of ART's APGD; `common` holds its loss,
   and targeted fields."""
   return attack_lib.Attack(
@@ -113,7 +121,14 @@ def make_attack(settings, geometry, num_steps, restarts, unroll, common):
   )
 
 
-def make_run(*, settings, geometry, num_steps, restarts, unroll):
+def make_run(
+  *,
+  settings: dict[str, Any],
+  geometry: dict[str, Any],
+  num_steps: int,
+  restarts: int,
+  unroll: int | bool,
+) -> Callable[..., results.Run]:
   """The jitted ``run(key, logits_fn, images, labels) -> results.Run``.
 
   Args:

@@ -8,19 +8,25 @@ was built, and ``attack.run`` is the bare jitted body (no checks).
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import validation
+from stochjax import types, validation
 from stochjax.attacks import losses
 from stochjax.attacks import results as results_lib
 from stochjax.models.stochastic import StochasticClassifier
 
+# What `as_pytree_fn` takes: a logits function, or ``(apply_fn, params)``.
+LogitsFnLike = types.LogitsFn | tuple[Callable, Any]
+# What it returns: a pytree whose leaves are the weights.
+PytreeLogitsFn = jax.tree_util.Partial | StochasticClassifier
 
-def as_pytree_fn(logits_fn) -> jax.tree_util.Partial:
+
+def as_pytree_fn(logits_fn: LogitsFnLike) -> PytreeLogitsFn:
   """Makes `logits_fn` a valid jit argument (weights traced, fn static).
 
   Args:
@@ -85,7 +91,14 @@ def _finite_logits(logits_fn, images):
   return jnp.all(jnp.isfinite(logits_fn(images)))
 
 
-def check_inputs(logits_fn, images, labels, *, loss: str, targeted: bool):
+def check_inputs(
+  logits_fn: LogitsFnLike,
+  images: types.Batch,
+  labels: jax.typing.ArrayLike,
+  *,
+  loss: str | types.LossFn,
+  targeted: bool,
+) -> PytreeLogitsFn:
   """Validates an attack call; returns the pytree `logits_fn`.
 
   Shapes and dtypes are always checked; outside any trace, on concrete
@@ -144,7 +157,15 @@ class Attack:
     default_factory=dict, repr=False, compare=False
   )
 
-  def __call__(self, key, logits_fn, images, labels, *, valid=None):
+  def __call__(
+    self,
+    key: types.PRNGKey,
+    logits_fn: LogitsFnLike,
+    images: types.Batch,
+    labels: jax.typing.ArrayLike,
+    *,
+    valid: jax.typing.ArrayLike | None = None,
+  ) -> jax.Array:
     """Runs the attack.
 
     Works inside `jax.jit`, `vmap`, `lax.scan` and `grad`, with any input
@@ -170,7 +191,13 @@ class Attack:
     return self._run(key, logits_fn, images, labels, valid).images
 
   def with_info(
-    self, key, logits_fn, images, labels, *, valid=None
+    self,
+    key: types.PRNGKey,
+    logits_fn: LogitsFnLike,
+    images: types.Batch,
+    labels: jax.typing.ArrayLike,
+    *,
+    valid: jax.typing.ArrayLike | None = None,
   ) -> results_lib.AttackResult:
     """The attack (arguments as calling it), with what it did: every step's
     losses and goal rates, and the evaluations it spent."""
@@ -198,9 +225,16 @@ class Attack:
     return self.run(key, logits_fn, images, labels, valid=valid)
 
   def sweep(
-    self, key, logits_fn, images, labels, *, eps, step_size=None,
-    chunk_size=None,
-  ) -> jax.Array:  # fmt: skip
+    self,
+    key: types.PRNGKey,
+    logits_fn: LogitsFnLike,
+    images: types.Batch,
+    labels: jax.typing.ArrayLike,
+    *,
+    eps: jax.typing.ArrayLike | Sequence[float],
+    step_size: jax.typing.ArrayLike | Sequence[float] | None = None,
+    chunk_size: int | None = None,
+  ) -> jax.Array:
     """The attack at several radii as one compiled program.
 
     Slot s is the attack with radius ``eps[s]`` and step ``step_size[s]``

@@ -18,7 +18,8 @@ chunk, not by `eot_samples` (for ``"mean_logits"`` each chunk is
 rematerialized in the backward pass: two forwards and one backward per draw).
 """
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -160,6 +161,8 @@ def make_eot(
   return Eot(mean_grad, statistics)
 
 
-def make_value_and_grad(**kwargs):
+def make_value_and_grad(
+  **kwargs: Any,
+) -> Callable[..., tuple[tuple[jax.Array, DrawStats], jax.Array]]:
   """``make_eot(**kwargs).value_and_grad`` (see `make_eot`)."""
   return make_eot(**kwargs).value_and_grad

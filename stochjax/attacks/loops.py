@@ -4,19 +4,24 @@ and the jitted programs that attacks with equal static settings share."""
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import prng
+from stochjax import prng, types
 from stochjax.attacks import best as best_lib
 from stochjax.attacks import eot as eot_lib
 from stochjax.attacks import norms, results
 
 
-def skip_when(is_done, step, carry_like, x_like):
+def skip_when(
+  is_done: Callable[[Any], jax.typing.ArrayLike],
+  step: Callable[[Any, Any], tuple[Any, Any]],
+  carry_like: Any,
+  x_like: Any,
+) -> Callable[[Any, Any], tuple[Any, Any]]:
   """A scan body that runs ``step(carry, x)`` unless ``is_done(carry)``.
 
   A skipped step keeps the carry and outputs zeros shaped like `step`'s;
@@ -36,8 +41,17 @@ def skip_when(is_done, step, carry_like, x_like):
   return body
 
 
-def run_attack(run_once, settings, key, logits_fn, images, labels, eps,
-               step_size, valid=None) -> results.Run:  # fmt: skip
+def run_attack(
+  run_once: Callable[..., tuple],
+  settings: Any,
+  key: types.PRNGKey,
+  logits_fn: types.LogitsFn,
+  images: types.Batch,
+  labels: types.Labels,
+  eps: jax.typing.ArrayLike,
+  step_size: jax.typing.ArrayLike,
+  valid: jax.typing.ArrayLike | None = None,
+) -> results.Run:
   """A per-example attack body: its EOT evaluations built for `logits_fn`,
   then ``run_once(settings, eot, images, labels, eps, step_size, keys)``
   over restarts. `settings` has ``eot`` (`eot_lib.make_eot` keyword
@@ -74,7 +88,7 @@ def _built(build, args):
   return build(*args)
 
 
-def shared(build: Callable, *args):
+def shared(build: Callable, *args: Any) -> Any:
   """``build(*args)``, built once for equal arguments and then reused: the
   jitted programs of attacks with equal static settings, so they compile
   once per process.
@@ -103,7 +117,7 @@ def _build_programs(run_once, settings) -> Programs:
   return Programs(jax.jit(run_with), sweep)
 
 
-def programs(run_once, settings) -> Programs:
+def programs(run_once: Callable[..., tuple], settings: Any) -> Programs:
   """`run_attack`'s jitted programs for `settings` (`shared`).
 
   The radius and step size are arguments, not constants, so attacks that
@@ -128,10 +142,10 @@ class Bound:
   program: Callable
   arguments: dict
 
-  def __call__(self, *args, **kwargs):
+  def __call__(self, *args: Any, **kwargs: Any) -> Any:
     return self.program(*args, **self.arguments, **kwargs)
 
-  def lower(self, *args, **kwargs):
+  def lower(self, *args: Any, **kwargs: Any) -> jax.stages.Lowered:
     return self.program.lower(*args, **self.arguments, **kwargs)
 
 
@@ -144,7 +158,13 @@ def bound_run(shared_programs: Programs, eps: float, step_size: float) -> Bound:
   )
 
 
-def start(norm: str, eps, keys, images, random_init: bool):
+def start(
+  norm: str,
+  eps: jax.typing.ArrayLike,
+  keys: jax.Array,
+  images: types.Batch,
+  random_init: bool,
+) -> tuple[jax.Array, jax.Array]:
   """``(x0, step_keys)``: a restart's starting point (the clean images, or a
   uniform point of the eps-ball drawn from its own stream) and the keys of
   its steps."""
@@ -154,7 +174,14 @@ def start(norm: str, eps, keys, images, random_init: bool):
   return norms.random_start(norm, eps, init_keys, images), step_keys
 
 
-def over_restarts(run_once, key, images, *, restarts: int, early_stop: bool):
+def over_restarts(
+  run_once: Callable[[jax.Array], tuple],
+  key: types.PRNGKey,
+  images: types.Batch,
+  *,
+  restarts: int,
+  early_stop: bool,
+) -> results.Run:
   """Runs `run_once` `restarts` times with independent keys, keeps the best.
 
   Args:

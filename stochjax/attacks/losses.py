@@ -82,7 +82,7 @@ LOSSES = {
 }
 
 
-def get_loss(name, targeted: bool = False) -> types.LossFn:
+def get_loss(name: str | types.LossFn, targeted: bool = False) -> types.LossFn:
   """The loss called `name`, in its targeted form if asked; a callable
   ``(logits (N, K), labels (N,)) -> (N,)`` is used as given (ascended, or
   descended when targeted; hashable, as it keys the compiled attack).

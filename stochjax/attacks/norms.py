@@ -24,7 +24,9 @@ def direction(norm: str, grad: jax.Array) -> jax.Array:
   return grad / jnp.maximum(_per_example_l2(grad), _TINY)
 
 
-def project(norm: str, eps, x: jax.Array, x0: jax.Array) -> jax.Array:
+def project(
+  norm: str, eps: jax.typing.ArrayLike, x: jax.Array, x0: jax.Array
+) -> jax.Array:
   """Clips `x` to [0, 1], then projects ``x - x0`` onto the eps-ball."""
   delta = jnp.clip(x, 0.0, 1.0) - x0
   if norm == "linf":
@@ -35,7 +37,9 @@ def project(norm: str, eps, x: jax.Array, x0: jax.Array) -> jax.Array:
   return x0 + delta
 
 
-def random_delta(norm: str, eps, keys: jax.Array, like: jax.Array):
+def random_delta(
+  norm: str, eps: jax.typing.ArrayLike, keys: jax.Array, like: jax.Array
+) -> jax.Array:
   """A perturbation uniform in the eps-ball, shaped like `like`.
 
   Example i draws from ``keys[i]`` alone (`keys` is ``(N,)``), so it does not
@@ -53,6 +57,8 @@ def random_delta(norm: str, eps, keys: jax.Array, like: jax.Array):
   return jax.vmap(one)(keys, like)
 
 
-def random_start(norm: str, eps, keys: jax.Array, x0: jax.Array) -> jax.Array:
+def random_start(
+  norm: str, eps: jax.typing.ArrayLike, keys: jax.Array, x0: jax.Array
+) -> jax.Array:
   """A uniform point of the eps-ball around `x0`, clipped to [0, 1]."""
   return project(norm, eps, x0 + random_delta(norm, eps, keys, x0), x0)

@@ -1,6 +1,6 @@
 """The parameter checks every attack factory shares."""
 
-from stochjax import validation
+from stochjax import types, validation
 from stochjax.attacks import eot as eot_lib
 from stochjax.attacks import losses, norms
 from stochjax.defenses import core as defense_core
@@ -8,16 +8,16 @@ from stochjax.defenses import core as defense_core
 
 def check_parameters(
   *,
-  eps,
-  num_steps,
-  restarts,
-  norm,
-  eot_mode,
-  loss,
-  targeted,
-  eot_samples,
-  eot_chunk_size,
-  defense,
+  eps: float,
+  num_steps: int,
+  restarts: int,
+  norm: str,
+  eot_mode: str,
+  loss: str | types.LossFn,
+  targeted: bool,
+  eot_samples: int,
+  eot_chunk_size: int | None,
+  defense: types.Defense | str | None,
 ) -> tuple:
   """Validates what every attack factory takes.
 

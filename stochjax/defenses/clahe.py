@@ -31,7 +31,7 @@ def _reflect(x: jax.Array, size: int) -> jax.Array:
   return jnp.where(x > size - 1, 2 * (size - 1) - x, x)
 
 
-def clip_histogram(hist: jax.Array, limit) -> jax.Array:
+def clip_histogram(hist: jax.Array, limit: jax.typing.ArrayLike) -> jax.Array:
   """`skimage.exposure._adapthist.clip_histogram`: clip the ``(NUM_BINS,)``
   int32 counts at `limit` and hand the excess back as scikit-image does
   (evenly, then one at a time over strided bins)."""
@@ -79,7 +79,11 @@ def _fourteen_bit(plane: jax.Array) -> jax.Array:
 
 
 def equalize_adapthist(
-  plane: jax.Array, kernel_size, clip_limit, *, kernel_bounds=None
+  plane: jax.Array,
+  kernel_size: tuple[int, int] | jax.Array,
+  clip_limit: jax.typing.ArrayLike,
+  *,
+  kernel_bounds: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> jax.Array:
   """`skimage.exposure.equalize_adapthist(plane, kernel_size, clip_limit)`.
 
@@ -154,8 +158,13 @@ def equalize_adapthist(
   return jnp.where(jnp.max(levels) > 0, out, plane).astype(plane.dtype)
 
 
-def equalize_adapthist_rgb(image, kernel_size, clip_limit, *,
-                           kernel_bounds=None):  # fmt: skip
+def equalize_adapthist_rgb(
+  image: types.Image,
+  kernel_size: tuple[int, int] | jax.Array,
+  clip_limit: jax.typing.ArrayLike,
+  *,
+  kernel_bounds: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> types.Image:
   """`equalize_adapthist` on an RGB image: CLAHE of the HSV value channel
   (scikit-image's `adapt_rgb(hsv_value)`)."""
   hsv = color.rgb_to_hsv(image)

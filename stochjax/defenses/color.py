@@ -182,7 +182,9 @@ _SHIFTS = {
 }
 
 
-def shift_color(image: types.Image, space: str, offsets) -> types.Image:
+def shift_color(
+  image: types.Image, space: str, offsets: jax.typing.ArrayLike
+) -> types.Image:
   """BaRT's colour-space round trip with given offsets ``(3,)``.
 
   HSV and XYZ are clipped to [0, 1] after the shift; LAB clips L to
@@ -259,7 +261,7 @@ def _other_channels(key):
 
 
 @core.register("gray_mix_two_thirds", gradient="exact")
-def gray_mix_two_thirds(key: types.PRNGKey, image: types.Image):
+def gray_mix_two_thirds(key: types.PRNGKey, image: types.Image) -> types.Image:
   """BaRT 2/3 grayscale mix: a random channel is kept; the other two both
   become their random mix. Exact gradient."""
   _check_rgb(image, "gray_mix_two_thirds")
@@ -271,7 +273,9 @@ def gray_mix_two_thirds(key: types.PRNGKey, image: types.Image):
 
 
 @core.register("one_channel_partial_gray", gradient="exact")
-def one_channel_partial_gray(key: types.PRNGKey, image: types.Image):
+def one_channel_partial_gray(
+  key: types.PRNGKey, image: types.Image
+) -> types.Image:
   """BaRT one-channel partial gray: a random channel becomes ``p g + (1 -
   p) x_c``, g a random mix of the two others, p uniform in [0.1, 0.9).
   Exact gradient."""

@@ -112,7 +112,9 @@ def fft_perturbation(
 @core.register(
   "bit_depth", gradient="bpda", deterministic=True, ranges={"bits": (1, 8)}
 )
-def bit_depth(key: types.PRNGKey, image: types.Image, *, bits: int = 3):
+def bit_depth(
+  key: types.PRNGKey, image: types.Image, *, bits: int = 3
+) -> types.Image:
   """Bit-depth reduction (Xu et al.; Guo et al.'s Table 2 row):
   ``round(x * (2^bits - 1)) / (2^bits - 1)``. Deterministic; BPDA identity.
 

@@ -17,7 +17,9 @@ from stochjax.defenses import core
 MAX_BINS = 256
 
 
-def equalize_histogram(image: jax.Array, num_bins) -> jax.Array:
+def equalize_histogram(
+  image: jax.Array, num_bins: jax.typing.ArrayLike
+) -> jax.Array:
   """`skimage.exposure.equalize_hist(image, nbins=num_bins)`: the empirical
   CDF over `num_bins` equal bins between the array's min and max (all
   channels together), linearly interpolated between bin centres.
@@ -47,7 +49,9 @@ def equalize_histogram(image: jax.Array, num_bins) -> jax.Array:
   return jnp.interp(image.ravel(), centers, cdf).reshape(image.shape)
 
 
-def stretch_contrast(image: jax.Array, low, high) -> jax.Array:
+def stretch_contrast(
+  image: jax.Array, low: jax.typing.ArrayLike, high: jax.typing.ArrayLike
+) -> jax.Array:
   """`skimage.exposure.rescale_intensity(image, in_range=(p_low, p_high))`
   with the `low` and `high` percentiles (in [0, 100], NumPy's linear
   interpolation) of all channels together: ``clip((x - p_lo) / (p_hi -

@@ -143,7 +143,9 @@ def over_batch(defense: types.Defense, draws: bool = False) -> Callable:
 _MODEL_DRAW = 0x5A9
 
 
-def defended_logits(logits_fn: types.LogitsFn, defense: types.Defense):
+def defended_logits(
+  logits_fn: types.LogitsFn, defense: types.Defense
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """``(keys (N,), images (N, H, W, C)) -> (N, K)``: example i through the
   defense drawn with ``keys[i]``, then the model. A model with randomness of
   its own (a ``draw(keys, images)`` method, as
@@ -159,7 +161,9 @@ def defended_logits(logits_fn: types.LogitsFn, defense: types.Defense):
   )
 
 
-def defended_draws(logits_fn: types.LogitsFn, defense: types.Defense):
+def defended_draws(
+  logits_fn: types.LogitsFn, defense: types.Defense
+) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
   """``(keys (N,), draws (c,), images (N, H, W, C)) -> (c, N, K)``: draw
   ``draws[j]`` of example i is `defended_logits` with key
   ``fold_in(keys[i], draws[j])``. The model sees one example-major batch
@@ -274,7 +278,12 @@ def switch(
   return _sequential_switch(tuple(branches))(index, key, image)
 
 
-def rounded_uniform(key: types.PRNGKey, low, high, shape=()) -> jax.Array:
+def rounded_uniform(
+  key: types.PRNGKey,
+  low: jax.typing.ArrayLike,
+  high: jax.typing.ArrayLike,
+  shape: tuple[int, ...] = (),
+) -> jax.Array:
   """BaRT's integer draws, ``round(uniform(low, high))`` as int32
   (half-to-even, as NumPy): the two end values get half the weight."""
   draw = jax.random.uniform(key, shape, jnp.float32, low, high)

@@ -53,7 +53,11 @@ def _divergence(p: jax.Array) -> jax.Array:
 
 
 def denoise_tv_chambolle(
-  image: jax.Array, *, weight, eps=2e-4, max_num_iter: int = 200
+  image: jax.Array,
+  *,
+  weight: jax.typing.ArrayLike,
+  eps: jax.typing.ArrayLike = 2e-4,
+  max_num_iter: int = 200,
 ) -> jax.Array:
   """Chambolle's projection algorithm for ``min_u 0.5 |u - f|^2 + weight *
   TV(u)`` on an n-d array: `skimage.restoration.denoise_tv_chambolle` with
@@ -94,7 +98,13 @@ def denoise_tv_chambolle(
   return jax.lax.while_loop(cond, body, state)[-1]
 
 
-def masked_tv(image: types.Image, mask: jax.Array, *, weight, num_iters):
+def masked_tv(
+  image: types.Image,
+  mask: jax.Array,
+  *,
+  weight: jax.typing.ArrayLike,
+  num_iters: int,
+) -> jax.Array:
   """``argmin_u 0.5 |mask * (u - f)|^2 + weight * TV(u)`` per channel
   (isotropic TV), by Chambolle-Pock primal-dual iterations.
 

@@ -27,7 +27,14 @@ def to_levels(image: jax.Array) -> jax.Array:
   return jnp.rint(jnp.clip(image, 0.0, 1.0) * 255.0).astype(jnp.int32)
 
 
-def disk_sums(levels, radius, *, max_radius: int, below=None, above=None):
+def disk_sums(
+  levels: jax.Array,
+  radius: jax.typing.ArrayLike,
+  *,
+  max_radius: int,
+  below: jax.typing.ArrayLike | None = None,
+  above: jax.typing.ArrayLike | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """Per pixel, the count and sum of the in-image levels under a disk.
 
   Args:
@@ -61,13 +68,22 @@ def disk_sums(levels, radius, *, max_radius: int, below=None, above=None):
   return jax.lax.fori_loop(-radius, radius + 1, add_row, (zeros, zeros))
 
 
-def rank_mean(levels, radius, *, max_radius: int) -> jax.Array:
+def rank_mean(
+  levels: jax.Array, radius: jax.typing.ArrayLike, *, max_radius: int
+) -> jax.Array:
   """`skimage.filters.rank.mean(levels, disk(radius))`: ``(H, W)`` int32."""
   count, total = disk_sums(levels, radius, max_radius=max_radius)
   return total // jnp.maximum(count, 1)
 
 
-def rank_mean_bilateral(levels, radius, s0, s1, *, max_radius: int):
+def rank_mean_bilateral(
+  levels: jax.Array,
+  radius: jax.typing.ArrayLike,
+  s0: jax.typing.ArrayLike,
+  s1: jax.typing.ArrayLike,
+  *,
+  max_radius: int,
+) -> jax.Array:
   """`skimage.filters.rank.mean_bilateral(levels, disk(radius), s0=s0,
   s1=s1)`: the mean of the footprint's levels in ``(g - s1, g + s0)``,
   g the centre's level (0 if none): ``(H, W)`` int32."""

@@ -29,7 +29,9 @@ def _taps(size) -> jax.Array:
   return offsets, jnp.abs(offsets) <= size // 2
 
 
-def gaussian_kernel(size, sigma) -> jax.Array:
+def gaussian_kernel(
+  size: jax.typing.ArrayLike, sigma: jax.typing.ArrayLike
+) -> jax.Array:
   """13 taps; the centred `size` of them hold kornia's normalized Gaussian."""
   offsets, inside = _taps(size)
   sigma = jnp.asarray(sigma, jnp.float32)
@@ -50,7 +52,12 @@ def _correlate_axis(image, kernel, axis: int) -> jax.Array:
   )
 
 
-def blur(image: types.Image, *, size, sigma) -> types.Image:
+def blur(
+  image: types.Image,
+  *,
+  size: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | jax.Array,
+  sigma: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | jax.Array,
+) -> types.Image:
   """Separable Gaussian blur, ``size = (kh, kw)`` odd <= 13, ``sigma = (sy,
   sx)``; borders reflect (kornia ``gaussian_blur2d``). Images need H, W > 6.
   """
@@ -72,7 +79,11 @@ def _from_ordered_bits(keys: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
-def filter_median(image: types.Image, *, size) -> types.Image:
+def filter_median(
+  image: types.Image,
+  *,
+  size: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | jax.Array,
+) -> types.Image:
   """Median over a ``size = (kh, kw)`` window (odd <= 13), zero padding
   outside the image (kornia ``median_blur``).
 

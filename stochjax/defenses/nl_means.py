@@ -71,7 +71,12 @@ def _shift(x: jax.Array, rows, cols, pad: int) -> jax.Array:
 
 
 def denoise_nl_means(
-  image: jax.Array, *, patch_size, patch_distance, h, bounds=None
+  image: jax.Array,
+  *,
+  patch_size: jax.typing.ArrayLike,
+  patch_distance: jax.typing.ArrayLike,
+  h: jax.typing.ArrayLike,
+  bounds: tuple[int, int] | None = None,
 ) -> jax.Array:
   """`skimage.restoration.denoise_nl_means(image, patch_size, patch_distance,
   h, fast_mode=True, channel_axis=-1)`.

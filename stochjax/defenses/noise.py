@@ -97,7 +97,9 @@ _BRANCHES = (
 )
 
 
-def inject_noise(key: types.PRNGKey, image: types.Image, *, mode: int):
+def inject_noise(
+  key: types.PRNGKey, image: types.Image, *, mode: jax.typing.ArrayLike
+) -> types.Image:
   """Applies noise mode `mode` (an index into `NOISE_MODES`), then clips.
 
   `mode` may be a traced integer (see `core.switch` for how a batch of

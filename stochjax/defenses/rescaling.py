@@ -44,7 +44,13 @@ def _bilinear(image: types.Image, rows, cols) -> types.Image:
 
 
 def resize_and_pad(
-  image: types.Image, *, size, top, left, out_size: int, pad_value=0.0
+  image: types.Image,
+  *,
+  size: jax.typing.ArrayLike,
+  top: jax.typing.ArrayLike,
+  left: jax.typing.ArrayLike,
+  out_size: int,
+  pad_value: jax.typing.ArrayLike = 0.0,
 ) -> types.Image:
   """Bilinearly resizes a square image to ``size`` and pads it to
   `out_size` with `pad_value`, the resized image's top-left at (top, left).
@@ -184,7 +190,14 @@ def _mirrored_rows(out_size: int, start, length) -> jax.Array:
   return jnp.asarray(start, jnp.float32) + local
 
 
-def zoom_in(image: types.Image, *, top, bottom, left, right) -> types.Image:
+def zoom_in(
+  image: types.Image,
+  *,
+  top: jax.typing.ArrayLike,
+  bottom: jax.typing.ArrayLike,
+  left: jax.typing.ArrayLike,
+  right: jax.typing.ArrayLike,
+) -> types.Image:
   """Crops `top`, `bottom`, `left`, `right` pixels off the sides and resizes
   the rest back to ``(H, W)``: ``skimage.transform.resize(image[top:H -
   bottom, left:W - right], (H, W, C))`` (bilinear, mirrored borders).

@@ -79,7 +79,12 @@ def rotation(
 
 
 def swirl_image(
-  image: types.Image, *, center, strength, radius, rotation=0.0
+  image: types.Image,
+  *,
+  center: jax.typing.ArrayLike | tuple[float, float],
+  strength: jax.typing.ArrayLike,
+  radius: jax.typing.ArrayLike,
+  rotation: jax.typing.ArrayLike = 0.0,
 ) -> types.Image:
   """skimage's swirl: bilinear, 'reflect' borders (ndimage 'mirror').
 

@@ -13,6 +13,7 @@ Tested against scikit-image with PyWavelets on fixtures written by
 """
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ def _inverse_haar_axis(approx, detail, axis: int, n: int) -> jax.Array:
   return jax.lax.slice_in_dim(pairs.reshape(shape), 0, n, axis=axis)
 
 
-def haar_levels(shape) -> int:
+def haar_levels(shape: tuple[int, ...]) -> int:
   """scikit-image's default: ``max(dwtn_max_level - 3, 1)``."""
   return max(int(math.floor(math.log2(min(shape)))) - 3, 1)
 
@@ -58,7 +59,9 @@ def _median_nonzero_abs(x: jax.Array) -> jax.Array:
   return jnp.where(count > 0, (low + high) / 2, 0.0)
 
 
-def wavelet_threshold(plane: jax.Array, *, hard) -> jax.Array:
+def wavelet_threshold(
+  plane: jax.Array, *, hard: jax.typing.ArrayLike
+) -> jax.Array:
   """scikit-image's `_wavelet_threshold` (db1, BayesShrink) on ``(H, W)``.
 
   Args:
@@ -91,7 +94,9 @@ def wavelet_threshold(plane: jax.Array, *, hard) -> jax.Array:
   return approx
 
 
-def denoise_wavelet(image: types.Image, *, hard, ycbcr: bool) -> types.Image:
+def denoise_wavelet(
+  image: types.Image, *, hard: jax.typing.ArrayLike, ycbcr: bool
+) -> types.Image:
   """`skimage.restoration.denoise_wavelet(image, wavelet="db1", mode=...,
   convert2ycbcr=..., channel_axis=-1)` on ``(H, W, 3)`` float32 (`hard`
   may be traced)."""
@@ -109,7 +114,9 @@ def denoise_wavelet(image: types.Image, *, hard, ycbcr: bool) -> types.Image:
   return color.ycbcr_to_rgb(denoised)
 
 
-def cycle_spin(fn, image: jax.Array, max_shift: int) -> jax.Array:
+def cycle_spin(
+  fn: Callable[[jax.Array], jax.Array], image: jax.Array, max_shift: int
+) -> jax.Array:
   """`skimage.restoration.cycle_spin(image, fn, max_shifts=max_shift,
   channel_axis=-1)`: the mean of ``roll(fn(roll(image, s)), -s)`` over
   spatial shifts s in ``{0..max_shift}^2``."""
