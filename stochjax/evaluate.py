@@ -27,11 +27,20 @@ from stochjax.attacks import attack as attack_lib
 from stochjax.attacks import results as results_lib
 from stochjax.defenses import core as defense_core
 
-# The fold of an evaluation's key that draws a detector's randomness.
-_DETECTOR = 5
+# The sub-runs of one evaluation (`prng.streams` of its key); example i
+# of each draws from fold_in(stream, i).
+STREAMS = ("benign_votes", "benign_detector") + tuple(
+  f"{role}{part}"
+  for role in ("attack", "non_adaptive")
+  for part in ("", "_votes", "_detector")
+)
 
 
-def goal_met(predictions, labels, targets=None) -> np.ndarray:
+def goal_met(
+  predictions: jax.typing.ArrayLike,
+  labels: jax.typing.ArrayLike,
+  targets: jax.typing.ArrayLike | None = None,
+) -> np.ndarray:
   """Untargeted: prediction != label; targeted: prediction == target."""
   predictions = np.asarray(predictions)
   if targets is None:
@@ -39,7 +48,9 @@ def goal_met(predictions, labels, targets=None) -> np.ndarray:
   return predictions == np.asarray(targets)
 
 
-def success_rate(benign_met, adversarial_met) -> tuple[float, int]:
+def success_rate(
+  benign_met: jax.typing.ArrayLike, adversarial_met: jax.typing.ArrayLike
+) -> tuple[float, int]:
   """The paper's rate over retained samples, and how many were retained.
 
   Args:
@@ -283,7 +294,7 @@ def _outcomes(
 ) -> tuple[AttackOutcome, dict[int, AttackOutcome]]:
   """One attack on the retained samples (`indices` in the dataset), each
   snapshot judged by a vote: ``(outcome, {k: snapshot outcome})``."""
-  attack_key, vote_key = keys
+  attack_key, vote_key, detector_key = keys
   goal_labels = (labels if targets is None else targets).astype(np.int32)
   adv = protocol.attack(
     attack, attack_key, images, goal_labels, "attack", indices
@@ -296,9 +307,7 @@ def _outcomes(
   outcomes = {}
   for k, images_k in zip(steps, candidates, strict=True):
     adv_pred = protocol.votes(vote_key, images_k, "adversarial votes", indices)
-    unflagged = protocol.unflagged(
-      prng.fold(vote_key, _DETECTOR), images_k, "detector", indices
-    )
+    unflagged = protocol.unflagged(detector_key, images_k, "detector", indices)
     adv_met = goal_met(adv_pred, labels, targets) & unflagged
     rate, _ = success_rate(np.zeros_like(adv_met), adv_met)
     outcomes[k] = AttackOutcome(
@@ -405,7 +414,9 @@ def evaluate_attack(
   """Benign accuracy and attack success rate under the paper's protocol.
 
   Args:
-    key: the evaluation key (benign votes, attack, adversarial votes).
+    key: the evaluation's key: its sub-runs (benign votes, detector draws,
+      each attack, its votes) are the named `STREAMS` of it
+      (`prng.streams`), so none shares keys with another.
     logits_fn: the undefended model ``(N, H, W, C) -> (N, K)`` (a function,
       a `jax.tree_util.Partial` or ``(apply_fn, params)``).
     images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
@@ -444,8 +455,7 @@ def evaluate_attack(
     attacks["non_adaptive"] = _checked_attack(
       "non_adaptive_attack", non_adaptive_attack, *check
     )
-  benign_key, attack_key, vote_key, non_adaptive_key = jax.random.split(key, 4)
-  attack_keys = {"attack": attack_key, "non_adaptive": non_adaptive_key}
+  streams = prng.streams(key, STREAMS)
   protocol = _Protocol(
     sharding.put_replicated(logits_fn, mesh),
     batch_size=batch_size,
@@ -454,17 +464,24 @@ def evaluate_attack(
     detector=detector,
   )
   keep, benign = _benign(
-    protocol, (benign_key, prng.fold(key, _DETECTOR)), images, labels, targets
+    protocol,
+    (streams.benign_votes, streams.benign_detector),
+    images,
+    labels,
+    targets,
   )
   outcomes, snapshots = {}, {}
-  for i, (role, fn) in enumerate(attacks.items()):
+  for role, fn in attacks.items():
     if not keep.any():  # Every sample already meets the goal.
       outcomes[role] = _unattacked(fn)
       continue
     outcomes[role], snapshots[role] = _outcomes(
       protocol,
       fn,
-      (attack_keys[role], prng.fold(vote_key, i)),
+      tuple(
+        getattr(streams, f"{role}{part}")
+        for part in ("", "_votes", "_detector")
+      ),
       images[keep],
       labels[keep],
       None if targets is None else targets[keep],

@@ -63,10 +63,13 @@ def make_optimizer(
 def make_train_step(
   model: nn.Module, optimizer: optax.GradientTransformation, defense
 ) -> Callable:
-  """``train_step(state, key, images, labels) -> (state, metrics)``, jitted.
+  """``train_step(state, key, images, labels, index) -> (state, metrics)``,
+  jitted.
 
-  `state` is donated. Each image gets its own defense draw from
-  ``fold_in(fold_in(key, step), i)``.
+  `state` is donated. Example ``index[i]`` of the training set gets its
+  own defense draw from ``fold_in(key, index[i])``: `key` is the epoch's
+  (`train`: ``fold_in(defense stream, epoch)``), so the draw depends on
+  the example and the epoch, not on the batch it lands in.
   """
 
   def loss_fn(params, batch_stats, images, labels):
@@ -80,9 +83,8 @@ def make_train_step(
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return loss, (updates["batch_stats"], accuracy)
 
-  def train_step(state: TrainState, key, images, labels):
-    step_key = prng.fold(key, state.step)
-    images = defense_core.batched(defense)(step_key, images)
+  def train_step(state: TrainState, key, images, labels, index):
+    images = defense_core.batched(defense)(prng.at(key, index), images)
     (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
     )(state.params, state.batch_stats, images, labels)
@@ -122,16 +124,18 @@ def _start_state(model, key, train_set, optimizer, initial_variables):
 def _epoch(train_step, state, keys, epoch, train_set, batch_size, mesh):
   """One pass over `train_set`; returns the state and the mean metrics."""
   shuffle_key, defense_key = keys
+  epoch_key = prng.fold(defense_key, epoch)
   sums = None  # Summed on device; read back once per epoch.
-  for images, labels in data_lib.batches(
+  for batch in data_lib.batches(
     prng.fold(shuffle_key, epoch),
     train_set,
     batch_size,
     process=sharding.process_rows(mesh),
+    with_index=True,
   ):
-    images, labels = sharding.put_process_rows((images, labels), mesh)
+    images, labels, index = sharding.put_process_rows(batch, mesh)
     with sharding.using(mesh):
-      state, metrics = train_step(state, defense_key, images, labels)
+      state, metrics = train_step(state, epoch_key, images, labels, index)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
   steps = len(train_set.labels) // batch_size
   return state, {k: float(v) / steps for k, v in sums.items()}
@@ -216,11 +220,11 @@ def train(
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
   )
-  init_key, shuffle_key, defense_key, default_eval_key = jax.random.split(
-    key, 4
+  keys = prng.streams(key, ("init", "shuffle", "defense", "held_out"))
+  eval_key = keys.held_out if eval_key is None else eval_key
+  state = _start_state(
+    model, keys.init, train_set, optimizer, initial_variables
   )
-  eval_key = default_eval_key if eval_key is None else eval_key
-  state = _start_state(model, init_key, train_set, optimizer, initial_variables)
   mngr = checkpoint.manager(checkpoint_dir)
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
   state = sharding.put_replicated(TrainState(**restored), mesh)
@@ -231,7 +235,7 @@ def train(
   )
   for epoch in bar:
     state, totals = _epoch(
-      train_step, state, (shuffle_key, defense_key), epoch, train_set,
+      train_step, state, (keys.shuffle, keys.defense), epoch, train_set,
       batch_size, mesh,
     )  # fmt: skip
     if not math.isfinite(totals["loss"]):

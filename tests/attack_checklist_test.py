@@ -127,22 +127,21 @@ class ChecklistTest(absltest.TestCase):
       num_votes=16,
       targets=targets,
     )
-    # Rebuild the adversarial votes the evaluation used.
-    _, attack_key, vote_key, _ = jax.random.split(key, 4)
+    # Rebuild the adversarial votes the evaluation used: its named streams,
+    # each example keyed by its index in `images`.
+    streams = prng.streams(key, evaluate.STREAMS)
     benign = voting.vote(
-      jax.random.fold_in(jax.random.split(key, 4)[0], 0),
-      logits_fn,
-      images,
-      defense=defense,
-      num_votes=16,
+      streams.benign_votes, logits_fn, images, defense=defense, num_votes=16
     )
     keep = np.asarray(benign) != np.asarray(targets)
+    index = np.flatnonzero(keep)
+    self.assertEqual(tuple(index), result.retained_indices)
     adv = attack(
-      jax.random.fold_in(attack_key, 0), logits_fn, images[keep], targets[keep]
+      prng.at(streams.attack, index), logits_fn, images[keep], targets[keep]
     )
     votes = np.asarray(
       voting.vote(
-        jax.random.fold_in(jax.random.fold_in(vote_key, 0), 0),
+        prng.at(streams.attack_votes, index),
         logits_fn,
         adv,
         defense=defense,
@@ -151,7 +150,8 @@ class ChecklistTest(absltest.TestCase):
     )
     hit = votes == np.asarray(targets)[keep]
     missed = votes != np.asarray(labels)[keep]
-    self.assertAlmostEqual(result.attack.success_rate, hit.mean())
+    self.assertEqual(result.attack.success_rate, hit.mean())
+    self.assertEqual(result.attack.per_sample, tuple(hit))
     # Some votes left the label without reaching the target: not successes.
     self.assertGreater(missed.mean(), hit.mean())
 

@@ -65,6 +65,14 @@ class DigitsTest(absltest.TestCase):
     self.assertLen(a, 3)
     np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
     self.assertFalse(np.array_equal(np.concatenate(a), np.concatenate(c)))
+    # With their indices (training keys each example by its index).
+    indexed = list(data.batches(jax.random.key(0), test, 100, with_index=True))
+    index = np.concatenate([i for *_, i in indexed])
+    self.assertLen(np.unique(index), 300)
+    np.testing.assert_array_equal(test.labels[index], np.concatenate(a))
+    np.testing.assert_array_equal(
+      indexed[0][0], test.read(indexed[0][2].astype(np.int64))
+    )
 
 
 class Cifar10Test(absltest.TestCase):

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.stats
 from absl.testing import absltest
 
-from stochjax import attacks, evaluate, voting
+from stochjax import attacks, evaluate, prng, voting
 from tests import test_utils
 
 
@@ -207,6 +207,35 @@ class EvaluateAttackTest(absltest.TestCase):
     self.assertEqual(result.attack.success_rate, 1.0)
     self.assertEqual(result.non_adaptive.success_rate, 0.0)
     self.assertEqual(evaluate.Evaluation.from_json(result.to_json()), result)
+
+  def test_votes_come_from_the_evaluations_named_streams(self):
+    images = test_utils.random_images(1, (40, 4, 4, 3))
+    logits_fn = test_utils.linear_logits_fn(
+      jnp.asarray(np.random.default_rng(1).normal(size=(48, 4)), jnp.float32)
+    )
+    labels = np.asarray(jnp.argmax(logits_fn(images), -1))
+    defense = "gaussian_noise(sigma=0.5)"  # Votes of 3 draws: keys matter.
+    key = jax.random.key(3)
+    result = evaluate.evaluate_attack(
+      key, logits_fn, images, labels, defense=defense, num_votes=3,
+      attack=attacks.make_pgd(eps=0.01, step_size=0.01, num_steps=1),
+    )  # fmt: skip
+
+    def accuracy(stream):
+      voted = voting.vote(
+        prng.stream(key, stream), logits_fn, images, defense=defense,
+        num_votes=3,
+      )  # fmt: skip
+      return float(np.mean(np.asarray(voted) == labels))
+
+    self.assertEqual(result.benign_accuracy, accuracy("benign_votes"))
+    self.assertNotEqual(result.benign_accuracy, accuracy("attack_votes"))
+    with self.assertRaisesRegex(ValueError, "untargeted, but targets"):
+      evaluate.evaluate_attack(
+        key, logits_fn, images, labels, defense=defense, num_votes=3,
+        attack=attacks.make_pgd(eps=0.01, step_size=0.01, num_steps=1),
+        targets=(labels + 1) % 4,
+      )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -36,12 +36,10 @@ def _cost(cells: dict, seconds: float) -> dict:
     if not isinstance(cell, dict) or "attack" not in cell:
       continue  # Not an evaluation (accuracy, randomness).
     ev = evaluate.Evaluation.from_json(cell)
-    if not ev.num_retained:
-      continue  # Nothing was attacked.
-    cost = ev.attack.cost
+    cost = ev.attack.cost  # Per attacked (retained) example.
     grads += cost.grad_evals * ev.num_retained
-    forwards += (cost.forward_evals + ev.vote_forward_evals_per_sample
-                 ) * ev.num_samples  # fmt: skip
+    forwards += (cost.forward_evals * ev.num_retained
+                 + ev.vote_forward_evals_per_sample * ev.num_samples)  # fmt: skip
   return {"grad_evals": int(grads), "forward_evals": int(forwards),
           "wall_seconds": seconds,
           "devices": [str(d) for d in jax.devices()]}  # fmt: skip

@@ -60,7 +60,7 @@ def model_of(config, work, key, num_classes: int):
 
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Audits the configured model and defense; returns the report."""
-  train_key, eval_key = experiment.run_keys(config, 2)
+  train_key, eval_key = experiment.run_streams(config, ("train", "audit"))
   test = data_lib.load_arrays(config.dataset, "test", data_dir=config.data_dir)
   images = test.images[: config.num_examples]
   labels = np.asarray(test.labels[: config.num_examples])

@@ -57,7 +57,8 @@ class Setting:
     cell = self.cached(
       name,
       lambda: evaluate.evaluate_attack(
-        prng.fold(self.key, 1), self.logits_fn, self.images, self.labels,
+        prng.stream(self.key, "evaluations"), self.logits_fn, self.images,
+        self.labels,
         attack=attack, defense=self.defense if defended else None,
         num_votes=self.num_votes if defended else 1,
         batch_size=self.batch_size, mesh=self.mesh,
@@ -109,7 +110,7 @@ def accuracy(s: Setting) -> dict:
     lambda keys, f, x: voting.vote(
       keys, f, x, defense=defense, num_votes=s.num_votes
     ),
-    prng.fold(s.key, 2),
+    prng.stream(s.key, "votes"),
     "votes",
   )
   defended = voted == s.labels
@@ -136,10 +137,10 @@ def randomness(s: Setting, num_draws: int) -> dict:
     lambda keys, f, x: voting.invariance(
       keys, f, x, defense=defense, num_draws=num_draws
     ),
-    prng.fold(s.key, 3),
+    prng.stream(s.key, "invariance"),
     "invariance",
   )
-  spread = _logit_spread(prng.fold(s.key, 4), s, num_draws)
+  spread = _logit_spread(prng.stream(s.key, "logit_spread"), s, num_draws)
   changed = float(1.0 - kept.mean())
   if changed == 0.0 and spread == 0.0:
     verdict = "none: the defense does not move the model"

@@ -106,8 +106,11 @@ def batches(
   *,
   drop_last: bool = True,
   process: tuple[int, int] | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """One epoch of ``(images, labels)`` batches in an order drawn from `key`.
+  with_index: bool = False,
+) -> Iterator[tuple[np.ndarray, ...]]:
+  """One epoch of ``(images, labels)`` batches in an order drawn from `key`
+  (``(images, labels, index)`` with `with_index`: the examples' positions
+  in `source`, to key each example by its index).
 
   With ``process=(p, P)`` (multi-host data parallelism), each global batch
   of `batch_size` is cut into P contiguous parts and only part p is read, so
@@ -125,7 +128,8 @@ def batches(
   stop = n - n % batch_size if drop_last else n
   for b, start in enumerate(range(0, stop, batch_size)):
     index = order[start : start + batch_size][p * rows : (p + 1) * rows]
-    yield (
+    batch = (
       source.read(index, jax.random.fold_in(read_key, b)),
       source.labels[index],
     )
+    yield (*batch, index.astype(np.uint32)) if with_index else batch

@@ -1,7 +1,7 @@
 """What every experiment driver shares: keys from the seed, devices, and
 models trained (resuming) with checkpoints in the run's workdir.
 
-Every experiment derives its keys from ``config.seed`` here (`run_keys`),
+Every experiment derives its keys from ``config.seed`` here (`run_streams`),
 reads its devices from ``config.num_devices`` (`mesh`), and trains its
 models here (`trained_model`, `train_phase`): the paper's drivers
 (`stochjax.paper`) and the audit (`stochjax.audit.run`) alike.
@@ -10,15 +10,14 @@ models here (`trained_model`, `train_phase`): the paper's drivers
 import os
 import re
 
-import jax
-
 from stochjax import defenses, models, prng, sharding, train
 from stochjax.harness import workdir
 
 
-def run_keys(config, num: int) -> tuple[jax.Array, ...]:
-  """`num` independent keys from ``config.seed`` (the run's root key)."""
-  return tuple(jax.random.split(prng.root(config.seed), num))
+def run_streams(config, names: tuple[str, ...]) -> tuple:
+  """The run's named streams (`prng.streams`) of its root key
+  ``prng.root(config.seed)``: its sub-runs (training, evaluation)."""
+  return prng.streams(prng.root(config.seed), names)
 
 
 def mesh(config) -> sharding.Mesh | None:

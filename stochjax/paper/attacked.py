@@ -106,7 +106,7 @@ def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
   """Every defense entry of `config`, networks shared by source (weights
   or training spec) and activation."""
   networks, train_sets, built = {}, {}, {}
-  for index, (name, setting) in enumerate(config.defenses.items()):
+  for name, setting in config.defenses.items():
     activation = setting.get("activation", "") or "relu"
     source = (setting.weights or setting.model, activation)
     if activations.is_stochastic(activation):
@@ -126,7 +126,7 @@ def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
       entry.defense_for_attack(1 / 255)  # A bad spec fails here, not later.
     if setting.get("detector"):
       detector = _detector(
-        config, work, name, prng.fold(detector_key, index), network, setting
+        config, work, name, prng.stream(detector_key, name), network, setting
       )
       entry = dataclasses.replace(
         entry,

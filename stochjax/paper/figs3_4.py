@@ -105,11 +105,13 @@ class _Evaluation:
     k = validation.num_classes(logits_fn, self.images[:1])
     return np.full_like(self.labels, self.config.target % k)
 
-  def attack(self, logits_fn, attack, defense, goal, key_index, num_votes):
+  def attack(self, logits_fn, attack, defense, goal, kind, num_votes):
+    """`attack` judged by `num_votes` votes through `defense`, on the
+    stream of (`goal`, `kind`: "defended" or "undefended")."""
     targeted = goal == "targeted"
     config = self.config
     return evaluate.evaluate_attack(
-      prng.fold(self.eval_key, int(targeted), key_index),
+      prng.stream(self.eval_key, goal, kind),
       logits_fn,
       self.images,
       self.labels,
@@ -137,11 +139,10 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
       cell = f"{name}/{goal}/epoch={epoch}" + (
         "" if kind == "defended" else "/undefended"
       )
-      index = 0 if kind == "defended" else 1
 
-      def attacked(cell=cell, goal=goal, index=index, attack=attack,
+      def attacked(cell=cell, goal=goal, kind=kind, attack=attack,
                    guard=guard, votes=votes):  # fmt: skip
-        result = ev.attack(logits_fn, attack, guard, goal, index, votes)
+        result = ev.attack(logits_fn, attack, guard, goal, kind, votes)
         work.log_metrics(phase="attack", cell=cell, **result.to_json())
         return result.to_json()
 
@@ -153,7 +154,7 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
         keys, f, x, defense=defense, num_draws=ev.config.num_votes,
         chunk_size=ev.config.vote_chunk_size,
       ),
-      prng.fold(ev.eval_key, 2), logits_fn, ev.images,
+      prng.stream(ev.eval_key, "invariance"), logits_fn, ev.images,
       batch_size=ev.config.batch_size, mesh=experiment.mesh(ev.config),
       desc="invariance",
     )  # fmt: skip
@@ -209,7 +210,11 @@ def _working_eps(config, work, ev: _Evaluation, start) -> dict:
   sweep = work.cell(
     "eps_sweep",
     lambda: eps_rule.from_config(
-      prng.fold(ev.eval_key, 3), start, ev.images, ev.labels, config.eps_rule
+      prng.stream(ev.eval_key, "eps_rule"),
+      start,
+      ev.images,
+      ev.labels,
+      config.eps_rule,
     ),
   )
   eps = sweep["picked"]

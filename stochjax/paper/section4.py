@@ -232,7 +232,7 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
     )
   panel = panel or _panel_name(name, goal, fraction)
   result = evaluate.evaluate_attack(
-    prng.fold(eval_key, 1),
+    prng.stream(eval_key, "grid"),
     grid.classifier(name),
     grid.images,
     grid.labels,
@@ -410,7 +410,7 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
 
   def control(name, goal):
     return evaluate.evaluate_attack(
-      prng.fold(eval_key, 0),
+      prng.stream(eval_key, "undefended_control"),
       grid.classifier(name, defended=False),
       grid.images,
       grid.labels,
@@ -447,7 +447,7 @@ def _with_interval(cell: dict) -> dict:
 
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Runs the ablation; returns the results dict (also written to workdir)."""
-  train_key, eval_key = experiment.run_keys(config, 2)
+  train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
   test_set = data_lib.load_arrays(
     config.dataset, "test", data_dir=config.data_dir
   )
@@ -455,7 +455,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     config,
     test_set.images[: config.num_examples],
     test_set.labels[: config.num_examples],
-    attacked.build(config, work, train_key, prng.fold(eval_key, 4)),
+    attacked.build(config, work, train_key, prng.stream(eval_key, "detectors")),
   )
   mesh = experiment.mesh(config)
   # Clean (undefended, no noise) test accuracy of each attacked network.
@@ -470,12 +470,14 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   }
   logging.info("clean test accuracy %s", clean_accuracy)
   sweeps = {}
-  for index, (name, setting) in enumerate(grid.settings.items()):
+  for name, setting in grid.settings.items():
     grid.eps[name] = setting.eps
     if config.eps_rule.use:
       sweeps[name] = work.cell(
         f"eps_sweep/{name}",
-        functools.partial(eps_sweep, grid, name, prng.fold(eval_key, 2, index)),
+        functools.partial(
+          eps_sweep, grid, name, prng.stream(eval_key, "eps_rule", name)
+        ),
       )
       if sweeps[name]["picked"] is None:
         logging.warning("%s: no correct image for the eps rule.", name)

@@ -38,10 +38,10 @@ def _cell(config, key, eps: float, sigma: float) -> dict:
   """One (eps, sigma) cell: closed forms beside simulations."""
   simulated = {
     stage: theory.simulate(
-      prng.fold(key, i), stage, eps, sigma,
+      prng.stream(key, stage), stage, eps, sigma,
       num_samples=config.num_samples,
     )["robust"]
-    for i, stage in enumerate(("undefended", "defended", "trained"))
+    for stage in ("undefended", "defended", "trained")
   }  # fmt: skip
   return {
     "eps": eps,
@@ -66,11 +66,11 @@ def run(
   rows = [
     workdir.cell(
       f"eps={eps}/sigma={sigma}",
-      functools.partial(_cell, config, prng.fold(key, index), eps, sigma),
+      functools.partial(
+        _cell, config, prng.stream(key, f"eps={eps}/sigma={sigma}"), eps, sigma
+      ),
     )
-    for index, (eps, sigma) in enumerate(
-      progress.bar(grid, desc="(eps, sigma)")
-    )
+    for eps, sigma in progress.bar(grid, desc="(eps, sigma)")
   ]
   results = {
     "rows": rows,

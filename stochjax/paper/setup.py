@@ -48,7 +48,9 @@ class FineTuning(NamedTuple):
 def fine_tuning(config, work) -> FineTuning:
   """Keys, data (the held-out ``config.num_eval`` test images) and the
   starting model of a fine-tuning experiment."""
-  pretrain_key, finetune_key, eval_key = experiment.run_keys(config, 3)
+  pretrain_key, finetune_key, eval_key = experiment.run_streams(
+    config, ("pretrain", "finetune", "evaluation")
+  )
   train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
   test_set = data_lib.load_arrays(
     config.dataset, "test", data_dir=config.data_dir
