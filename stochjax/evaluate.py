@@ -240,7 +240,7 @@ class _Protocol:
     """``(N,)`` bool: not flagged by the detector (all True without one)."""
     if self.detector is None:
       return np.ones(len(images), bool)
-    flagged = self.batches(
+    flagged = self.map_rows(
       lambda keys, x: self.detector(keys, self.logits_fn, x),
       key,
       [images],
@@ -249,7 +249,7 @@ class _Protocol:
     )
     return ~np.asarray(flagged, bool)
 
-  def batches(self, fn, key, arrays, desc, indices=None, with_valid=False):
+  def map_rows(self, fn, key, arrays, desc, indices=None, with_valid=False):
     return batching.map_batches(
       fn,
       key,
@@ -263,7 +263,7 @@ class _Protocol:
     )
 
   def votes(self, key, images, desc, indices=None):
-    return self.batches(
+    return self.map_rows(
       lambda keys, x: voting.vote_unchecked(
         keys, self.logits_fn, x, **self.voting
       ),
@@ -276,7 +276,7 @@ class _Protocol:
   def attack(self, attack, key, images, goal_labels, desc, indices):
     """The attack on every example, keyed by its dataset index, padded
     rows masked out of any batch-level decision."""
-    return self.batches(
+    return self.map_rows(
       # The bare jitted body: inputs were checked once, at the boundary.
       lambda keys, x, y, valid: (
         attack.run(keys, self.logits_fn, x, y, valid=valid).images
