@@ -135,6 +135,7 @@ class Evaluation:
       snapshot's outcome by step count (the same vote keys for each);
       empty otherwise.
     non_adaptive: the non-adaptive attack's outcome, if one was given.
+    non_adaptive_snapshots: its snapshots, as `snapshots`.
     benign_flagged_rate: the fraction of clean images the detector flags
       (None without one).
     vote_forward_evals_per_sample: forward passes per sample the votes
@@ -150,6 +151,9 @@ class Evaluation:
     default_factory=dict
   )
   non_adaptive: AttackOutcome | None = None
+  non_adaptive_snapshots: Mapping[int, AttackOutcome] = dataclasses.field(
+    default_factory=dict
+  )
   benign_flagged_rate: float | None = None
   vote_forward_evals_per_sample: float = 0.0
 
@@ -158,9 +162,15 @@ class Evaluation:
     return len(self.retained_indices)
 
   def at_steps(self, k: int) -> "Evaluation":
-    """This evaluation with snapshot `k` as its attack (and no snapshots):
-    the evaluation PGD-k would have given."""
-    return dataclasses.replace(self, attack=self.snapshots[k], snapshots={})
+    """This evaluation with snapshot `k` as its attacks' outcomes (and no
+    snapshots): the evaluation PGD-k would have given."""
+    return dataclasses.replace(
+      self,
+      attack=self.snapshots[k],
+      snapshots={},
+      non_adaptive=self.non_adaptive_snapshots.get(k, self.non_adaptive),
+      non_adaptive_snapshots={},
+    )
 
   def to_json(self) -> dict[str, Any]:
     """The JSON form (string step counts; None as null)."""
@@ -175,6 +185,9 @@ class Evaluation:
       "non_adaptive": (
         None if self.non_adaptive is None else self.non_adaptive.to_json()
       ),
+      "non_adaptive_snapshots": {
+        str(k): o.to_json() for k, o in self.non_adaptive_snapshots.items()
+      },
       "benign_flagged_rate": self.benign_flagged_rate,
       "vote_forward_evals_per_sample": self.vote_forward_evals_per_sample,
     }
@@ -206,6 +219,10 @@ class Evaluation:
       non_adaptive=(
         None if non_adaptive is None else AttackOutcome.from_json(non_adaptive)
       ),
+      non_adaptive_snapshots={
+        int(k): AttackOutcome.from_json(o)
+        for k, o in value.get("non_adaptive_snapshots", {}).items()
+      },
       benign_flagged_rate=value.get("benign_flagged_rate"),
       vote_forward_evals_per_sample=float(
         value["vote_forward_evals_per_sample"]
@@ -299,6 +316,10 @@ def _outcomes(
   adv = protocol.attack(
     attack, attack_key, images, goal_labels, "attack", indices
   )
+  # On the host already: checked once per attack, as a vote would check it.
+  validation.check_images(
+    adv.reshape(-1, *adv.shape[-3:]), name="the attack's images"
+  )
   steps = attack.snapshot_steps or (attack.cost.num_steps,)
   # A snapshot attack returns (N, S, H, W, C): one vote per snapshot.
   candidates = (
@@ -323,14 +344,17 @@ def _outcomes(
   return last, outcomes if attack.snapshot_steps else {}
 
 
-def _unattacked(attack) -> AttackOutcome:
-  """The outcome when every sample already meets the goal."""
-  return AttackOutcome(
-    success_rate=math.nan,
-    per_sample=(),
-    cost=attack.cost,
-    num_steps=attack.cost.num_steps,
-  )
+def _unattacked(attack) -> tuple[AttackOutcome, dict[int, AttackOutcome]]:
+  """``_outcomes``' values when every sample already meets the goal: no
+  attack ran, each snapshot's rate is NaN."""
+  steps = attack.snapshot_steps or (attack.cost.num_steps,)
+  outcomes = {
+    k: AttackOutcome(
+      success_rate=math.nan, per_sample=(), cost=attack.cost, num_steps=int(k)
+    )
+    for k in steps
+  }
+  return outcomes[steps[-1]], outcomes if attack.snapshot_steps else {}
 
 
 def _benign(protocol: _Protocol, keys, images, labels, targets):
@@ -473,7 +497,7 @@ def evaluate_attack(
   outcomes, snapshots = {}, {}
   for role, fn in attacks.items():
     if not keep.any():  # Every sample already meets the goal.
-      outcomes[role] = _unattacked(fn)
+      outcomes[role], snapshots[role] = _unattacked(fn)
       continue
     outcomes[role], snapshots[role] = _outcomes(
       protocol,
@@ -494,8 +518,9 @@ def evaluate_attack(
   return Evaluation(
     **benign,
     attack=outcomes["attack"],
-    snapshots=snapshots.get("attack", {}),
+    snapshots=snapshots["attack"],
     non_adaptive=outcomes.get("non_adaptive"),
+    non_adaptive_snapshots=snapshots.get("non_adaptive", {}),
     vote_forward_evals_per_sample=num_votes
     * (1 + adversarial_votes * float(np.mean(keep))),
   )

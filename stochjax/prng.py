@@ -68,8 +68,10 @@ def stream(key: types.PRNGKey, *names: str) -> jax.Array:
   same in every process and Python version.
 
   Raises:
-    ValueError: an empty name, or one that is not a string.
+    ValueError: no name, an empty name, or one that is not a string.
   """
+  if not names:
+    raise ValueError("stream() needs at least one name.")
   key = typed(key)
   for name in names:
     if not isinstance(name, str) or not name:

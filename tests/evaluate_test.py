@@ -208,6 +208,34 @@ class EvaluateAttackTest(absltest.TestCase):
     self.assertEqual(result.non_adaptive.success_rate, 0.0)
     self.assertEqual(evaluate.Evaluation.from_json(result.to_json()), result)
 
+  def test_snapshots_of_both_attacks_even_when_nothing_is_retained(self):
+    images = test_utils.random_images(2, (6, 4, 4, 3))
+    logits_fn = test_utils.linear_logits_fn(
+      jnp.asarray(np.random.default_rng(2).normal(size=(48, 4)), jnp.float32)
+    )
+    labels = np.asarray(jnp.argmax(logits_fn(images), -1))
+    snap = attacks.make_pgd(
+      eps=1.0, step_size=0.05, num_steps=4, snapshot_steps=(1, 4)
+    )
+    kw = dict(attack=snap, non_adaptive_attack=snap, defense=None, num_votes=1)
+    result = evaluate.evaluate_attack(
+      jax.random.key(0), logits_fn, images, labels, **kw
+    )
+    self.assertEqual(set(result.snapshots), {1, 4})
+    self.assertEqual(set(result.non_adaptive_snapshots), {1, 4})
+    self.assertEqual(result.attack, result.snapshots[4])
+    one = result.at_steps(1)
+    self.assertEqual((one.attack.num_steps, one.non_adaptive.num_steps), (1, 1))
+    self.assertEqual(evaluate.Evaluation.from_json(result.to_json()), result)
+    # Every image already misclassified: nothing attacked, every k NaN.
+    wrong = (labels + 1) % 4
+    empty = evaluate.evaluate_attack(
+      jax.random.key(0), logits_fn, images, wrong, **kw
+    )
+    self.assertEqual(empty.num_retained, 0)
+    self.assertTrue(np.isnan(empty.at_steps(1).attack.success_rate))
+    self.assertEqual(empty.at_steps(1).attack.num_steps, 1)
+
   def test_votes_come_from_the_evaluations_named_streams(self):
     images = test_utils.random_images(1, (40, 4, 4, 3))
     logits_fn = test_utils.linear_logits_fn(

@@ -40,7 +40,7 @@ class EotAblationSmokeTest(absltest.TestCase):
     results = section4.run(config, workdir)
     panel = "noise_injection/untargeted/step=0.25eps"
     heatmap = "heatmap_noise_injection_untargeted_step=0.25eps.png"
-    for name in ("table.md", "cells.json", heatmap):
+    for name in ("table.md", "cells.jsonl", heatmap):
       self.assertTrue(os.path.exists(workdir.file(name)), name)
     self.assertTrue(0.0 <= results["clean_accuracy"]["noise_injection"] <= 1.0)
     rates = results["success_rate"][panel]

@@ -86,6 +86,8 @@ class StreamsTest(absltest.TestCase):
       prng.streams(key, ("a", "a"))
     with self.assertRaisesRegex(ValueError, "non-empty str"):
       prng.stream(key, 3)
+    with self.assertRaisesRegex(ValueError, "at least one name"):
+      prng.stream(key)
 
   def test_streams_work_inside_jit_and_vmap(self):
     keys = jax.random.split(prng.root(4), 3)

@@ -96,12 +96,20 @@ class DamagedFilesTest(absltest.TestCase):
     workdir = self._workdir_with_cells(good + '{"name": "b", "val')
     with self.assertLogs(level="WARNING"):
       self.assertEqual(workdir.cells(), {"a": 1})
+    with self.assertLogs(level="WARNING"):  # Cut before the next append.
+      self.assertEqual(workdir.cell("b", lambda: 2), 2)
     with open(workdir.file("cells.jsonl")) as f:
-      self.assertEqual(f.read(), good)  # Cut back: appends start clean.
-    self.assertEqual(workdir.cell("b", lambda: 2), 2)
+      b = json.dumps({"name": "b", "value": 2})
+      self.assertEqual(f.read(), good + b + "\n")
     self.assertEqual(
       workdir_lib.Workdir(workdir.path).cells(), {"a": 1, "b": 2}
     )
+    # The metrics log heals the same way.
+    with open(workdir.file("metrics.jsonl"), "w") as f:
+      f.write('{"step": 1}\n{"st')
+    with self.assertLogs(level="WARNING"):
+      workdir.log_metrics(step=2)
+    self.assertEqual([r["step"] for r in workdir.metrics()], [1, 2])
 
   def test_a_corrupt_line_names_the_file_line_and_remedy(self):
     lines = ['{"name": "a", "value": 1}', "{oops", '{"name": "c", "value": 3}']
@@ -123,12 +131,24 @@ class DamagedFilesTest(absltest.TestCase):
     ):
       workdir.claim(_config(1), overwrite=False)
 
-  def test_an_earlier_versions_cells_file_is_read(self):
+  def test_an_earlier_versions_workdir_is_refused(self):
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
-    workdir_lib.write_json_atomic(workdir.file("cells.json"), {"old": [1, 2]})
-    workdir.save_cell("new", 3)
-    again = workdir_lib.Workdir(workdir.path)
-    self.assertEqual(again.cells(), {"old": [1, 2], "new": 3})
+    workdir.claim(_config(1), overwrite=False)
+    stored = workdir_lib.read_json(workdir.file("config.json"))
+    self.assertEqual(stored["format"], workdir_lib.FORMAT)
+    del stored["format"]  # As stochjax before the key streams wrote it.
+    workdir_lib.write_json_atomic(workdir.file("config.json"), stored)
+    for overwrite in (False, True):
+      with self.assertRaisesRegex(
+        workdir_lib.WorkdirConfigError, "format 1, this one writes 2"
+      ):
+        workdir.claim(_config(1), overwrite=overwrite)
+    other = workdir_lib.Workdir(self.create_tempdir().full_path)
+    workdir_lib.write_json_atomic(other.file("cells.json"), {"old": [1, 2]})
+    with self.assertRaisesRegex(
+      workdir_lib.WorkdirConfigError, "new --workdir"
+    ):
+      other.claim(_config(1), overwrite=False)
 
 
 def _dead_pid() -> int:
@@ -158,21 +178,36 @@ class LockTest(absltest.TestCase):
   def test_a_live_holder_is_refused_naming_it_and_the_override(self):
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     self._lock_file(workdir, pid=os.getppid())  # Alive: our parent.
-    with self.assertRaisesRegex(
-      workdir_lib.WorkdirLockedError,
-      rf"in use by pid {os.getppid()} on .*--break_lock",
-    ):
+    for break_lock in (False, True):  # A live holder here: never taken.
+      with self.assertRaisesRegex(
+        workdir_lib.WorkdirLockedError,
+        rf"in use by pid {os.getppid()} on .*, which is running",
+      ):
+        with workdir.lock(break_lock=break_lock):
+          pass
+    self._lock_file(workdir, pid=os.getppid(), host="elsewhere")
+    with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "--break_lock"):
       with workdir.lock():
         pass
     with workdir.lock(break_lock=True):  # The documented override.
+      holder = workdir_lib.read_json(workdir.file("lock.json"))
+      self.assertEqual(holder["pid"], os.getpid())
+    with open(workdir.file("lock.json"), "w") as f:
+      f.write("")  # Unreadable: refused, unless broken.
+    with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "unreadable"):
+      with workdir.lock():
+        pass
+    with workdir.lock(break_lock=True):
       pass
+    self.assertFalse(os.path.exists(workdir.file("lock.json")))
 
   def test_a_dead_pid_on_this_host_is_stale_another_host_is_not(self):
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
-    self._lock_file(workdir, pid=_dead_pid())
-    with self.assertLogs(level="WARNING"), workdir.lock():
-      holder = workdir_lib.read_json(workdir.file("lock.json"))
-      self.assertEqual(holder["pid"], os.getpid())
+    for stale in (_dead_pid(), os.getpid()):  # Ours, but not held: old.
+      self._lock_file(workdir, pid=stale)
+      with self.assertLogs(level="WARNING"), workdir.lock():
+        holder = workdir_lib.read_json(workdir.file("lock.json"))
+        self.assertEqual(holder["pid"], os.getpid())
     self._lock_file(workdir, pid=_dead_pid(), host="elsewhere")
     with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "elsewhere"):
       with workdir.lock():

@@ -55,8 +55,9 @@ class ImageFiles:
     labels: ``(N,)`` int32.
     num_classes: K.
     transform: ``(path, rng) -> (H, W, C)`` float32 in [0, 1]; `rng` is a
-      NumPy generator seeded from the batch key and the example index, so a
-      random crop is reproducible.
+      NumPy generator seeded from the read key (one per epoch) and the
+      example's index, so a random crop is reproducible and independent of
+      the batch the example lands in.
   """
 
   def __init__(
@@ -126,10 +127,12 @@ def batches(
   order_key, read_key = jax.random.split(key)
   order = np.asarray(jax.random.permutation(order_key, n))
   stop = n - n % batch_size if drop_last else n
-  for b, start in enumerate(range(0, stop, batch_size)):
+  for start in range(0, stop, batch_size):
     index = order[start : start + batch_size][p * rows : (p + 1) * rows]
     batch = (
-      source.read(index, jax.random.fold_in(read_key, b)),
+      # One read key per epoch: a reader seeds example i from (key, i), so
+      # its augmentation depends on the epoch and its index, not its batch.
+      source.read(index, read_key),
       source.labels[index],
     )
     yield (*batch, index.astype(np.uint32)) if with_index else batch

@@ -98,22 +98,27 @@ def shipped_configs() -> list[str]:
 
 
 def config_path(value: str) -> str:
-  """``--config``'s value as a file path: a shipped config's name
-  (``fig1``, ``fig1:smoke``) becomes its file in the installed package; a
-  path is returned unchanged.
+  """``--config``'s value as a file path. A value ending in ``.py`` or
+  holding a path separator (before any ``:variant``) is a file, returned
+  unchanged; any other is a shipped config's name (``fig1``,
+  ``fig1:smoke``), which becomes its file in the installed package (a
+  folder of that name in the current directory, such as a workdir, does
+  not shadow it).
 
   Raises:
-    ValueError: neither an existing file nor a shipped config's name.
+    ValueError: a file that does not exist, or an unknown name.
   """
   name, colon, variant = value.partition(":")
-  if os.path.exists(name):
+  if name.endswith(".py") or os.sep in name or "/" in name:
+    if not os.path.isfile(name):
+      raise ValueError(f"--config={value}: no file {name!r}.")
     return value
   if name in shipped_configs():
     path = importlib.resources.files("stochjax.configs") / f"{name}.py"
     return f"{path}{colon}{variant}"
   raise ValueError(
-    f"--config={value}: no file {name!r}, and not a shipped config (one of "
-    f"{', '.join(shipped_configs())})."
+    f"--config={value}: not a shipped config (one of "
+    f"{', '.join(shipped_configs())}) nor a file path/to/config.py."
   )
 
 
@@ -143,14 +148,14 @@ def run(
   workdir)``; writes results.json. `default_config` (a shipped config's
   name) is used when ``--config`` is not given."""
   define_flags()
+  if FLAGS.is_parsed():  # A second run in one process starts from defaults.
+    FLAGS.unparse_flags()
   argv = list(sys.argv if argv is None else argv)
   if print_help(argv, __name__):
     return
   flags.mark_flags_as_required(["config", "workdir"])
   try:
-    argv = _with_config_path(
-      list(sys.argv if argv is None else argv), default_config
-    )
+    argv = _with_config_path(argv, default_config)
   except ValueError as e:
     raise SystemExit(f"FATAL: {e}") from None
 
@@ -183,7 +188,11 @@ def _refusal() -> Iterator[None]:
   traceback."""
   try:
     yield
-  except (workdir_lib.WorkdirLockedError, workdir_lib.CorruptFileError) as e:
+  except (
+    workdir_lib.WorkdirLockedError,
+    workdir_lib.CorruptFileError,
+    workdir_lib.WorkdirConfigError,
+  ) as e:
     raise SystemExit(f"FATAL: {e}") from None
 
 

@@ -53,15 +53,21 @@ def _report(argv: Sequence[str]) -> None:
   from stochjax.harness import app as app_lib  # noqa: PLC0415
   from stochjax.harness import report  # noqa: PLC0415
 
-  runs = flags.DEFINE_string("runs", "runs", "Folder of experiment workdirs.")
-  out = flags.DEFINE_string("out", "docs/results.md", "The markdown file.")
-  json_out = flags.DEFINE_string(
-    "json", "docs/results.json", "The comparisons as JSON ('' for none)."
-  )
-  allow = flags.DEFINE_bool(
-    "allow_dry_run",
-    False,
-    "Include dry runs (marked as such) instead of refusing them.",
+  if "runs" not in flags.FLAGS:  # Defined once per process.
+    flags.DEFINE_string("runs", "runs", "Folder of experiment workdirs.")
+    flags.DEFINE_string("out", "docs/results.md", "The markdown file.")
+    flags.DEFINE_string(
+      "json", "docs/results.json", "The comparisons as JSON ('' for none)."
+    )
+    flags.DEFINE_bool(
+      "allow_dry_run",
+      False,
+      "Include dry runs (marked as such) instead of refusing them.",
+    )
+  if flags.FLAGS.is_parsed():
+    flags.FLAGS.unparse_flags()
+  runs, out, json_out, allow = (
+    flags.FLAGS[name] for name in ("runs", "out", "json", "allow_dry_run")
   )
 
   if app_lib.print_help(argv, __name__):
@@ -104,9 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(USAGE)
     print("\nExperiments: " + ", ".join(EXPERIMENTS))
     return 0
-  # A user's module:function resolves from the current directory.
+  # A user's module:function resolves from the current directory (after the
+  # installed packages, so a user's file cannot shadow one of them).
   if os.getcwd() not in sys.path and "" not in sys.path:
-    sys.path.insert(0, os.getcwd())
+    sys.path.append(os.getcwd())
   if command == "run":
     if not rest or rest[0].startswith("-"):
       print("usage: stochjax run EXPERIMENT [flags]; experiments: "

@@ -306,9 +306,10 @@ def supporting(main):
       work.file("dry_run_config.json"), json.loads(small.to_json_best_effort())
     )
     results = main(small, work)
-    saved = work.num_saved
-    again = main(small, work)  # Resumes: must compute nothing new.
-    if work.num_saved != saved:
+    # Resumes from the files (a fresh Workdir): must compute nothing new.
+    resumed = workdir_lib.Workdir(work.path)
+    again = main(small, resumed)
+    if resumed.num_saved:
       raise RuntimeError("The resumed dry run computed cells again.")
     del again
     results |= {"dry_run": True, "plan": plan.plan(config)}

@@ -40,16 +40,18 @@ def checkpoint_dir(work: workdir.Workdir, name: str) -> str:
 
 
 def train_phase(config, work, key, model, train_set, *, name, log=None, **kw):
-  """One `train.train` call with the config's recipe, checkpointing under
-  ``checkpoints/<name>`` and logging each epoch's metrics with the fields
-  `log` (default ``phase=<name>``); `kw` goes to `train.train`."""
+  """One `train.train` call with the config's recipe, keyed by its own
+  stream ``prng.stream(key, name)`` (so two models of a run share no
+  draws), checkpointing under ``checkpoints/<name>`` and logging each
+  epoch's metrics with the fields `log` (default ``phase=<name>``); `kw`
+  goes to `train.train`."""
   fields = {"phase": name} if log is None else log
 
   def on_epoch(epoch, metrics):
     work.log_metrics(**fields, epoch=epoch, **metrics)
 
   return train.train(
-    key=key,
+    key=prng.stream(key, name),
     model=model,
     train_set=train_set,
     batch_size=config.train.batch_size,

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
@@ -97,10 +98,20 @@ def read_json(path: str) -> Any:
 
 _HELD: set[str] = set()  # Workdir locks this process holds.
 
+# The workdir format: 2 = cells.jsonl, typed Evaluation cells and named key
+# streams (issue 30). A workdir of another format holds cells this version
+# must not resume.
+FORMAT = 2
+
+
+class WorkdirConfigError(ValueError):
+  """The workdir holds a run of another config or format."""
+
 
 def _alive(pid: int) -> bool:
+  """Whether process `pid` of this host is running."""
   if pid == os.getpid():
-    return pid in _HELD  # A lock naming us that we do not hold is old.
+    return False  # A lock naming us that we do not hold: an old one.
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -117,7 +128,28 @@ def _lock_record(path: str) -> dict | None:
       record = json.load(f)
   except (OSError, ValueError):
     return None
-  return record if isinstance(record, dict) else None
+  valid = (
+    isinstance(record, dict)
+    and isinstance(record.get("pid"), int)
+    and record["pid"] > 0
+    and isinstance(record.get("host"), str)
+  )
+  return record if valid else None
+
+
+def _heal(path: str) -> None:
+  """Cuts a last line without its newline (an append a kill cut off)
+  from `path`, so the next append starts on a line of its own."""
+  if not os.path.exists(path) or not os.path.getsize(path):
+    return
+  with open(path, "rb+") as f:
+    f.seek(-1, os.SEEK_END)
+    if f.read(1) == b"\n":
+      return
+    f.seek(0)
+    data = f.read()
+    f.truncate(data.rfind(b"\n") + 1)
+  logging.warning("%s: cut a line a kill left unfinished.", path)
 
 
 class Workdir:
@@ -134,84 +166,134 @@ class Workdir:
 
   @contextlib.contextmanager
   def lock(self, *, break_lock: bool = False) -> Iterator[None]:
-    """Holds ``lock.json`` (process 0 only; the others run under its
-    lock) while the block runs.
+    """Holds ``lock.json`` while the block runs. Process 0 takes it; on a
+    multi-process run every process learns whether it did, and all refuse
+    together (none is left waiting in a collective).
 
-    A lock whose pid is dead on this host is stale and taken over; one
-    held by a live process, or written on another host, is refused unless
-    `break_lock` (``--break_lock``: the other run is known to be gone).
+    A lock whose pid is dead on this host is stale and taken over. One
+    held by a live process on this host is always refused; one written on
+    another host (or unreadable) is refused unless `break_lock`
+    (``--break_lock``: that run is known to be gone).
 
     Raises:
       WorkdirLockedError: another run holds the workdir.
     """
-    if jax.process_index() != 0:
-      yield
-      return
     path = os.path.abspath(self.file("lock.json"))
+    mine, error = None, None
+    if jax.process_index() == 0:
+      try:
+        mine = self._acquire(path, break_lock)
+      except WorkdirLockedError as e:
+        error = e
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # noqa: PLC0415
+
+      refused = multihost_utils.broadcast_one_to_all(
+        np.int32(error is not None)
+      )
+      if int(refused) and error is None:
+        error = WorkdirLockedError(
+          f"{self.path}: process 0 could not lock it (see its log)."
+        )
+    if error is not None:
+      raise error
+    try:
+      yield
+    finally:
+      if mine is not None:
+        _HELD.discard(path)
+        if _lock_record(path) == mine:
+          os.remove(path)
+
+  def _acquire(self, path: str, break_lock: bool) -> dict:
+    """Writes this process's lock record to `path` (whole: linked from a
+    written temporary file); returns it."""
     if path in _HELD:
       raise WorkdirLockedError(f"This process already holds {path}.")
     mine = {
       "pid": os.getpid(),
       "host": socket.gethostname(),
       "started": time.time(),
-      "command": sys.argv,
+      "command": list(sys.argv),
     }
-    while True:
-      try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        self._take_over(path, break_lock)
-        continue
-      with os.fdopen(fd, "w") as f:
-        json.dump(mine, f)
-        f.flush()
-        os.fsync(f.fileno())
-      break
-    _HELD.add(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+      json.dump(mine, f)
+      f.flush()
+      os.fsync(f.fileno())
     try:
-      yield
+      while True:
+        try:
+          os.link(tmp, path)  # Fails if a lock exists: one run wins.
+          break
+        except FileExistsError:
+          self._take_over(path, break_lock)
     finally:
-      _HELD.discard(path)
-      if (_lock_record(path) or {}).get("pid") == mine["pid"]:
-        os.remove(path)
+      os.remove(tmp)
+    _HELD.add(path)
+    return mine
 
   def _take_over(self, path: str, break_lock: bool) -> None:
-    """Removes a stale (or, with `break_lock`, any) lock at `path`; raises
-    if it is held."""
+    """Moves a stale (or, with `break_lock`, a foreign) lock at `path`
+    away; raises if it is held."""
     holder = _lock_record(path)
     here = socket.gethostname()
-    stale = (
-      holder is not None
-      and holder.get("host") == here
-      and not _alive(int(holder.get("pid", -1)))
-    )
-    if not (stale or break_lock):
+    if holder is None:
+      who = "an unreadable lock file"
+      takeable = break_lock
+    else:
       who = (
-        "an unreadable lock file" if holder is None
-        else f"pid {holder.get('pid')} on {holder.get('host')} "
-        f"({' '.join(holder.get('command', []))})"
-      )  # fmt: skip
+        f"pid {holder['pid']} on {holder['host']} "
+        f"({' '.join(map(str, holder.get('command', [])))})"
+      )
+      if holder["host"] == here:
+        takeable = not _alive(holder["pid"])
+        if not takeable:
+          raise WorkdirLockedError(
+            f"{self.path} is in use by {who}, which is running. Wait for "
+            "it, stop it, or use another --workdir."
+          )
+      else:
+        takeable = break_lock
+    if not takeable:
       raise WorkdirLockedError(
         f"{self.path} is in use by {who}. Wait for that run, or use another "
-        "--workdir; if that run is gone (killed on another host), rerun "
-        f"with --break_lock (or delete {path})."
+        "--workdir; if that run is gone, rerun with --break_lock (or delete "
+        f"{path})."
       )
-    logging.warning("Taking over %s (held by %s).", path, holder)
-    # Renamed away, not removed: of two runs taking over at once, one wins.
     aside = f"{path}.{os.getpid()}.stale"
-    with contextlib.suppress(FileNotFoundError):
+    try:
       os.replace(path, aside)
+    except FileNotFoundError:
+      return  # Another run moved it first: try again.
+    if _lock_record(aside) != holder:
+      # A run took over between our read and our move: put its lock back.
+      with contextlib.suppress(FileExistsError):
+        os.link(aside, path)
       os.remove(aside)
+      return
+    os.remove(aside)
+    logging.warning("Took over %s (held by %s).", path, who)
 
   def claim(self, config: ml_collections.ConfigDict, overwrite: bool) -> None:
     """Records `config`; refuses a workdir that holds a different one."""
     path = self.file("config.json")
     new = json.loads(config.to_json_best_effort())
-    if os.path.exists(path) and not overwrite:
-      old = read_json(path)["config"]
+    stored = read_json(path) if os.path.exists(path) else None
+    if (
+      stored is not None and stored.get("format") != FORMAT
+    ) or os.path.exists(self.file("cells.json")):
+      raise WorkdirConfigError(
+        f"{self.path} was written by an earlier stochjax (workdir format "
+        f"{(stored or {}).get('format', 1)}, this one writes {FORMAT}: other "
+        "keys and cell formats); its cells cannot be resumed. Use a new "
+        "--workdir."
+      )
+    if stored is not None and not overwrite:
+      old = stored["config"]
       if old != new:
         diff = _diff(old, new)
-        raise ValueError(
+        raise WorkdirConfigError(
           f"{self.path} holds a run of a different config ({diff}). Use "
           "another --workdir, or --overwrite to reuse it."
         )
@@ -220,6 +302,7 @@ class Workdir:
     write_json_atomic(
       path,
       {
+        "format": FORMAT,
         "config": new,
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
@@ -285,6 +368,7 @@ class Workdir:
     """Appends `line` to file `name` in one write, fsynced (process 0)."""
     if jax.process_index() != 0:
       return
+    _heal(self.file(name))
     with open(self.file(name), "a") as f:
       f.write(line + "\n")
       f.flush()
@@ -293,7 +377,7 @@ class Workdir:
   def _lines(self, name: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` of each JSON line of file `name`. A last
     line without its newline is an append a kill cut off: it is skipped
-    (and, on process 0, cut from the file so later appends start clean).
+    (and cut from the file before the next append, `_heal`).
 
     Raises:
       CorruptFileError: a complete line that is not JSON.
@@ -304,10 +388,8 @@ class Workdir:
     with open(path, "rb") as f:
       data = f.read()
     *complete, tail = data.split(b"\n")
-    if tail.strip():
-      logging.warning("%s: dropping a line cut off by a kill.", path)
-      if jax.process_index() == 0:
-        os.truncate(path, len(data) - len(tail))
+    if tail.strip():  # Cut from the file by the next append (`_heal`).
+      logging.warning("%s: skipping a line cut off by a kill.", path)
     for number, line in enumerate(complete, 1):
       if not line.strip():
         continue
@@ -321,9 +403,7 @@ class Workdir:
         ) from None
 
   def _read_cells(self) -> dict[str, Any]:
-    # cells.json: the whole-file format of earlier stochjax versions.
-    legacy = self.file("cells.json")
-    cells = read_json(legacy) if os.path.exists(legacy) else {}
+    cells = {}
     for number, record in self._lines("cells.jsonl"):
       if not (isinstance(record, dict) and set(record) == {"name", "value"}):
         raise CorruptFileError(

@@ -243,8 +243,6 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
     defense=defense,
     **grid.protocol(goal, name),
   )  # fmt: skip
-  if not result.snapshots:  # Nothing retained: no attack ran.
-    return {_cell(panel, k, m): result.to_json() for k in steps}
   return {_cell(panel, k, m): result.at_steps(k).to_json() for k in steps}
 
 
