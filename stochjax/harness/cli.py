@@ -13,7 +13,7 @@ installed stochjax, from any directory.
 ``stochjax COMMAND --help`` lists a command's flags. EXPERIMENT's default
 config is the shipped one of the same name (its CPU variant). A user's own
 ``module:function`` (a defense, a model factory) is imported with the
-current directory on the path, as ``python -m`` would.
+current directory on the path (after the installed packages).
 """
 
 import os
