@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 import ml_collections
 import numpy as np
@@ -212,6 +213,21 @@ class LockTest(absltest.TestCase):
     with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "elsewhere"):
       with workdir.lock():
         pass
+
+  def test_without_hard_links_the_lock_is_created_exclusively(self):
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    with mock.patch.object(os, "link", side_effect=PermissionError):
+      with workdir.lock():
+        holder = workdir_lib.read_json(workdir.file("lock.json"))
+        self.assertEqual(holder["pid"], os.getpid())
+        with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "already"):
+          with workdir_lib.Workdir(workdir.path).lock():
+            pass
+      self.assertFalse(os.path.exists(workdir.file("lock.json")))
+      self._lock_file(workdir, pid=1, host="elsewhere")
+      with self.assertRaisesRegex(workdir_lib.WorkdirLockedError, "elsewhere"):
+        with workdir.lock():
+          pass
 
   def test_a_second_run_on_a_held_workdir_is_refused(self):
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)

@@ -228,6 +228,15 @@ class Workdir:
           break
         except FileExistsError:
           self._take_over(path, break_lock)
+        except OSError:  # A filesystem without hard links: create it.
+          try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+          except FileExistsError:
+            self._take_over(path, break_lock)
+            continue
+          with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+          break
     finally:
       os.remove(tmp)
     _HELD.add(path)
