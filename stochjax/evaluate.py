@@ -418,6 +418,20 @@ def _checked_attack(role: str, attack, logits_fn, images, goal, targeted):
   return attack
 
 
+def _checked_attacks(attacks, logits_fn, images, labels, targets, batch_size):
+  """``{role: Attack}`` of the given (not None) attacks, each checked on
+  the first batch (`_checked_attack`)."""
+  first = slice(min(batch_size, len(images)))
+  goal = (labels if targets is None else targets)[first].astype(np.int32)
+  check = (logits_fn, images[first], goal, targets is not None)
+  names = {"attack": "attack", "non_adaptive": "non_adaptive_attack"}
+  return {
+    role: _checked_attack(names[role], fn, *check)
+    for role, fn in attacks.items()
+    if fn is not None
+  }
+
+
 def evaluate_attack(
   key: types.PRNGKey,
   logits_fn: types.LogitsFn,
@@ -438,15 +452,12 @@ def evaluate_attack(
   """Benign accuracy and attack success rate under the paper's protocol.
 
   Args:
-    key: the evaluation's key: its sub-runs (benign votes, detector draws,
-      each attack, its votes) are the named `STREAMS` of it
+    key: the evaluation's key; its sub-runs are its named `STREAMS`
       (`prng.streams`), so none shares keys with another.
-    logits_fn: the undefended model ``(N, H, W, C) -> (N, K)`` (a function,
-      a `jax.tree_util.Partial` or ``(apply_fn, params)``).
+    logits_fn: the undefended model ``(N, H, W, C) -> (N, K)``.
     images: ``(N, H, W, C)`` float32 in [0, 1] (host or device array).
     labels: ``(N,)`` true labels.
-    attack: an `stochjax.attacks.Attack`, built with the defense for an
-      adaptive attack; its labels are `targets` if given.
+    attack: an `stochjax.attacks.Attack` (built with the defense: adaptive).
     defense: the defense of every vote (a function or a spec string).
     num_votes: n draws per vote.
     targets: ``(N,)`` target classes (targeted attack), else None.
@@ -455,10 +466,10 @@ def evaluate_attack(
     batch_size, chunk_size: images per call (the last batch padded); vote
       draws evaluated at once.
     aggregate: "hard" (majority vote, the paper's) or "soft" (mean softmax).
-    mesh: a `stochjax.sharding.data_mesh` to split every batch across its
-      devices, or None. Example i's keys come from its index in `images`
-      (`prng.at`), so its numbers depend neither on `batch_size`, the mesh,
-      nor which other samples were retained.
+    mesh: a `stochjax.sharding.data_mesh` to split batches over, or None.
+      Example i's keys come from its index in `images` (`prng.at`), so its
+      numbers depend neither on `batch_size`, the mesh, nor which other
+      samples were retained.
     detector: ``(keys (N,), logits_fn, images) -> (N,) bool`` flags (e.g.
       `stochjax.detectors.OddsDetector`) or None: flagged samples are not
       retained, flagged adversarial images do not succeed.
@@ -467,18 +478,15 @@ def evaluate_attack(
     An `Evaluation` (rates in [0, 1]).
 
   Raises:
-    ValueError: bad images, or an attack that is not an `Attack`.
+    ValueError: bad inputs, an attack that is not an `Attack` or whose
+      goal (targeted or not) is not the call's.
   """
   logits_fn = attack_lib.as_pytree_fn(logits_fn)  # Wrapped once, here.
   images, labels, targets = _checked_data(logits_fn, images, labels, targets)
-  first = slice(min(batch_size, len(images)))
-  goal = (labels if targets is None else targets)[first].astype(np.int32)
-  check = (logits_fn, images[first], goal, targets is not None)
-  attacks = {"attack": _checked_attack("attack", attack, *check)}
-  if non_adaptive_attack is not None:
-    attacks["non_adaptive"] = _checked_attack(
-      "non_adaptive_attack", non_adaptive_attack, *check
-    )
+  attacks = _checked_attacks(
+    {"attack": attack, "non_adaptive": non_adaptive_attack},
+    logits_fn, images, labels, targets, batch_size,
+  )  # fmt: skip
   streams = prng.streams(key, STREAMS)
   protocol = _Protocol(
     sharding.put_replicated(logits_fn, mesh),
