@@ -15,7 +15,16 @@ from stochjax import (  # noqa: E402
   models,
   prng,
   registry,
+  voting,
 )
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "defenses", "evaluate", "models", "prng", "registry"]
+__all__ = [
+  "attacks",
+  "defenses",
+  "evaluate",
+  "models",
+  "prng",
+  "registry",
+  "voting",
+]

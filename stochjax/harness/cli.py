@@ -52,6 +52,7 @@ def _report(argv: Sequence[str]) -> None:
 
   from stochjax.harness import app as app_lib  # noqa: PLC0415
   from stochjax.harness import report  # noqa: PLC0415
+  from stochjax.harness import workdir as workdir_lib  # noqa: PLC0415
 
   if "runs" not in flags.FLAGS:  # Defined once per process.
     flags.DEFINE_string("runs", "runs", "Folder of experiment workdirs.")
@@ -81,9 +82,12 @@ def _report(argv: Sequence[str]) -> None:
       for name in sorted(os.listdir(runs.value))
       if os.path.isdir(os.path.join(runs.value, name))
     ]
-    report.write(
-      workdirs, out.value, json_out.value or None, allow_dry_run=allow.value
-    )
+    try:
+      report.write(
+        workdirs, out.value, json_out.value or None, allow_dry_run=allow.value
+      )
+    except workdir_lib.CorruptFileError as e:
+      raise SystemExit(f"FATAL: {e}") from None
     print(f"wrote {out.value} ({len(workdirs)} workdirs)")
 
   app.run(main, argv=argv)
