@@ -15,7 +15,6 @@ import ml_collections
 import numpy as np
 
 from stochjax import audit, models
-from stochjax import data as data_lib
 from stochjax.audit import report
 from stochjax.harness import experiment
 from stochjax.harness import workdir as workdir_lib
@@ -51,7 +50,7 @@ def model_of(config, work, key, num_classes: int):
     return load_object(block.factory)()
   if block.weights:
     return models.classifier(*models.load(block.weights))
-  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
+  train_set = experiment.dataset(config, "train")
   module, variables = experiment.trained_model(
     config, work, key, train_set, block.train_on
   )
@@ -61,7 +60,7 @@ def model_of(config, work, key, num_classes: int):
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Audits the configured model and defense; returns the report."""
   train_key, eval_key = experiment.run_streams(config, ("train", "audit"))
-  test = data_lib.load_arrays(config.dataset, "test", data_dir=config.data_dir)
+  test = experiment.dataset(config, "test", arrays=True)
   images = test.images[: config.num_examples]
   labels = np.asarray(test.labels[: config.num_examples])
   logits_fn = model_of(config, work, train_key, test.num_classes)

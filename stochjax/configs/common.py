@@ -31,6 +31,10 @@ def run_settings(config: ml_collections.ConfigDict) -> None:
   # The real run's code path at minimal size on synthetic data and random
   # weights (`stochjax.harness.dry_run`); its outputs are marked.
   config.dry_run = False
+  # Test images that calibrate (the eps rule, step selection, the analysis
+  # plan's screens: docs/analysis_plan.md); the rest evaluate. Drawn by
+  # the seed (`stochjax.data.splits.calibration_split`).
+  config.calibration_size = 120
 
 
 def model(name: str = "ResNet8", *, weights: str | None = None):
@@ -56,7 +60,8 @@ def train(epochs: int = 10, batch_size: int = 64):
 
 
 def smoke_model(config: ml_collections.ConfigDict) -> None:
-  """CI: the tiny ResNet, one big batch per epoch."""
+  """CI: the tiny ResNet, one big batch per epoch, 3 calibration images."""
+  config.calibration_size = 3
   config.model.name = "ResNetTiny"
   config.train.batch_size = 256
 
@@ -71,8 +76,9 @@ def eps_rule(variant: str) -> ml_collections.ConfigDict:
   """The working eps, by a rule fixed before the run
   (`stochjax.eps_rule`): the smallest candidate at which undefended PGD
   (num_steps steps of step_fraction x eps) succeeds on >= min_success of
-  the first num_examples correctly classified test images (one compiled
-  sweep). Off for ``:paper`` (the paper's eps)."""
+  the correctly classified images among the first num_examples calibration
+  images (one compiled sweep; never an evaluation image). Off for
+  ``:paper`` (the paper's eps)."""
   rule = ml_collections.ConfigDict(
     dict(
       use=variant != "paper",
@@ -80,7 +86,7 @@ def eps_rule(variant: str) -> ml_collections.ConfigDict:
       num_steps=50,
       step_fraction=0.25,
       min_success=0.9,
-      num_examples=100,
+      num_examples=120,
     )
   )
   if variant == "smoke":

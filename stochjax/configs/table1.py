@@ -23,7 +23,7 @@ from stochjax.configs import eot_ablation
 
 def get_config(arg: str | None = None):
   variant = "smoke" if arg == "smoke" else "paper" if arg == "paper" else arg
-  config = eot_ablation.get_config(variant)
+  config = eot_ablation.base(variant)
   config.experiment = "table1"
   weights = config.defenses.noise_injection.weights
   # The paper states +-90 degrees; its code always rotates +-45.

@@ -14,26 +14,39 @@
 
 Small sets come back as an in-memory `Dataset`; image folders as
 `ImageFiles`, decoded per batch (`batches`) or all at once (`.load()`).
-A file that cannot be decoded raises a `ValueError` naming it.
+A file that cannot be decoded raises a `ValueError` naming it. `seed`
+re-draws the train / test partition of a dataset without an official one
+(`splits.RESPLITTABLE`); `splits.calibration_split` divides test images
+into calibration and evaluation parts.
 """
 
-from stochjax.data import cifar10, digits, folders, images
+from stochjax.data import cifar10, digits, folders, images, splits
 from stochjax.data.core import Dataset, ImageFiles, Source, batches
 
 DATASETS = ("digits", "cifar10", "imagenette", "imagenet", "tfds:<name>")
 
 
-def load(name: str, split: str, *, data_dir: str | None = None) -> Source:
-  """Split "train" or "test" of dataset `name` (see the module docstring).
+def load(
+  name: str, split: str, *, data_dir: str | None = None, seed: int | None = None
+) -> Source:
+  """Split "train" or "test" of dataset `name` (see the module docstring);
+  `seed` (None: 0) draws the partition of a resplittable dataset.
 
   Raises:
     ValueError: unknown name or split, a missing data folder (saying where
-      it looked and which layout it expects), or a corrupt file.
+      it looked and which layout it expects), a corrupt file, or a seed for
+      a dataset with an official split.
   """
   if split not in ("train", "test"):
     raise ValueError(f"Unknown split {split!r}; valid: train, test.")
+  if seed is not None and not splits.resplittable(name):
+    raise ValueError(
+      f"{name!r} has an official train / test split, which a seed does not "
+      "re-draw; pass seed=None (splits.calibration_split re-draws the "
+      "calibration / evaluation parts)."
+    )
   if name == "digits":
-    return digits.load_digits(split)
+    return digits.load_digits(split, seed=seed or 0)
   if name.startswith("tfds:"):
     from stochjax.data import tfds_source  # noqa: PLC0415  (imports tfds)
 
@@ -51,9 +64,9 @@ def load(name: str, split: str, *, data_dir: str | None = None) -> Source:
   return folders.imagenet(data_dir)
 
 
-def load_arrays(name: str, split: str, *, data_dir=None) -> Dataset:
+def load_arrays(name: str, split: str, *, data_dir=None, seed=None) -> Dataset:
   """`load`, decoded into memory (for evaluation sets)."""
-  source = load(name, split, data_dir=data_dir)
+  source = load(name, split, data_dir=data_dir, seed=seed)
   return source if isinstance(source, Dataset) else source.load()
 
 
@@ -63,6 +76,7 @@ __all__ = [
   "digits",
   "folders",
   "images",
+  "splits",
   "Dataset",
   "ImageFiles",
   "Source",

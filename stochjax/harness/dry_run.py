@@ -176,6 +176,8 @@ def shrink(config: ml_collections.ConfigDict, root: str):
   for field in ("num_examples", "batch_size", "num_eval"):
     if field in config:
       config[field] = 2
+  if "calibration_size" in config:
+    config.calibration_size = 1
   if "vote_chunk_size" in config:
     config.vote_chunk_size = 2
   config.train.epochs = 1

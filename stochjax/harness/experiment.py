@@ -10,6 +10,9 @@ models here (`trained_model`, `train_phase`): the paper's drivers
 import os
 import re
 
+import numpy as np
+
+from stochjax import data as data_lib
 from stochjax import defenses, models, prng, sharding, train
 from stochjax.harness import workdir
 
@@ -18,6 +21,32 @@ def run_streams(config, names: tuple[str, ...]) -> tuple:
   """The run's named streams (`prng.streams`) of its root key
   ``prng.root(config.seed)``: its sub-runs (training, evaluation)."""
   return prng.streams(prng.root(config.seed), names)
+
+
+def dataset(config, split: str, *, arrays: bool = False):
+  """Split `split` of ``config.dataset``: for a resplittable dataset the
+  partition ``config.seed`` draws (`stochjax.data.splits`), else the
+  official one; `arrays` decodes it into memory."""
+  seed = config.seed if data_lib.splits.resplittable(config.dataset) else None
+  load = data_lib.load_arrays if arrays else data_lib.load
+  return load(config.dataset, split, data_dir=config.data_dir, seed=seed)
+
+
+def test_split(config, num: int) -> dict:
+  """The run's calibration / evaluation split of its first `num` test
+  images (``config.calibration_size`` calibrate, drawn by ``config.seed``):
+  ``{"calibration", "evaluation"}`` index arrays, recorded in results."""
+  calibration, evaluation = data_lib.splits.calibration_split(
+    num, config.seed, config.calibration_size
+  )
+  return {"calibration": calibration, "evaluation": evaluation}
+
+
+def split_record(split: dict) -> dict:
+  """A split as results.json keeps it: the indices and their counts."""
+  return {
+    f"{part}_indices": np.asarray(index).tolist() for part, index in split.items()
+  } | {f"num_{part}": len(index) for part, index in split.items()}
 
 
 def mesh(config) -> sharding.Mesh | None:

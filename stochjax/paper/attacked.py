@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from stochjax import data as data_lib
 from stochjax import defenses, detectors, models, prng
 from stochjax.harness import experiment
 from stochjax.models import activations, stochastic
@@ -73,9 +72,7 @@ def _network(config, work, train_key, setting, train_sets: dict):
     module, variables = models.load(setting.weights)
     return module.clone(activation=trained_with), variables
   if "train" not in train_sets:
-    train_sets["train"] = data_lib.load(
-      config.dataset, "train", data_dir=config.data_dir
-    )
+    train_sets["train"] = experiment.dataset(config, "train")
   return experiment.trained_model(
     config, work, train_key, train_sets["train"], setting.model, trained_with
   )
@@ -88,9 +85,7 @@ def _detector(config, work, name, key, network, setting):
   if os.path.isdir(path):
     return detectors.load(path)
   spec = setting.detector
-  train_set = data_lib.load_arrays(
-    config.dataset, "train", data_dir=config.data_dir
-  )
+  train_set = experiment.dataset(config, "train", arrays=True)
   n = spec.num_calibration
   labels = train_set.labels[:n] if spec.get("only_correct", True) else None
   detector = detectors.calibrate(

@@ -30,7 +30,6 @@ from stochjax import (
   validation,
   voting,
 )
-from stochjax import data as data_lib
 from stochjax.harness import experiment
 from stochjax.harness import grid as grid_lib
 from stochjax.harness import workdir as workdir_lib
@@ -148,6 +147,7 @@ class _Grid:
   images: np.ndarray
   labels: np.ndarray
   attacked: dict  # defense name -> `attacked.Attacked`
+  split: dict  # "calibration", "evaluation" -> positions in `images`
   eps: dict = dataclasses.field(default_factory=dict)  # defense -> radius
 
   @property
@@ -208,12 +208,13 @@ class _Grid:
 
 def eps_sweep(grid: _Grid, name: str, key) -> dict:
   """The config's ``eps_rule`` (`stochjax.eps_rule.from_config`) on the
-  model that defense `name` attacks."""
+  model that defense `name` attacks, on the calibration images only."""
+  calibration = grid.split["calibration"]
   return eps_rule.from_config(
     key,
     grid.classifier(name, defended=False),
-    grid.images,
-    grid.labels,
+    grid.images[calibration],
+    grid.labels[calibration],
     grid.config.eps_rule,
   )
 
@@ -446,14 +447,14 @@ def _with_interval(cell: dict) -> dict:
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   """Runs the ablation; returns the results dict (also written to workdir)."""
   train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
-  test_set = data_lib.load_arrays(
-    config.dataset, "test", data_dir=config.data_dir
-  )
+  test_set = experiment.dataset(config, "test", arrays=True)
+  images = test_set.images[: config.num_examples]
   grid = _Grid(
     config,
-    test_set.images[: config.num_examples],
+    images,
     test_set.labels[: config.num_examples],
     attacked.build(config, work, train_key, prng.stream(eval_key, "detectors")),
+    experiment.test_split(config, len(images)),
   )
   mesh = experiment.mesh(config)
   # Clean (undefended, no noise) test accuracy of each attacked network.
@@ -500,6 +501,10 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     )
   ]  # fmt: skip
   return {
+    # Every cell attacks all images (an image's outcome does not depend on
+    # the others: keys fold its index); the analysis reads calibration and
+    # evaluation positions apart (`stochjax.analysis`).
+    "split": experiment.split_record(grid.split),
     "clean_accuracy": clean_accuracy,
     "eps": grid.eps,
     "eps_sweep": sweeps,

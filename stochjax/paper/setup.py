@@ -6,7 +6,6 @@ driver imports another.
 from typing import Any, NamedTuple
 
 from stochjax import checkpoint, models
-from stochjax import data as data_lib
 from stochjax.harness import experiment
 
 
@@ -51,10 +50,8 @@ def fine_tuning(config, work) -> FineTuning:
   pretrain_key, finetune_key, eval_key = experiment.run_streams(
     config, ("pretrain", "finetune", "evaluation")
   )
-  train_set = data_lib.load(config.dataset, "train", data_dir=config.data_dir)
-  test_set = data_lib.load_arrays(
-    config.dataset, "test", data_dir=config.data_dir
-  )
+  train_set = experiment.dataset(config, "train")
+  test_set = experiment.dataset(config, "test", arrays=True)
   eval_set = test_set.subset(slice(config.num_eval))
   model, start = starting_model(config, work, pretrain_key, train_set, eval_set)
   return FineTuning(
