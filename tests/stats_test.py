@@ -109,3 +109,103 @@ class CompareTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+def _paired_table(both, only_first, only_second, neither):
+  """Outcome vectors (first, second) of a paired 2x2 table."""
+  first = [True] * both + [True] * only_first + [False] * only_second
+  second = [True] * both + [False] * only_first + [True] * only_second
+  first += [False] * neither
+  second += [False] * neither
+  return np.array(first), np.array(second)
+
+
+class DifferenceIntervalTest(parameterized.TestCase):
+  def test_paired_matches_published_example(self):
+    # Fagerland, Lydersen & Laake (2017), Table 8.x (Cavo et al. 2012):
+    # 59, 6 / 16, 80; Newcombe square-and-add -0.0621 (-0.1186, -0.0046)
+    # for p1+ - p+1 (first minus second measurement).
+    first, second = _paired_table(59, 6, 16, 80)
+    estimate, low, high = stats.paired_difference_interval(second, first)
+    self.assertAlmostEqual(estimate, -10 / 161, places=10)
+    self.assertAlmostEqual(low, -0.1186, places=4)
+    self.assertAlmostEqual(high, -0.0046, places=4)
+
+  @parameterized.parameters(
+    # Newcombe (1998b) example (a): 56/70 - 48/80, method 10.
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    # Fagerland et al. (2017), Perondi et al. (2004): 7/34 - 1/34.
+    (7, 34, 1, 34, 0.0189, 0.3404),
+  )
+  def test_unpaired_matches_published_examples(self, kb, nb, ka, na, lo, hi):
+    estimate, low, high = stats.unpaired_difference_interval(kb, nb, ka, na)
+    self.assertAlmostEqual(estimate, kb / nb - ka / na, places=12)
+    self.assertAlmostEqual(low, lo, places=4)
+    self.assertAlmostEqual(high, hi, places=4)
+
+  def test_wilson_matches_scipy(self):
+    for k, n in ((0, 10), (3, 10), (56, 70)):
+      expected = scipy.stats.binomtest(k, n).proportion_ci(0.95, "wilson")
+      low, high = stats.wilson_interval(k, n)
+      self.assertAlmostEqual(low, expected.low, places=10)
+      self.assertAlmostEqual(high, expected.high, places=10)
+
+  def test_paired_interval_widens_with_level_and_contains_estimate(self):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+      a, b = rng.random(60) < 0.5, rng.random(60) < 0.6
+      e, l95, h95 = stats.paired_difference_interval(a, b, 0.95)
+      _, l99, h99 = stats.paired_difference_interval(a, b, 0.99)
+      self.assertLessEqual(l99, l95)
+      self.assertGreaterEqual(h99, h95)
+      self.assertTrue(l95 <= e <= h95)
+      self.assertTrue(-1 <= l99 and h99 <= 1)
+
+
+class OneSidedAndHolmTest(absltest.TestCase):
+  def test_mcnemar_one_sided_is_the_binomial_tail(self):
+    first, second = _paired_table(10, 2, 9, 5)
+    # P(X >= 9), X ~ Bin(11, 1/2).
+    expected = sum(math.comb(11, j) for j in range(9, 12)) / 2**11
+    self.assertAlmostEqual(stats.mcnemar_one_sided(first, second), expected)
+    self.assertGreater(stats.mcnemar_one_sided(second, first), 0.9)
+    self.assertEqual(stats.mcnemar_one_sided(first, first), 1.0)
+
+  def test_holm_by_hand(self):
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06,
+    # 0.04 -> monotone 0.02, 0.03, 0.06, 0.06.
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(stats.holm([0.5, 0.9]), [1.0, 1.0])
+    with self.assertRaises(ValueError):
+      stats.holm([0.1, float("nan")])
+
+
+class SignFlipTest(parameterized.TestCase):
+  @parameterized.parameters(
+    ([1, 1, 1, 0, -1, 2],), ([2, -2, 1, 1],), ([-1, -1],), ([0, 0],),
+    ([1, 2, 2, -1, 1, 0, 1],),
+  )  # fmt: skip
+  def test_equals_brute_force_enumeration(self, values):
+    v = np.array(values)
+    observed = v.sum()
+    signs = np.array(list(np.ndindex(*([2] * v.size)))) * 2 - 1
+    flipped = (signs * np.abs(v)).sum(axis=1)
+    expected = float(np.mean(flipped >= observed))
+    self.assertAlmostEqual(stats.sign_flip_test(v), expected, places=12)
+
+  def test_rejects_non_integers(self):
+    with self.assertRaises(ValueError):
+      stats.sign_flip_test(np.array([0.5, 1.0]))
+
+  def test_bootstrap_interval_is_reproducible_and_covers_the_mean(self):
+    v = np.array([1] * 30 + [0] * 50 + [-1] * 20)
+    a = stats.bootstrap_interval(v, 0.95, num_resamples=2000, seed=3)
+    self.assertEqual(a, stats.bootstrap_interval(v, 0.95, num_resamples=2000,
+                                                 seed=3))  # fmt: skip
+    mean, low, high = a
+    self.assertAlmostEqual(mean, 0.1)
+    self.assertTrue(low < mean < high)
+    # The normal approximation's half-width, within sampling error.
+    half = 1.96 * v.std() / np.sqrt(v.size)
+    self.assertAlmostEqual((high - low) / 2, half, delta=0.02)
