@@ -49,8 +49,9 @@ class Primary:
   """One primary comparison: claim, experiment (config name), defense
   entry, goal; for claims (i) and (ii) the no-EOT and EOT attacks
   ``(k, m)`` and what the claim asks of it ("non_inferiority" of no EOT,
-  or "superiority" of EOT); claim (iii) compares the gap (defended minus
-  undefended success) after fine-tuning with before."""
+  or "superiority" of EOT); claim (iii) asks whether the gap (defended
+  minus undefended success) after fine-tuning exceeds the gap before
+  ("gap_closes")."""
 
   claim: str
   experiment: str
@@ -93,7 +94,7 @@ _CLAIM_II = (
 )  # fmt: skip
 
 _CLAIM_III = tuple(
-  Primary("iii", experiment, name, goal)
+  Primary("iii", experiment, name, goal, question="gap_closes")
   for experiment, names in (
     ("fig3", tuple(f"bart_k{k}" for k in range(1, 7))),
     ("fig4", ("sigma_010", "sigma_025", "sigma_050")),
@@ -148,7 +149,8 @@ class Plan:
     return dict(self.seeds).get(experiment, (0,))
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    """The plan as JSON values (tuples as lists), as results.json keeps it."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
 
   def digest(self) -> str:
     """The sha256 of the plan's canonical JSON: results.json records it;
@@ -192,7 +194,7 @@ def _passes(question: str, region_name: str) -> bool | None:
   superior = region_name in ("above", "above_within")
   if question == "non_inferiority":
     return True if non_inferior else False if region_name == "above" else None
-  if question == "superiority":
+  if question in ("superiority", "gap_closes"):
     return True if superior else False if non_inferior else None
   raise ValueError(f"Unknown question {question!r}.")
 

@@ -2,11 +2,11 @@
 
 import os
 
-import scipy.stats
+import numpy as np
 from absl.testing import absltest
 
-from stochjax import stats
-from stochjax.harness import report
+from stochjax import analysis, stats
+from stochjax.harness import report, verdicts
 from stochjax.harness import workdir as workdir_lib
 
 
@@ -133,60 +133,109 @@ class ReportTest(absltest.TestCase):
       report.write([odd], os.path.join(root, "report.md"))
 
 
+def _arm(defense, goal, k, m, fraction, calibration, evaluation):
+  """A grid arm as `section4.arms` writes it."""
+  return {
+    "defense": defense, "goal": goal, "k": k, "m": m,
+    "step_fraction": fraction, "ablation": False,
+    "calibration": {"successes": int(sum(calibration)),
+                    "n": len(calibration)},
+    "evaluation": {"indices": list(range(len(evaluation))),
+                   "per_sample": [bool(v) for v in evaluation]},
+  }  # fmt: skip
+
+
 class ResultsJsonTest(absltest.TestCase):
-  def _workdir(self, root, name, seed, a, b):
-    record = stats.compare(
-      "PGD-100 x EOT-1", a, "PGD-10 x EOT-10", b, paired=True,
-      claim="ii", experiment="fig2", defense="smoothing_0_50",
-      goal="targeted", panel="p", seed=seed,
-    )  # fmt: skip
-    path = os.path.join(root, name)
+  def _workdir(self, root, seed, no_eot, eot, digest=None):
+    """An eot_ablation run whose eps/4 arms are `no_eot`, `eot` (and whose
+    eps/2 arms are worse on calibration, so the step choice is eps/4)."""
+    arms = []
+    for fraction, cal in ((0.25, [True] * 60 + [False] * 60),
+                          (0.5, [True] * 30 + [False] * 90)):  # fmt: skip
+      arms.append(_arm("noise_injection", "untargeted", 100, 1, fraction, cal,
+                       no_eot if fraction == 0.25 else [False] * len(no_eot)))  # fmt: skip
+      arms.append(_arm("noise_injection", "untargeted", 10, 10, fraction, cal,
+                       eot if fraction == 0.25 else [False] * len(eot)))  # fmt: skip
+    path = os.path.join(root, f"eot_ablation_seed{seed}")
     os.makedirs(path)
     workdir_lib.write_json_atomic(
-      os.path.join(path, "results.json"), {"comparisons": [record]}
+      os.path.join(path, "config.json"),
+      {"config": {"experiment": "eot_ablation", "seed": seed}},
     )
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "results.json"),
+      {"arms": arms,
+       "analysis_plan_digest": digest or analysis.PLAN.digest()},
+    )  # fmt: skip
     return path
 
-  def test_round_trip_and_verdicts_follow_p_values(self):
+  def test_pooled_decision_follows_its_numbers(self):
     root = self.create_tempdir().full_path
-    strong = [False] * 30 + [True] * 70
-    weak = [False] * 80 + [True] * 20
-    workdirs = [
-      self._workdir(root, "fig2", 0, weak, strong),
-      self._workdir(root, "fig2_seed1", 1, weak, strong),
-      self._workdir(root, "fig2_seed2", 2, strong[:50], strong[:50]),
-    ]
-    out = os.path.join(root, "results.md")
-    json_out = os.path.join(root, "results.json")
-    text = report.write(workdirs, out, json_out)
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for seed in range(3):
+      a = rng.random(200) < 0.6
+      b = np.where(rng.random(200) < 0.03, ~a, a)
+      outcomes.append((a, b))
+      self._workdir(root, seed, a, b)
+    workdirs = sorted(os.path.join(root, d) for d in os.listdir(root))
+    out = os.path.join(root, "docs", "results.md")
+    json_out = os.path.join(root, "docs", "results.json")
+    readme = os.path.join(root, "README.md")
+    with open(readme, "w") as f:
+      f.write(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\nend\n")
+    report.write(workdirs, out, json_out, readme=readme)
     loaded = workdir_lib.read_json(json_out)
-    self.assertEqual(loaded, report.collect(workdirs))
-    for record in loaded["comparisons"]:
-      a, b = record["a"], record["b"]
-      p = (
-        scipy.stats.binomtest(
-          record["only_a"], record["only_a"] + record["only_b"]
-        ).pvalue
-        if record["only_a"] + record["only_b"]
-        else 1.0
-      )
-      self.assertAlmostEqual(record["p_value"], p)
-      expected = "tie"
-      if p < 0.05:
-        expected = "a" if a["rate"] > b["rate"] else "b"
-      self.assertEqual(record["verdict"], expected)
-    self.assertEqual(
-      [r["status"] for r in loaded["comparisons"]],
-      ["reproduced", "reproduced", "not shown"],
-    )
-    # Claim (ii) needs 200 samples per side; these rest on 100 and 50.
-    self.assertTrue(all(r["underpowered"] for r in loaded["comparisons"]))
-    self.assertIn("reproduced (underpowered)", text)
-    (robust,) = loaded["robustness"]
-    self.assertEqual(robust["verdicts"], ["b", "b", "tie"])
-    self.assertFalse(robust["holds_in_all"])
-    self.assertIn("| ii | fig2 (seed 0)", text)
-    self.assertIn("34.8 / 40.3", text)  # The paper's numbers beside ours.
+    self.assertEqual(loaded["analysis_plan_digest"], analysis.PLAN.digest())
+    self.assertEqual(loaded["analysis_plan"], analysis.PLAN.to_json())
+    (decision,) = [d for d in loaded["decisions"]
+                   if d["experiment"] == "eot_ablation"]  # fmt: skip
+    record = loaded["comparisons"][decision["primary"]]
+    self.assertEqual(record["role"], "primary")
+    self.assertEqual(record["seeds"], [0, 1, 2])
+    self.assertEqual(record["a"]["step"][0]["chosen"], 0.25)
+    # The pooled interval recomputes from the concatenated pairs.
+    a = np.concatenate([o[0] for o in outcomes])
+    b = np.concatenate([o[1] for o in outcomes])
+    level = analysis.PLAN.interval_level("i")
+    estimate, low, high = stats.paired_difference_interval(a, b, level)
+    self.assertAlmostEqual(record["difference"]["estimate"], estimate)
+    self.assertEqual(record["difference"]["ci"], [low, high])
+    self.assertEqual(record["p_one_sided"], stats.mcnemar_one_sided(a, b))
+    expected = analysis.claim_i(analysis.region(low, high, 0.05))
+    self.assertEqual(decision["decision"], expected)
+    self.assertEqual(record["per_seed"][0]["n"], 200)
+    with open(readme) as f:
+      text = f.read()
+    self.assertIn("intro", text)
+    self.assertIn("end", text)
+    self.assertNotIn("old", text)
+    self.assertIn(f"**{expected}**", text)
+    self.assertIn("Not yet run under this plan", text)
+
+  def test_results_under_another_plan_are_refused(self):
+    root = self.create_tempdir().full_path
+    v = [True, False] * 100
+    stale = self._workdir(root, 0, v, v, digest="0" * 64)
+    with self.assertRaisesRegex(verdicts.PlanMismatchError, "plan 000000"):
+      report.write([stale], os.path.join(root, "r.md"))
+    path = os.path.join(stale, "results.json")
+    results = workdir_lib.read_json(path)
+    del results["analysis_plan_digest"]
+    workdir_lib.write_json_atomic(path, results)
+    with self.assertRaisesRegex(verdicts.PlanMismatchError, "no analysis plan"):
+      report.write([stale], os.path.join(root, "r.md"))
+
+  def test_saturated_calibration_is_untestable(self):
+    root = self.create_tempdir().full_path
+    path = self._workdir(root, 0, [True] * 200, [True] * 200)
+    results = workdir_lib.read_json(os.path.join(path, "results.json"))
+    for arm in results["arms"]:
+      arm["calibration"] = {"successes": 120, "n": 120}
+    workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
+    decided = verdicts.decide(report.runs([path]))
+    (d,) = [d for d in decided["decisions"] if d["experiment"] == "eot_ablation"]
+    self.assertEqual(d["decision"], "untestable")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def _report(argv: Sequence[str]) -> None:
   from absl import app, flags  # noqa: PLC0415
 
   from stochjax.harness import app as app_lib  # noqa: PLC0415
-  from stochjax.harness import report  # noqa: PLC0415
+  from stochjax.harness import report, verdicts  # noqa: PLC0415
   from stochjax.harness import workdir as workdir_lib  # noqa: PLC0415
 
   if "runs" not in flags.FLAGS:  # Defined once per process.
@@ -60,6 +60,10 @@ def _report(argv: Sequence[str]) -> None:
     flags.DEFINE_string(
       "json", "docs/results.json", "The comparisons as JSON ('' for none)."
     )
+    flags.DEFINE_string(
+      "readme", "", "A README whose generated verdict summary (between "
+      "its 'verdicts' markers) to rewrite ('' for none)."
+    )
     flags.DEFINE_bool(
       "allow_dry_run",
       False,
@@ -67,8 +71,9 @@ def _report(argv: Sequence[str]) -> None:
     )
   if flags.FLAGS.is_parsed():
     flags.FLAGS.unparse_flags()
-  runs, out, json_out, allow = (
-    flags.FLAGS[name] for name in ("runs", "out", "json", "allow_dry_run")
+  runs, out, json_out, allow, readme = (
+    flags.FLAGS[name]
+    for name in ("runs", "out", "json", "allow_dry_run", "readme")
   )
 
   if app_lib.print_help(argv, __name__):
@@ -84,9 +89,10 @@ def _report(argv: Sequence[str]) -> None:
     ]
     try:
       report.write(
-        workdirs, out.value, json_out.value or None, allow_dry_run=allow.value
-      )
-    except workdir_lib.CorruptFileError as e:
+        workdirs, out.value, json_out.value or None, allow_dry_run=allow.value,
+        readme=readme.value or None,
+      )  # fmt: skip
+    except (workdir_lib.CorruptFileError, verdicts.PlanMismatchError) as e:
       raise SystemExit(f"FATAL: {e}") from None
     print(f"wrote {out.value} ({len(workdirs)} workdirs)")
 

@@ -434,6 +434,45 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   }
 
 
+def arms(grid: _Grid, cells: dict) -> list[dict]:
+  """Every grid cell as an arm of the analysis plan (`stochjax.analysis`,
+  read by `stochjax.harness.verdicts`): its attack (defense, goal, k, m,
+  step fraction), success on the retained calibration images, and the
+  per-image outcomes on the retained evaluation images (by position)."""
+  calibration = set(int(i) for i in grid.split["calibration"])
+  out = []
+  for name, cell in sorted(cells.items()):
+    parts = name.split("/")
+    if len(parts) != 5 or parts[0] not in grid.settings:
+      continue
+    if parts[2] == "ablation":  # Table 2's long no-EOT runs.
+      fraction = grid.axes(parts[0]).ablation.step_fraction
+    elif parts[2].startswith("step="):
+      fraction = float(parts[2].removeprefix("step=").removesuffix("eps"))
+    else:
+      continue
+    ev = evaluate.Evaluation.from_json(cell)
+    outcomes = dict(zip(ev.retained_indices, ev.attack.per_sample, strict=True))
+    cal = [v for i, v in outcomes.items() if i in calibration]
+    evaluation = sorted(i for i in outcomes if i not in calibration)
+    out.append(
+      {
+        "defense": parts[0],
+        "goal": parts[1],
+        "step_fraction": fraction,
+        "ablation": parts[2] == "ablation",
+        "k": int(parts[3].removeprefix("k=")),
+        "m": int(parts[4].removeprefix("m=")),
+        "calibration": {"successes": int(sum(cal)), "n": len(cal)},
+        "evaluation": {
+          "indices": evaluation,
+          "per_sample": [bool(outcomes[i]) for i in evaluation],
+        },
+      }
+    )
+  return out
+
+
 def _with_interval(cell: dict) -> dict:
   """An Evaluation's JSON with its attack's successes and exact interval."""
   outcome = evaluate.Evaluation.from_json(cell).attack
@@ -505,6 +544,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     # the others: keys fold its index); the analysis reads calibration and
     # evaluation positions apart (`stochjax.analysis`).
     "split": experiment.split_record(grid.split),
+    "arms": arms(grid, cells),
     "clean_accuracy": clean_accuracy,
     "eps": grid.eps,
     "eps_sweep": sweeps,

@@ -1,0 +1,418 @@
+"""The paper's claims decided under the analysis plan (`stochjax.analysis`,
+docs/analysis_plan.md), from the arms the experiments record.
+
+An experiment's results.json lists its arms (`stochjax.paper.section4.arms`:
+one attack's success on the calibration images and per-image outcomes on
+the evaluation images). `decide` takes every run (experiment, seed,
+results), chooses each side's step on calibration images, pools the seeds
+of a primary comparison, and returns the comparison records and one
+decision per claim x defense x goal, in the plan's words. It refuses
+results recorded under another plan.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import itertools
+
+import numpy as np
+
+from stochjax import analysis, stats
+
+METHOD = "Newcombe (1998) hybrid score interval for paired proportions"
+
+
+class PlanMismatchError(ValueError):
+  """Results made under another analysis plan (or before any)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished run: its experiment (config name), seed and results."""
+
+  experiment: str
+  seed: int
+  results: dict
+  workdir: str = ""
+
+
+def check_plan(run: Run, plan: analysis.Plan = analysis.PLAN) -> None:
+  """Raises PlanMismatchError unless `run` was made under `plan`."""
+  digest = run.results.get("analysis_plan_digest")
+  if digest != plan.digest():
+    raise PlanMismatchError(
+      f"{run.workdir or run.experiment}: results made under "
+      f"{'no analysis plan' if digest is None else 'plan ' + digest[:12]}, "
+      f"not the plan in force ({plan.digest()[:12]}, "
+      "docs/analysis_plan.md); re-run it, or report it with the plan it "
+      "was made under."
+    )
+
+
+def _arms(results: dict) -> dict:
+  return {
+    (a["defense"], a["goal"], a["k"], a["m"], a["step_fraction"],
+     a.get("ablation", False)): a
+    for a in results.get("arms", [])
+  }  # fmt: skip
+
+
+def _rate(count: dict) -> float:
+  return count["successes"] / count["n"] if count["n"] else 0.0
+
+
+def _side(arms, defense, goal, k, m, fractions, ablation=False):
+  """The arm of attack (k, m) at the step its calibration images choose
+  among `fractions`, and the step record; None when an arm is missing."""
+  found = [arms.get((defense, goal, k, m, f, ablation)) for f in fractions]
+  if any(a is None for a in found):
+    return None
+  rates = [_rate(a["calibration"]) for a in found]
+  chosen = analysis.choose_step(list(fractions), rates)
+  step = {"candidates": list(fractions), "calibration_rates": rates,
+          "chosen": chosen}  # fmt: skip
+  return found[list(fractions).index(chosen)], step
+
+
+def _pair(arm_a: dict, arm_b: dict) -> tuple[np.ndarray, np.ndarray, list]:
+  ea, eb = arm_a["evaluation"], arm_b["evaluation"]
+  if ea["indices"] != eb["indices"]:
+    raise ValueError("Paired arms retained different evaluation images.")
+  return (np.asarray(ea["per_sample"], bool),
+          np.asarray(eb["per_sample"], bool), ea["indices"])  # fmt: skip
+
+
+def _digest(indices) -> str:
+  return hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()
+
+
+def _label(k: int, m: int, steps: list[dict]) -> str:
+  """``PGD-k x EOT-m, step eps*f`` (per seed when several seeds)."""
+  chosen = ", ".join(f"eps*{s['chosen']:g}" for s in steps)
+  return f"PGD-{k} x EOT-{m}, step {chosen}"
+
+
+def _fractions(results: dict, defense: str, goal: str, k: int, m: int):
+  return sorted(
+    {a["step_fraction"] for a in results.get("arms", [])
+     if (a["defense"], a["goal"], a["k"], a["m"]) == (defense, goal, k, m)
+     and not a.get("ablation", False)}
+  )  # fmt: skip
+
+
+def compare(runs, defense, goal, no_eot, eot, *, level, plan=analysis.PLAN,
+            fixed=None, ablation=False) -> dict | None:  # fmt: skip
+  """One comparison, pooled over `runs` (one experiment's seeds): each side
+  at its calibration-chosen step (or the `fixed` fraction for both;
+  `ablation`: the no-EOT side is Table 2's long run at its own step).
+  Returns the record, None when a run lacks an arm."""
+  per_seed, pooled_a, pooled_b, screens = [], [], [], []
+  steps = {"a": [], "b": []}
+  for run in runs:
+    arms = _arms(run.results)
+    fa = [fixed] if fixed is not None else _fractions(run.results, defense,
+                                                      goal, *no_eot)  # fmt: skip
+    if ablation:
+      fa = sorted({a["step_fraction"] for a in run.results.get("arms", [])
+                   if a["defense"] == defense and a.get("ablation")})  # fmt: skip
+    fb = [fixed] if fixed is not None else _fractions(run.results, defense,
+                                                      goal, *eot)  # fmt: skip
+    side_a = _side(arms, defense, goal, *no_eot, fa, ablation) if fa else None
+    side_b = _side(arms, defense, goal, *eot, fb) if fb else None
+    if side_a is None or side_b is None:
+      return None
+    (arm_a, step_a), (arm_b, step_b) = side_a, side_b
+    a, b, indices = _pair(arm_a, arm_b)
+    rate_a, rate_b = _rate(arm_a["calibration"]), _rate(arm_b["calibration"])
+    screen = []
+    if len(a) < plan.min_retained:
+      screen.append(f"seed {run.seed}: {len(a)} retained < {plan.min_retained}")
+    if analysis.saturated(rate_a, rate_b, plan):
+      screen.append(
+        f"seed {run.seed}: saturated on calibration images "
+        f"({100 * rate_a:.0f} %, {100 * rate_b:.0f} %)"
+      )
+    screens += screen
+    estimate, low, high = stats.paired_difference_interval(a, b, level)
+    per_seed.append({
+      "seed": run.seed,
+      "n": len(a),
+      "difference": {"estimate": estimate, "ci": [low, high]},
+      "region": "untestable" if screen else analysis.region(low, high,
+                                                           plan.margin),
+      "step_a": step_a,
+      "step_b": step_b,
+      "evaluation_indices_sha256": _digest(indices),
+      "calibration_n": [arm_a["calibration"]["n"], arm_b["calibration"]["n"]],
+    })  # fmt: skip
+    steps["a"].append(step_a)
+    steps["b"].append(step_b)
+    pooled_a.append(a)
+    pooled_b.append(b)
+  if not per_seed:
+    return None
+  a, b = np.concatenate(pooled_a), np.concatenate(pooled_b)
+  estimate, low, high = stats.paired_difference_interval(a, b, level)
+  region = "untestable" if screens else analysis.region(low, high, plan.margin)
+  record = {
+    "defense": defense,
+    "goal": goal,
+    "seeds": [s["seed"] for s in per_seed],
+    "a": stats.side(_label(*no_eot, steps["a"]), int(a.sum()), a.size)
+    | {"step": steps["a"][0] if len(per_seed) == 1 else steps["a"]},
+    "b": stats.side(_label(*eot, steps["b"]), int(b.sum()), b.size)
+    | {"step": steps["b"][0] if len(per_seed) == 1 else steps["b"]},
+    "difference": {"estimate": estimate, "ci": [low, high], "level": level,
+                   "method": METHOD},
+    "only_a": stats.discordant(a, b)[0],
+    "only_b": stats.discordant(a, b)[1],
+    "p_one_sided": stats.mcnemar_one_sided(a, b),
+    "p_two_sided": stats.paired_test(a, b),
+    "margin": plan.margin,
+    "region": region,
+    "words": analysis.comparison_words(region),
+    "screens": screens,
+    "per_seed": per_seed,
+  }  # fmt: skip
+  return record
+
+
+def _runs_of(runs, experiment: str) -> list[Run]:
+  return sorted((r for r in runs if r.experiment == experiment),
+                key=lambda r: r.seed)  # fmt: skip
+
+
+def _consistency(record: dict, decide_one) -> tuple[bool | None, str]:
+  """``(replicates, consistency)`` of a pooled decision over its seeds."""
+  seeds = [decide_one(s["region"]) for s in record["per_seed"]]
+  if len(seeds) == 1:
+    return None, "one seed"
+  if all(s == "inconclusive" for s in seeds):
+    return False, "all inconclusive"
+  pooled = decide_one(record["region"])
+  agree = all(s == pooled for s in seeds)
+  return agree, ("all seeds agree" if agree else "seeds: " + ", ".join(seeds))
+
+
+def _primaries(runs, plan, claim):
+  """The claim's primary comparison records (None where not run)."""
+  level = plan.interval_level(claim)
+  out = []
+  for p in plan.family(claim):
+    record = compare(_runs_of(runs, p.experiment), p.defense, p.goal,
+                     p.no_eot, p.eot, level=level, plan=plan)  # fmt: skip
+    if record is not None:
+      record |= {"claim": claim, "experiment": p.experiment, "role": "primary",
+                 "question": p.question}  # fmt: skip
+    out.append((p, record))
+  return out
+
+
+def _holm(records) -> None:
+  """Holm over the family's primaries; one not run counts as p = 1."""
+  ps = [r["p_one_sided"] if r is not None else 1.0 for r in records]
+  if not ps:
+    return
+  for r, adjusted in zip(records, stats.holm(ps), strict=True):
+    if r is not None:
+      r["p_holm"] = float(adjusted)
+
+
+def _secondary(runs, plan, primaries) -> list[dict]:
+  """Every other equal-budget pair per fixed step, and Table 2's
+  ablation, at 95 % (unadjusted): reported, never decisive."""
+  out = []
+  for experiment in sorted({r.experiment for r in runs}):
+    group = _runs_of(runs, experiment)
+    arms = group[0].results.get("arms", [])
+    keys = sorted({(a["defense"], a["goal"], a["k"], a["m"]) for a in arms
+                   if not a.get("ablation")})  # fmt: skip
+    for (d, g, k, m), (d2, g2, k2, m2) in itertools.product(keys, keys):
+      if (d, g) != (d2, g2) or not (m == 1 < m2 and k == k2 * m2):
+        continue
+      for f in _fractions(group[0].results, d, g, k, m):
+        record = compare(group, d, g, (k, m), (k2, m2), level=0.95,
+                         plan=plan, fixed=f)  # fmt: skip
+        if record is not None:
+          out.append(record | {"experiment": experiment, "role": "secondary",
+                               "kind": f"fixed step eps*{f:g}"})  # fmt: skip
+    ablated = {(a["defense"], a["goal"], a["k"]) for a in arms
+               if a.get("ablation")}  # fmt: skip
+    for d, g, k in sorted(ablated):
+      versus = [p for p in primaries if p.experiment == experiment
+                and p.defense == d and p.goal == g]  # fmt: skip
+      if not versus:
+        continue
+      record = compare(group, d, g, (k, 1), versus[0].eot, level=0.95,
+                       plan=plan, ablation=True)  # fmt: skip
+      if record is not None:
+        out.append(record | {"experiment": experiment, "role": "secondary",
+                             "kind": "Table 2 ablation (long no-EOT run)"})  # fmt: skip
+  return out
+
+
+def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
+  """The plan's records and decisions for `runs` (every run checked
+  against `plan` first).
+
+  Returns:
+    ``{"analysis_plan", "analysis_plan_digest", "comparisons",
+    "decisions"}``: comparisons (primary first, then secondary) as the
+    plan's records; decisions ``{claim, defense, goal, experiment,
+    decision, primary (index or indices), replicates, consistency}``.
+  """
+  for run in runs:
+    check_plan(run, plan)
+  comparisons, decisions = [], []
+
+  def add(record):
+    comparisons.append(record)
+    return len(comparisons) - 1
+
+  claim_i = _primaries(runs, plan, "i")
+  _holm([r for _, r in claim_i])
+  for p, record in claim_i:
+    entry = {"claim": "i", "defense": p.defense, "goal": p.goal,
+             "experiment": p.experiment}  # fmt: skip
+    if record is None:
+      decisions.append(entry | {"decision": "not run", "primary": None,
+                                "replicates": None, "consistency": ""})  # fmt: skip
+      continue
+    decision = analysis.claim_i(record["region"])
+    record["decision"] = decision
+    replicates, consistency = _consistency(record, analysis.claim_i)
+    decisions.append(entry | {"decision": decision, "primary": add(record),
+                              "replicates": replicates,
+                              "consistency": consistency})  # fmt: skip
+  claim_ii = _primaries(runs, plan, "ii")
+  if all(r is not None for _, r in claim_ii):
+    components = [(p.question, r["region"]) for p, r in claim_ii]
+    decision = analysis.claim_ii(components)
+    indices = []
+    for _, r in claim_ii:
+      r["decision"] = decision
+      indices.append(add(r))
+  else:
+    decision, indices = "not run", None
+  decisions.append({
+    "claim": "ii", "defense": " & ".join(p.defense for p, _ in claim_ii),
+    "goal": "targeted",
+    "experiment": " & ".join(sorted({p.experiment for p, _ in claim_ii})),
+    "decision": decision, "primary": indices, "replicates": None,
+    "consistency": "one seed",
+  })  # fmt: skip
+  for p in plan.family("iii"):
+    decisions.append({"claim": "iii", "defense": p.defense, "goal": p.goal,
+                      "experiment": p.experiment, "decision": "not run",
+                      "primary": None, "replicates": None,
+                      "consistency": ""})  # fmt: skip
+  primaries = plan.family("i") + plan.family("ii")
+  comparisons += _secondary(runs, plan, primaries)
+  return {
+    "analysis_plan": plan.to_json(),
+    "analysis_plan_digest": plan.digest(),
+    "comparisons": comparisons,
+    "decisions": decisions,
+  }
+
+
+def decision_table(decided: dict) -> list[str]:
+  """The generated verdict table: claim, defense, goal, decision, the
+  primary comparison's rates, the interval of the difference, adjusted p,
+  replication."""
+  lines = [
+    "| claim | defense, goal (experiment) | decision | no EOT | EOT | "
+    "EOT − no EOT [interval] | p (Holm) | seeds |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  comparisons = decided["comparisons"]
+  for d in decided["decisions"]:
+    where = f"{d['defense']}, {d['goal']} (`{d['experiment']}`)"
+    index = d["primary"]
+    if index is None:
+      lines.append(f"| ({d['claim']}) | {where} | {d['decision']} | – | – | "
+                   "– | – | – |")  # fmt: skip
+      continue
+    for i in index if isinstance(index, list) else [index]:
+      r = comparisons[i]
+      diff = r["difference"]
+      p = r.get("p_holm", r["p_one_sided"])
+      seeds = ", ".join(map(str, r["seeds"]))
+      if d.get("consistency") not in ("", "one seed"):
+        seeds += f" ({d['consistency']})"
+      lines.append(
+        f"| ({d['claim']}) | {r['defense']}, {r['goal']} (`{r['experiment']}`)"
+        f" | {d['decision']}: {r['words']} | {_fmt_side(r['a'])} | "
+        f"{_fmt_side(r['b'])} | {100 * diff['estimate']:+.1f} "
+        f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] at "
+        f"{100 * diff['level']:.2f} % | {p:.2g} | {seeds} |"
+      )
+  return lines
+
+
+def _fmt_side(side: dict) -> str:
+  return (f"{side['label']}: {100 * side['rate']:.1f} % "
+          f"({side['successes']}/{side['n']})")  # fmt: skip
+
+
+def secondary_table(decided: dict) -> list[str]:
+  lines = [
+    "| experiment | defense, goal | kind | no EOT | EOT | EOT − no EOT "
+    "[95 %] | region | p (two-sided) |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for r in decided["comparisons"]:
+    if r["role"] != "secondary":
+      continue
+    diff = r["difference"]
+    lines.append(
+      f"| {r['experiment']} | {r['defense']}, {r['goal']} | {r['kind']} | "
+      f"{_fmt_side(r['a'])} | {_fmt_side(r['b'])} | "
+      f"{100 * diff['estimate']:+.1f} [{100 * diff['ci'][0]:+.1f}, "
+      f"{100 * diff['ci'][1]:+.1f}] | {r['words']} | {r['p_two_sided']:.2g} |"
+    )
+  return lines
+
+
+def summary(decided: dict) -> list[str]:
+  """The README's short verdict summary: one line per decided claim x
+  defense x goal, then what is not yet run under the plan."""
+  lines, not_run = [], collections.Counter()
+  for d in decided["decisions"]:
+    if d["primary"] is None:
+      not_run[d["experiment"]] += 1
+      continue
+    index = d["primary"]
+    first = decided["comparisons"][index[0] if isinstance(index, list) else index]
+    seeds = first["seeds"]
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    if d["replicates"] is not None:
+      seed_text += f"; {d['consistency']}"
+    if isinstance(index, list):
+      detail = "; ".join(
+        f"{decided['comparisons'][i]['defense']} "
+        f"{_points(decided['comparisons'][i])}" for i in index
+      )
+    else:
+      detail = f"{first['words']}, {_points(first)}"
+    lines.append(
+      f"* ({d['claim']}) {d['defense']}, {d['goal']} (`{d['experiment']}`, "
+      f"{seed_text}): **{d['decision']}** ({detail})"
+    )
+  if not_run:
+    lines.append(
+      "* Not yet run under this plan: "
+      + ", ".join(f"`{e}` ({n})" for e, n in sorted(not_run.items()))
+      + "."
+    )
+  return lines
+
+
+def _points(record: dict) -> str:
+  """``EOT − no EOT +1.2 [−3.1, +5.6] points at 99.09 %``."""
+  diff = record["difference"]
+  return (
+    f"EOT − no EOT {100 * diff['estimate']:+.1f} "
+    f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] points at "
+    f"{100 * diff['level']:.2f} %"
+  )
