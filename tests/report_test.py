@@ -237,6 +237,68 @@ class ResultsJsonTest(absltest.TestCase):
     (d,) = [d for d in decided["decisions"] if d["experiment"] == "eot_ablation"]
     self.assertEqual(d["decision"], "untestable")
 
+  def test_claim_iii_decides_the_gap_change_by_the_sign_flip_test(self):
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(2)
+    n = 150
+    # Before: defended 20 %, undefended 90 % (gap -70 points); after
+    # fine-tuning the defended side rises to the undefended one.
+    outcomes = {
+      (0, "defended"): rng.random(n) < 0.2,
+      (0, "undefended"): rng.random(n) < 0.9,
+      (2, "defended"): rng.random(n) < 0.85,
+      (2, "undefended"): rng.random(n) < 0.9,
+    }
+    arms = [
+      {"defense": "bart_k1", "goal": "untargeted", "epoch": e, "kind": kind,
+       "eps": 2 / 255, "eps_is_largest_candidate": False,
+       # One image fewer retained in one arm: the four-arm intersection.
+       "indices": list(range(n - (kind == "undefended" and e == 2))),
+       "per_sample": [bool(v) for v in values[: n - (kind == "undefended"
+                                                      and e == 2)]]}
+      for (e, kind), values in outcomes.items()
+    ]  # fmt: skip
+    path = os.path.join(root, "fig3")
+    os.makedirs(path)
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "config.json"),
+      {"config": {"experiment": "fig3", "seed": 0}},
+    )
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "results.json"),
+      {"gap_arms": arms, "comparisons": [],
+       "analysis_plan_digest": analysis.PLAN.digest()},
+    )  # fmt: skip
+    decided = verdicts.decide(report.runs([path]))
+    (d,) = [d for d in decided["decisions"]
+            if d["defense"] == "bart_k1" and d["goal"] == "untargeted"]  # fmt: skip
+    record = decided["comparisons"][d["primary"]]
+    keep = n - 1
+    s = {k: v[:keep].astype(int) for k, v in outcomes.items()}
+    change = (s[(2, "defended")] - s[(2, "undefended")]) - (
+      s[(0, "defended")] - s[(0, "undefended")]
+    )
+    self.assertEqual(record["n"], keep)
+    self.assertAlmostEqual(record["difference"]["estimate"], change.mean())
+    self.assertEqual(record["p_one_sided"], stats.sign_flip_test(change))
+    low, high = record["difference"]["ci"]
+    self.assertGreater(low, 0)
+    self.assertEqual(d["decision"], "supported")
+    self.assertEqual(d["decision"], analysis.claim_iii(
+      analysis.region(low, high, 0.05)))  # fmt: skip
+    # The eps rule at its largest candidate makes the comparison untestable.
+    for arm in arms:
+      arm["eps_is_largest_candidate"] = arm["epoch"] == 2
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "results.json"),
+      {"gap_arms": arms, "comparisons": [],
+       "analysis_plan_digest": analysis.PLAN.digest()},
+    )  # fmt: skip
+    decided = verdicts.decide(report.runs([path]))
+    (d,) = [d for d in decided["decisions"]
+            if d["defense"] == "bart_k1" and d["goal"] == "untargeted"]  # fmt: skip
+    self.assertEqual(d["decision"], "untestable")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -12,8 +12,7 @@ Paper (ImageNette, official_code.md §7.4), sigma = 0.05..0.5, untargeted
 success on the clean model 99.1 ... 58.1 %, after fine-tuning 99.6 ...
 75.7 %; benign accuracy 93.5 ... 14.9 % before, 95.9 ... 91.7 % after.
 
-Default CPU variant measured on a 2-core CPU on 2026-11-29: 148 s; the
-verdicts it gives are in docs/results.md.
+Default CPU variant: times in docs/results.md.
 """
 
 from stochjax.configs import fig3

@@ -220,7 +220,8 @@ def invariance_section(experiment: str, results: dict, workdir, out_dir):
   lines.extend(_eps_rule_lines("the clean model", results.get("eps_sweep")))
   lines.append(f"Attack: {_attack_text(results)}.")
   lines.append("")
-  for file in ("before_after.png", "success_by_epoch.png"):
+  for file in ("before_after.png", "success_by_epoch.png",
+               "gap_vs_invariance.png"):
     lines.append(_figure(os.path.join(workdir, file), file, out_dir))
   return lines
 
@@ -299,7 +300,7 @@ def runs(workdirs: list[str]) -> list[verdicts.Run]:
   out = []
   for workdir in workdirs:
     results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
-    if "arms" not in results and "comparisons" not in results:
+    if not {"arms", "gap_arms", "comparisons"} & results.keys():
       continue
     config_path = os.path.join(workdir, "config.json")
     config = {}

@@ -177,6 +177,89 @@ def compare(runs, defense, goal, no_eot, eot, *, level, plan=analysis.PLAN,
   return record
 
 
+GAP_METHOD = "percentile bootstrap of the mean per-image gap change"
+
+
+def _gap_arms(results: dict) -> dict:
+  return {(a["defense"], a["goal"], a["epoch"], a["kind"]): a
+          for a in results.get("gap_arms", [])}  # fmt: skip
+
+
+def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
+  """Claim (iii) for one defense and goal, pooled over `runs`: per image
+  retained in all four arms (defended and undefended, first and last
+  checkpoint, each at its own eps), d = gap_after - gap_before; the exact
+  sign-flip test of mean d > 0 and its bootstrap interval. None when not
+  run."""
+  ds, screens, per_seed, sides = [], [], [], collections.defaultdict(list)
+  for run in runs:
+    arms = _gap_arms(run.results)
+    epochs = sorted({e for (d, g, e, _) in arms if (d, g) == (defense, goal)})
+    if len(epochs) < 2:
+      return None
+    first, last = epochs[0], epochs[-1]
+    four = {(e, kind): arms[(defense, goal, e, kind)]
+            for e in (first, last) for kind in ("defended", "undefended")}  # fmt: skip
+    common = sorted(set.intersection(*(set(a["indices"]) for a in four.values())))
+    outcome = {
+      key: dict(zip(a["indices"], a["per_sample"], strict=True))
+      for key, a in four.items()
+    }
+    s = {key: np.array([outcome[key][i] for i in common], int) for key in four}
+    gap_before = s[(first, "defended")] - s[(first, "undefended")]
+    gap_after = s[(last, "defended")] - s[(last, "undefended")]
+    for key, values in s.items():
+      sides[f"{key[1]} epoch {key[0]}"].append(values)
+    screen = []
+    if len(common) < plan.min_retained:
+      screen.append(f"seed {run.seed}: {len(common)} retained in all four "
+                    f"arms < {plan.min_retained}")  # fmt: skip
+    for e in (first, last):
+      if four[(e, "defended")]["eps_is_largest_candidate"]:
+        screen.append(f"seed {run.seed}: the eps rule picked its largest "
+                      f"candidate at epoch {e}")  # fmt: skip
+    screens += screen
+    d = gap_after - gap_before
+    ds.append(d)
+    per_seed.append({"seed": run.seed, "n": len(common),
+                     "gap_before": float(gap_before.mean()) if len(common) else None,
+                     "gap_after": float(gap_after.mean()) if len(common) else None,
+                     "eps": [four[(e, "defended")]["eps"] for e in (first, last)],
+                     "epochs": [first, last]})  # fmt: skip
+  if not ds:
+    return None
+  d = np.concatenate(ds)
+  mean, low, high = stats.bootstrap_interval(
+    d, level, num_resamples=plan.bootstrap_resamples, seed=plan.bootstrap_seed
+  )
+  if not d.size:
+    low, high = -2.0, 2.0
+  region = "untestable" if screens else analysis.region(low, high, plan.margin)
+  rates = {label: float(np.concatenate(v).mean()) if d.size else float("nan")
+           for label, v in sides.items()}  # fmt: skip
+  return {
+    "defense": defense,
+    "goal": goal,
+    "seeds": [s["seed"] for s in per_seed],
+    "n": int(d.size),
+    "success": rates,
+    "difference": {"estimate": mean, "ci": [low, high], "level": level,
+                   "method": GAP_METHOD},
+    "test": "exact one-sided sign-flip permutation test of mean d > 0",
+    "p_one_sided": stats.sign_flip_test(d),
+    "margin": plan.margin,
+    "region": region,
+    "words": {"below": "gap widens", "above": "gap closes",
+              "above_within": "gap closes, within the margin",
+              "within": "gap unchanged within ±margin",
+              "not_above": "gap does not close by the margin",
+              "inconclusive": "inconclusive",
+              "untestable": "untestable"}[region],
+    "screens": screens,
+    "per_seed": per_seed,
+  }  # fmt: skip
+
+
 def _runs_of(runs, experiment: str) -> list[Run]:
   return sorted((r for r in runs if r.experiment == experiment),
                 key=lambda r: r.seed)  # fmt: skip
@@ -301,11 +384,28 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
     "decision": decision, "primary": indices, "replicates": None,
     "consistency": "one seed",
   })  # fmt: skip
+  level = plan.interval_level("iii")
+  claim_iii = []
   for p in plan.family("iii"):
-    decisions.append({"claim": "iii", "defense": p.defense, "goal": p.goal,
-                      "experiment": p.experiment, "decision": "not run",
-                      "primary": None, "replicates": None,
-                      "consistency": ""})  # fmt: skip
+    record = compare_gap(_runs_of(runs, p.experiment), p.defense, p.goal,
+                         level=level, plan=plan)  # fmt: skip
+    if record is not None:
+      record |= {"claim": "iii", "experiment": p.experiment, "role": "primary",
+                 "question": p.question}  # fmt: skip
+    claim_iii.append((p, record))
+  _holm([r for _, r in claim_iii])
+  for p, record in claim_iii:
+    entry = {"claim": "iii", "defense": p.defense, "goal": p.goal,
+             "experiment": p.experiment}  # fmt: skip
+    if record is None:
+      decisions.append(entry | {"decision": "not run", "primary": None,
+                                "replicates": None, "consistency": ""})  # fmt: skip
+      continue
+    record["decision"] = analysis.claim_iii(record["region"])
+    decisions.append(entry | {"decision": record["decision"],
+                              "primary": add(record), "replicates": None,
+                              "consistency": "one seed"
+                              if len(record["seeds"]) == 1 else ""})  # fmt: skip
   primaries = plan.family("i") + plan.family("ii")
   comparisons += _secondary(runs, plan, primaries)
   return {
@@ -321,8 +421,9 @@ def decision_table(decided: dict) -> list[str]:
   primary comparison's rates, the interval of the difference, adjusted p,
   replication."""
   lines = [
-    "| claim | defense, goal (experiment) | decision | no EOT | EOT | "
-    "EOT − no EOT [interval] | p (Holm) | seeds |",
+    "| claim | defense, goal (experiment) | decision | no EOT (iii: first "
+    "checkpoint) | EOT (iii: last) | EOT − no EOT (iii: gap change) "
+    "[interval] | p (Holm) | seeds |",
     "|---|---|---|---|---|---|---|---|",
   ]
   comparisons = decided["comparisons"]
@@ -340,10 +441,12 @@ def decision_table(decided: dict) -> list[str]:
       seeds = ", ".join(map(str, r["seeds"]))
       if d.get("consistency") not in ("", "one seed"):
         seeds += f" ({d['consistency']})"
+      a, b = _gap_sides(r) if d["claim"] == "iii" else (
+        _fmt_side(r["a"]), _fmt_side(r["b"]))  # fmt: skip
       lines.append(
         f"| ({d['claim']}) | {r['defense']}, {r['goal']} (`{r['experiment']}`)"
-        f" | {d['decision']}: {r['words']} | {_fmt_side(r['a'])} | "
-        f"{_fmt_side(r['b'])} | {100 * diff['estimate']:+.1f} "
+        f" | {d['decision']}: {r['words']} | {a} | "
+        f"{b} | {100 * diff['estimate']:+.1f} "
         f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] at "
         f"{100 * diff['level']:.2f} % | {p:.2g} | {seeds} |"
       )
@@ -353,6 +456,21 @@ def decision_table(decided: dict) -> list[str]:
 def _fmt_side(side: dict) -> str:
   return (f"{side['label']}: {100 * side['rate']:.1f} % "
           f"({side['successes']}/{side['n']})")  # fmt: skip
+
+
+def _gap_sides(record: dict) -> tuple[str, str]:
+  """Claim (iii)'s two columns: defended / undefended success before and
+  after fine-tuning (the gap is their difference)."""
+  cells = []
+  for when in ("first", "last"):
+    rates = {k: v for k, v in record["success"].items()
+             if (k.endswith(f"epoch {record['per_seed'][0]['epochs'][0]}")
+                 if when == "first" else
+                 k.endswith(f"epoch {record['per_seed'][0]['epochs'][1]}"))}  # fmt: skip
+    text = " / ".join(f"{100 * v:.1f} %" for v in rates.values())
+    cells.append(f"defended / undefended, {when} checkpoint: {text} "
+                 f"(n = {record['n']})")  # fmt: skip
+  return cells[0], cells[1]
 
 
 def secondary_table(decided: dict) -> list[str]:

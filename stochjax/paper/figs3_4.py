@@ -96,10 +96,11 @@ class _Evaluation:
   """What every (defense, epoch) evaluation of a run shares."""
 
   config: ml_collections.ConfigDict
-  images: np.ndarray
+  images: np.ndarray  # the evaluation images
   labels: np.ndarray
   eval_key: jax.Array
   goals: list
+  calibration: tuple  # (images, labels): the eps rule's, never evaluated
 
   def targets(self, logits_fn):
     k = validation.num_classes(logits_fn, self.images[:1])
@@ -136,9 +137,7 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
       ("defended", (attacks_for[goal][0], defense, ev.config.num_votes)),
       ("undefended", (attacks_for[goal][1], None, 1)),
     ):
-      cell = f"{name}/{goal}/epoch={epoch}" + (
-        "" if kind == "defended" else "/undefended"
-      )
+      cell = _cell(name, goal, epoch, kind)
 
       def attacked(cell=cell, goal=goal, kind=kind, attack=attack,
                    guard=guard, votes=votes):  # fmt: skip
@@ -198,9 +197,10 @@ def _comparisons(config, cells, names, goals) -> list[dict]:
   return records
 
 
-def _working_eps(config, work, ev: _Evaluation, start) -> dict:
-  """The attack's radius: ``config.eps_rule`` on the clean starting model,
-  undefended (one cell, so a resumed run keeps it), or the spec's eps.
+def _working_eps(config, work, ev: _Evaluation, logits_fn, cell: str) -> dict:
+  """A checkpoint's radius: ``config.eps_rule`` on that checkpoint's own
+  undefended model, on the calibration images (cell `cell`, so a resumed
+  run keeps it), or the spec's eps.
 
   Returns:
     ``{"overrides": attack keyword overrides, "sweep": the rule's record}``.
@@ -208,12 +208,11 @@ def _working_eps(config, work, ev: _Evaluation, start) -> dict:
   if not config.eps_rule.use:
     return {"overrides": {}, "sweep": None}
   sweep = work.cell(
-    "eps_sweep",
+    cell,
     lambda: eps_rule.from_config(
       prng.stream(ev.eval_key, "eps_rule"),
-      start,
-      ev.images,
-      ev.labels,
+      logits_fn,
+      *ev.calibration,
       config.eps_rule,
     ),
   )
@@ -222,6 +221,37 @@ def _working_eps(config, work, ev: _Evaluation, start) -> dict:
     return {"overrides": {}, "sweep": sweep}
   step = eps * config.attack.step_fraction
   return {"overrides": {"eps": eps, "step_size": step}, "sweep": sweep}
+
+
+def gap_arms(cells: dict, names, goals, eval_epochs, sweeps) -> list[dict]:
+  """Every (defense, goal, checkpoint, kind) evaluation at its checkpoint's
+  own eps, as an arm of the analysis plan's claim (iii)
+  (`stochjax.harness.verdicts`): per-image outcomes by evaluation position,
+  and the checkpoint's eps rule record."""
+  out = []
+  for name in names:
+    for goal in goals:
+      for epoch in eval_epochs:
+        for kind in ("defended", "undefended"):
+          ev = evaluate.Evaluation.from_json(cells[_cell(name, goal, epoch, kind)])
+          sweep = sweeps.get((name, epoch)) or {}
+          out.append({
+            "defense": name, "goal": goal, "epoch": int(epoch), "kind": kind,
+            "eps": sweep.get("picked"),
+            "eps_is_largest_candidate": bool(
+              sweep.get("picked") is not None
+              and sweep["picked"] == sweep["candidates"][-1]
+            ),
+            "indices": list(ev.retained_indices),
+            "per_sample": list(ev.attack.per_sample),
+          })  # fmt: skip
+  return out
+
+
+def _cell(name: str, goal: str, epoch: int, kind: str) -> str:
+  return f"{name}/{goal}/epoch={epoch}" + (
+    "" if kind == "defended" else "/undefended"
+  )
 
 
 def run(
@@ -236,33 +266,42 @@ def run(
     )
   run = setup.fine_tuning(config, workdir)
   goals = [_goal(t) for t in config.goals]
+  # Calibration and evaluation test images (the seed's split); the eps
+  # rule reads only the calibration images.
+  split = experiment.test_split(config, len(run.test_set.labels))
+  evaluation = split["evaluation"][: config.num_examples]
+  calibration = split["calibration"]
   ev = _Evaluation(
     config,
-    run.test_set.images[: config.num_examples],
-    run.test_set.labels[: config.num_examples],
+    run.test_set.images[evaluation],
+    run.test_set.labels[evaluation],
     run.eval_key,
     goals,
+    (run.test_set.images[calibration], run.test_set.labels[calibration]),
   )
   cells = workdir.cells()
   started = time.time()
-  working = _working_eps(
-    config, workdir, ev, models.classifier(run.model, run.start)
-  )
-  for name, defense in built.items():
-    # The attacks, built once per goal: a new attack object is a new jitted
-    # program, and the epochs differ only by the weights (jit arguments).
-    attacks_for = {
-      goal: tuple(
-        attacks.lookup(
-          config.attack.spec,
-          defense=d,
-          targeted=goal == "targeted",
-          **working["overrides"],
+  start_model = models.classifier(run.model, run.start)
+  working = _working_eps(config, workdir, ev, start_model, "eps_sweep")
+  sweeps, built_attacks = {}, {}
+
+  def attacks_at(defense_name, defense, overrides):
+    """The attacks per goal (through the defense, and undefended) at
+    `overrides`' eps, built once per (defense, eps): a new attack object is
+    a new jitted program, and epochs at one eps differ only by weights."""
+    key = (defense_name, tuple(sorted(overrides.items())))
+    if key not in built_attacks:
+      built_attacks[key] = {
+        goal: tuple(
+          attacks.lookup(config.attack.spec, defense=d,
+                         targeted=goal == "targeted", **overrides)
+          for d in (defense, None)
         )
-        for d in (defense, None)
-      )
-      for goal in goals
-    }
+        for goal in goals
+      }  # fmt: skip
+    return built_attacks[key]
+
+  for name, defense in built.items():
     run_name = f"finetune_{name}"
     setup.fine_tune(config, workdir, run, name=run_name, defense=defense)
     checkpoint_dir = experiment.checkpoint_dir(workdir, run_name)
@@ -272,12 +311,25 @@ def run(
         if epoch == 0
         else setup.epoch_variables(checkpoint_dir, epoch)
       )
+      logits_fn = models.classifier(run.model, variables)
+      # Each checkpoint at its own undefended model's eps (claim (iii)'s
+      # gap, docs/analysis_plan.md section 7); epoch 0 is the clean model.
+      own = working if epoch == 0 else _working_eps(
+        config, workdir, ev, logits_fn, f"eps_sweep/{name}/epoch={epoch}"
+      )  # fmt: skip
+      sweeps[(name, epoch)] = own["sweep"]
       _evaluate_epoch(
-        ev, workdir, cells, name, defense, attacks_for,
-        models.classifier(run.model, variables), epoch,
+        ev, workdir, cells, name, defense,
+        attacks_at(name, defense, own["overrides"]), logits_fn, epoch,
       )  # fmt: skip
   summary = _summary(cells, built, goals, config.eval_epochs)
   results = {
+    "split": experiment.split_record(split)
+    | {"evaluated": np.asarray(evaluation).tolist()},
+    "gap_arms": gap_arms(cells, built, goals, config.eval_epochs, sweeps),
+    "eps_by_checkpoint": {
+      f"{name}/epoch={epoch}": sweep for (name, epoch), sweep in sweeps.items()
+    },
     "defenses": summary,
     "labels": list(config.labels),
     "goals": goals,
@@ -290,6 +342,7 @@ def run(
   }
   plots.plot_before_after(results, workdir.file("before_after.png"))
   plots.plot_by_epoch(results, workdir.file("success_by_epoch.png"))
+  plots.plot_gap_vs_invariance(results, workdir.file("gap_vs_invariance.png"))
   for record in results["comparisons"]:
     print(
       f"{record['defense']} {record['goal']}: after "

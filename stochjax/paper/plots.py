@@ -145,3 +145,56 @@ def section5(results: dict, path: str) -> None:
   fig.suptitle("Section 5: lines closed form, dots Monte Carlo", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+
+
+def gap_points(results: dict) -> list[dict]:
+  """Per defense, goal and evaluated checkpoint: the gap (defended minus
+  undefended success on the images retained in both, each checkpoint at
+  its own eps) with its paired 95 % interval (`stats.
+  paired_difference_interval`), and the model's invariance."""
+  arms = {(a["defense"], a["goal"], a["epoch"], a["kind"]): a
+          for a in results["gap_arms"]}  # fmt: skip
+  points = []
+  for (name, goal, epoch, kind), arm in sorted(arms.items()):
+    if kind != "defended":
+      continue
+    other = arms[(name, goal, epoch, "undefended")]
+    defended = dict(zip(arm["indices"], arm["per_sample"], strict=True))
+    undefended = dict(zip(other["indices"], other["per_sample"], strict=True))
+    common = sorted(set(defended) & set(undefended))
+    d = np.array([defended[i] for i in common], bool)
+    u = np.array([undefended[i] for i in common], bool)
+    estimate, low, high = stats.paired_difference_interval(u, d)
+    curve = results["defenses"][name][goal]["by_epoch"]
+    invariance = curve["invariance"][curve["epoch"].index(epoch)]
+    points.append({"defense": name, "goal": goal, "epoch": epoch,
+                   "gap": estimate, "ci": [low, high], "n": len(common),
+                   "invariance": invariance})  # fmt: skip
+  return points
+
+
+def plot_gap_vs_invariance(results: dict, path: str) -> None:
+  """Claim (iii)'s quantity: the gap (defended minus undefended success,
+  with 95 % intervals) against the model's measured invariance to the
+  defense, one line per defense from the first to the last checkpoint."""
+  points = gap_points(results)
+  goals = results["goals"]
+  fig, axes = figures.subplots(
+    1, len(goals), figsize=(5 * len(goals), 3.6), squeeze=False
+  )
+  for ax, goal in zip(axes[0], goals, strict=True):
+    for label, name in zip(results["labels"], results["defenses"], strict=True):
+      mine = [p for p in points if p["defense"] == name and p["goal"] == goal]
+      x = [p["invariance"] for p in mine]
+      y = [100 * p["gap"] for p in mine]
+      err = [[100 * (p["gap"] - p["ci"][0]) for p in mine],
+             [100 * (p["ci"][1] - p["gap"]) for p in mine]]  # fmt: skip
+      ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("invariance to the defense (prediction kept)")
+    ax.set_ylabel("gap: defended − undefended success (points)")
+    ax.set_title(f"{goal}; each checkpoint at its own eps", fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[0][-1].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
