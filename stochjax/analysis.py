@@ -258,4 +258,6 @@ def choose_step(candidates, calibration_rates) -> float:
 def saturated(rate_a: float, rate_b: float, plan: Plan = PLAN) -> bool:
   """Both calibration rates at the same end (`Plan.saturation`)."""
   low, high = plan.saturation
-  return (rate_a >= high and rate_b >= high) or (rate_a <= low and rate_b <= low)
+  return (rate_a >= high and rate_b >= high) or (
+    rate_a <= low and rate_b <= low
+  )

@@ -294,9 +294,7 @@ def holm(p_values: np.typing.ArrayLike) -> np.ndarray:
 
 def _integers(values: np.typing.ArrayLike) -> np.ndarray:
   v = np.asarray(values)
-  if v.ndim != 1 or not (
-    np.issubdtype(v.dtype, np.integer) or v.dtype == bool
-  ):
+  if v.ndim != 1 or not (np.issubdtype(v.dtype, np.integer) or v.dtype == bool):
     raise ValueError(
       f"Need a vector of integer per-image values, got {v.dtype} {v.shape}."
     )
@@ -318,7 +316,9 @@ def sign_flip_test(values: np.typing.ArrayLike) -> float:
   dist = np.zeros(total + 1)
   dist[0] = 1.0
   for m in magnitudes:
-    dist = 0.5 * dist + 0.5 * np.concatenate([np.zeros(m), dist[: dist.size - m]])
+    dist = 0.5 * dist + 0.5 * np.concatenate(
+      [np.zeros(m), dist[: dist.size - m]]
+    )
   # sum s_i |v_i| = 2 * (positive sum) - total.
   observed = int(v.sum())
   threshold = int(np.ceil((observed + total) / 2))

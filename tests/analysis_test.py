@@ -49,7 +49,10 @@ class RegionTest(absltest.TestCase):
     self.assertEqual(analysis.claim_ii(ok), "supported")
     weak_fails = [("superiority", "above"), ("non_inferiority", "above")]
     self.assertEqual(analysis.claim_ii(weak_fails), "not supported")
-    strong_open = [("superiority", "inconclusive"), ("non_inferiority", "within")]
+    strong_open = [
+      ("superiority", "inconclusive"),
+      ("non_inferiority", "within"),
+    ]
     self.assertEqual(analysis.claim_ii(strong_open), "inconclusive")
     strong_fails = [("superiority", "within"), ("non_inferiority", "within")]
     self.assertEqual(analysis.claim_ii(strong_fails), "not supported")
@@ -83,7 +86,9 @@ class PlanTest(absltest.TestCase):
     self.assertNotEqual(plan.digest(), analysis.Plan(margin=0.04).digest())
 
   def test_step_choice_takes_the_best_and_the_first_on_ties(self):
-    self.assertEqual(analysis.choose_step([0.125, 0.25, 0.5], [0.6, 0.7, 0.7]), 0.25)
+    self.assertEqual(
+      analysis.choose_step([0.125, 0.25, 0.5], [0.6, 0.7, 0.7]), 0.25
+    )
     with self.assertRaises(ValueError):
       analysis.choose_step([0.25], [0.1, 0.2])
 

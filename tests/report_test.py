@@ -234,7 +234,9 @@ class ResultsJsonTest(absltest.TestCase):
       arm["calibration"] = {"successes": 120, "n": 120}
     workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
     decided = verdicts.decide(report.runs([path]))
-    (d,) = [d for d in decided["decisions"] if d["experiment"] == "eot_ablation"]
+    (d,) = [
+      d for d in decided["decisions"] if d["experiment"] == "eot_ablation"
+    ]
     self.assertEqual(d["decision"], "untestable")
 
   def test_claim_iii_decides_the_gap_change_by_the_sign_flip_test(self):

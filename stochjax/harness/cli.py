@@ -61,8 +61,10 @@ def _report(argv: Sequence[str]) -> None:
       "json", "docs/results.json", "The comparisons as JSON ('' for none)."
     )
     flags.DEFINE_string(
-      "readme", "", "A README whose generated verdict summary (between "
-      "its 'verdicts' markers) to rewrite ('' for none)."
+      "readme",
+      "",
+      "A README whose generated verdict summary (between "
+      "its 'verdicts' markers) to rewrite ('' for none).",
     )
     flags.DEFINE_bool(
       "allow_dry_run",

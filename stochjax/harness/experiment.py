@@ -45,7 +45,8 @@ def test_split(config, num: int) -> dict:
 def split_record(split: dict) -> dict:
   """A split as results.json keeps it: the indices and their counts."""
   return {
-    f"{part}_indices": np.asarray(index).tolist() for part, index in split.items()
+    f"{part}_indices": np.asarray(index).tolist()
+    for part, index in split.items()
   } | {f"num_{part}": len(index) for part, index in split.items()}
 
 

@@ -220,8 +220,11 @@ def invariance_section(experiment: str, results: dict, workdir, out_dir):
   lines.extend(_eps_rule_lines("the clean model", results.get("eps_sweep")))
   lines.append(f"Attack: {_attack_text(results)}.")
   lines.append("")
-  for file in ("before_after.png", "success_by_epoch.png",
-               "gap_vs_invariance.png"):
+  for file in (
+    "before_after.png",
+    "success_by_epoch.png",
+    "gap_vs_invariance.png",
+  ):
     lines.append(_figure(os.path.join(workdir, file), file, out_dir))
   return lines
 
@@ -395,7 +398,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     "EOT − no EOT (Newcombe's paired score interval) on evaluation images "
     "at the family's Bonferroni level against the margin "
     f"δ = {100 * plan['margin']:g} points; p is the exact one-sided "
-    "McNemar p of \"EOT stronger\", Holm-adjusted over the claim's "
+    'McNemar p of "EOT stronger", Holm-adjusted over the claim\'s '
     "primaries. Digits, ResNet-8s trained here, ε by the rule: not the "
     "paper's ImageNet setup.",
     "",

@@ -200,7 +200,9 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
     first, last = epochs[0], epochs[-1]
     four = {(e, kind): arms[(defense, goal, e, kind)]
             for e in (first, last) for kind in ("defended", "undefended")}  # fmt: skip
-    common = sorted(set.intersection(*(set(a["indices"]) for a in four.values())))
+    common = sorted(
+      set.intersection(*(set(a["indices"]) for a in four.values()))
+    )
     outcome = {
       key: dict(zip(a["indices"], a["per_sample"], strict=True))
       for key, a in four.items()
@@ -501,15 +503,20 @@ def summary(decided: dict) -> list[str]:
       not_run[d["experiment"]] += 1
       continue
     index = d["primary"]
-    first = decided["comparisons"][index[0] if isinstance(index, list) else index]
+    first = decided["comparisons"][
+      index[0] if isinstance(index, list) else index
+    ]
     seeds = first["seeds"]
-    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    seed_text = (
+      f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    )
     if d["replicates"] is not None:
       seed_text += f"; {d['consistency']}"
     if isinstance(index, list):
       detail = "; ".join(
         f"{decided['comparisons'][i]['defense']} "
-        f"{_points(decided['comparisons'][i])}" for i in index
+        f"{_points(decided['comparisons'][i])}"
+        for i in index
       )
     else:
       detail = f"{first['words']}, {_points(first)}"

@@ -233,7 +233,9 @@ def gap_arms(cells: dict, names, goals, eval_epochs, sweeps) -> list[dict]:
     for goal in goals:
       for epoch in eval_epochs:
         for kind in ("defended", "undefended"):
-          ev = evaluate.Evaluation.from_json(cells[_cell(name, goal, epoch, kind)])
+          ev = evaluate.Evaluation.from_json(
+            cells[_cell(name, goal, epoch, kind)]
+          )
           sweep = sweeps.get((name, epoch)) or {}
           out.append({
             "defense": name, "goal": goal, "epoch": int(epoch), "kind": kind,
