@@ -46,7 +46,8 @@ def _cost(cells: dict, seconds: float) -> dict:
 
 
 def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
-          budgets=(20,), small_fraction: float = 0.025, num_draws: int = 20,
+          budgets=(20,), small_fraction: float = 0.025,
+          step_fractions=(0.25, 0.5), num_draws: int = 20,
           eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0)) -> dict:  # fmt: skip
   """Runs every section on `setting` (resuming through ``setting.cell``).
 
@@ -58,6 +59,8 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
       multiple of `eot_samples`).
     small_fraction: the smaller no-EOT step, as a fraction of eps (the
       paper's ablations: eps/40).
+    step_fractions: the steps (fractions of eps) both sides of "EOT
+      needed?" choose from on the calibration images.
     num_draws: defense draws per image for the randomness measures.
     eps_scales: multiples of eps for the success-vs-eps check.
 
@@ -86,7 +89,9 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
     "accuracy": s.done["accuracy"],
     "randomness": s.done["randomness"],
     "adaptive_vs_transfer": transfer,
-    "eot_needed": sections.eot_needed(s, budgets, eot_samples, small_fraction),
+    "eot_needed": sections.eot_needed(
+      s, budgets, eot_samples, small_fraction, step_fractions
+    ),
     "robustness_source": sections.robustness_source(s, steps, eot_samples),
     "sanity": sections.sanity(s, steps, eot_samples, eps_scales, transfer),
   }
@@ -96,6 +101,8 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
     "num_examples": int(len(s.labels)), "steps": steps,
     "eot_samples": eot_samples,
     "budgets": list(budgets), "small_fraction": small_fraction,
+    "step_fractions": list(step_fractions),
+    "num_calibration": int(len(s.calibration)),
     "num_draws": num_draws, "eps_scales": list(eps_scales),
   }  # fmt: skip
   return report

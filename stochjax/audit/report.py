@@ -32,6 +32,19 @@ def _test(test: dict) -> str:
   )
 
 
+def _plan_record(record: dict) -> str:
+  """A comparison under the analysis plan (`stochjax.arms.compare`)."""
+  diff = record["difference"]
+  low, high = diff["ci"]
+  return (
+    f"{_side(record['a'])} vs {_side(record['b'])}; EOT − no EOT "
+    f"{100 * diff['estimate']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
+    f"points at {100 * diff['level']:.1f} % (margin "
+    f"{100 * record['margin']:g}): {record['words']}, claim (i) "
+    f"{record['decision']}; one-sided McNemar p = {record['p_one_sided']:.3g}"
+  )
+
+
 def _lines(name: str, section: dict) -> list[str]:
   """The numbers of one section, one bullet each."""
   if name == "accuracy":
@@ -50,9 +63,8 @@ def _lines(name: str, section: dict) -> list[str]:
   if name in ("adaptive_vs_transfer", "robustness_source"):
     return [f"* {_test(section['test'])}"]
   if name == "eot_needed":
-    return [
-      f"* budget {t['budget']}: {_test(t)}" for t in section["comparisons"]
-    ]
+    return [f"* budget {t['budget']}: {_plan_record(t)}"
+            for t in section["comparisons"]]  # fmt: skip
   if name == "sanity":
     lines = []
     for check in section["checks"]:

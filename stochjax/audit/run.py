@@ -70,13 +70,15 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     eps=eps[0], norm=config.threat.norm, num_votes=config.num_votes,
     batch_size=config.batch_size, mesh=experiment.mesh(config),
     cell=work.cell,
+    calibration=experiment.test_split(config, len(labels))["calibration"],
   )  # fmt: skip
   budget = config.budget
   scales = sorted({e / eps[0] for e in eps} | set(budget.eps_scales))
   result = audit.audit(
     setting, steps=budget.steps, eot_samples=budget.eot_samples,
     budgets=tuple(budget.budgets),
-    small_fraction=budget.small_fraction, num_draws=config.num_draws,
+    small_fraction=budget.small_fraction,
+    step_fractions=tuple(budget.step_fractions), num_draws=config.num_draws,
     eps_scales=tuple(scales),
   )  # fmt: skip
   block = config.model

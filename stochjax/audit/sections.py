@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stochjax import attacks, evaluate, prng, stats, voting
+from stochjax import analysis, arms, attacks, evaluate, prng, stats, voting
+from stochjax.data import splits
 from stochjax.defenses import core as defense_core
 
 ALPHA = 0.05
@@ -44,6 +45,14 @@ class Setting:
   )
   # The evaluations of this audit, by name (what they spent: its cost).
   done: dict = dataclasses.field(default_factory=dict)
+  # Positions of the images that calibrate (step choice, screens); None:
+  # a third of them, drawn by seed 0 (`splits.calibration_split`).
+  calibration: Any = None
+
+  def __post_init__(self):
+    if self.calibration is None:
+      n = len(self.labels)
+      self.calibration = splits.calibration_split(n, 0, max(1, n // 3))[0]
 
   def cached(self, name: str, compute: Callable[[], Any]) -> Any:
     """Cell `name` of the audit (`cell`), recorded in `done`."""
@@ -226,43 +235,64 @@ def adaptive_vs_transfer(s: Setting, steps: int, eot_samples: int) -> dict:
   }
 
 
-def eot_needed(
-  s: Setting, budgets, eot_samples: int, small_fraction: float
-) -> dict:
-  """PGD without EOT (k = budget steps of eps/4, and the same steps of
-  `small_fraction` x eps) against PGD-(budget / m) x EOT-m, per budget,
-  on the same samples; EOT is needed at a budget when it significantly
-  beats every no-EOT attack there."""
-  rows, needed_at = [], []
+def eot_needed(s: Setting, budgets, eot_samples: int, small_fraction: float,
+               fractions=(0.25, 0.5)) -> dict:  # fmt: skip
+  """EOT against no EOT at each budget k x m, decided as the claims are
+  (docs/analysis_plan.md; `stochjax.arms.compare`): PGD-budget without EOT
+  at steps `fractions` and `small_fraction` of eps, PGD-(budget / m) x
+  EOT-m at steps `fractions`, each side at the step its calibration images
+  choose (``s.calibration``); on the evaluation images the interval of
+  EOT − no EOT (Bonferroni over the budgets) against the plan's margin.
+  EOT is needed where the plan's claim (i) is "not supported" (EOT
+  stronger), not needed where every budget supports it."""
+  plan = analysis.PLAN
+  level = 1 - 2 * plan.alpha / len(budgets)
+  rows, decisions = [], []
   for budget in budgets:
-    with_eot = s.evaluate(
-      f"eot/k={budget // eot_samples}/m={eot_samples}",
-      s.pgd(steps=budget // eot_samples, eot_samples=eot_samples),
+    k = budget // eot_samples
+    found = [
+      arms.arm(
+        s.evaluate(f"eot/k={k}/m={eot_samples}/step={f:g}",
+                   s.pgd(steps=k, eot_samples=eot_samples, fraction=f)),
+        s.calibration, defense="audit", goal="untargeted", k=k,
+        m=eot_samples, step_fraction=f,
+      )
+      for f in fractions
+    ] + [
+      arms.arm(
+        s.evaluate(f"no_eot/k={budget}/step={f:g}",
+                   s.pgd(steps=budget, fraction=f)),
+        s.calibration, defense="audit", goal="untargeted", k=budget, m=1,
+        step_fraction=f,
+      )
+      for f in (*fractions, small_fraction)
+    ]  # fmt: skip
+    record = arms.compare(
+      [(0, found)],
+      "audit",
+      "untargeted",
+      (budget, 1),
+      (k, eot_samples),
+      level=level,
+      plan=plan,
     )
-    tests = [
-      paired(
-        f"PGD-{budget} x EOT-1, step {fraction:g} eps",
-        s.evaluate(
-          f"no_eot/k={budget}/step={fraction:g}",
-          s.pgd(steps=budget, fraction=fraction),
-        ),
-        f"PGD-{budget // eot_samples} x EOT-{eot_samples}, step 0.25 eps",
-        with_eot,
-      )  # fmt: skip
-      | {"budget": budget}
-      for fraction in (0.25, small_fraction)
-    ]
-    rows += tests
-    if all(t["verdict"] == "b" for t in tests):
-      needed_at.append(budget)
-  return {
-    "comparisons": rows,
-    "needed_at_budgets": needed_at,
-    "verdict": "EOT needed: it beats every no-EOT attack at budget "
-    + ", ".join(map(str, needed_at))
-    if needed_at
-    else "EOT not needed: some no-EOT PGD is as strong at every budget",
-  }
+    record |= {"budget": budget,
+               "decision": analysis.claim_i(record["region"])}  # fmt: skip
+    rows.append(record)
+    decisions.append(record["decision"])
+  needed = [r["budget"] for r in rows if r["decision"] == "not supported"]
+  if needed:
+    verdict = (
+      "EOT needed: EOT is stronger (beyond the margin) at budget "
+      + ", ".join(map(str, needed))
+    )
+  elif all(d == "supported" for d in decisions):
+    verdict = "EOT not needed: no EOT is within the margin at every budget"
+  else:
+    verdict = "undecided: " + ", ".join(
+      f"budget {r['budget']}: {r['words']}" for r in rows
+    )
+  return {"comparisons": rows, "needed_at_budgets": needed, "verdict": verdict}
 
 
 def robustness_source(s: Setting, steps: int, eot_samples: int) -> dict:

@@ -33,7 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.factory = ""
   config.model.train_on = ""
   config.train = common.train()
-  config.num_examples = 200
+  # 100 calibrate (the step choice of "EOT needed?"), 200 evaluate.
+  config.num_examples = 300
+  config.calibration_size = 100
   config.batch_size = 100
   config.num_votes = 20  # Draws per defended vote.
   config.num_draws = 20  # Draws per image for the randomness measures.
@@ -46,6 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       eot_samples=10,
       budgets=(20, 100),  # k x m where EOT meets no-EOT PGD.
       small_fraction=0.025,  # The smaller no-EOT step: eps/40.
+      # The steps (x eps) both sides choose from on calibration images.
+      step_fractions=(0.25, 0.5),
       eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0),  # Success against eps.
     )
   )
@@ -62,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.imagenet_model(config, "ResNet50")
     config.model.weights = "weights/resnet50_torchvision"
     config.num_examples = 1000
+    config.calibration_size = 300
     config.batch_size = 128
     config.num_votes = 100
     config.threat.eps = (8 / 255,)

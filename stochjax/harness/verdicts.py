@@ -12,14 +12,11 @@ results recorded under another plan.
 
 import collections
 import dataclasses
-import hashlib
 import itertools
 
 import numpy as np
 
-from stochjax import analysis, stats
-
-METHOD = "Newcombe (1998) hybrid score interval for paired proportions"
+from stochjax import analysis, arms, stats
 
 
 class PlanMismatchError(ValueError):
@@ -47,134 +44,6 @@ def check_plan(run: Run, plan: analysis.Plan = analysis.PLAN) -> None:
       "docs/analysis_plan.md); re-run it, or report it with the plan it "
       "was made under."
     )
-
-
-def _arms(results: dict) -> dict:
-  return {
-    (a["defense"], a["goal"], a["k"], a["m"], a["step_fraction"],
-     a.get("ablation", False)): a
-    for a in results.get("arms", [])
-  }  # fmt: skip
-
-
-def _rate(count: dict) -> float:
-  return count["successes"] / count["n"] if count["n"] else 0.0
-
-
-def _side(arms, defense, goal, k, m, fractions, ablation=False):
-  """The arm of attack (k, m) at the step its calibration images choose
-  among `fractions`, and the step record; None when an arm is missing."""
-  found = [arms.get((defense, goal, k, m, f, ablation)) for f in fractions]
-  if any(a is None for a in found):
-    return None
-  rates = [_rate(a["calibration"]) for a in found]
-  chosen = analysis.choose_step(list(fractions), rates)
-  step = {"candidates": list(fractions), "calibration_rates": rates,
-          "chosen": chosen}  # fmt: skip
-  return found[list(fractions).index(chosen)], step
-
-
-def _pair(arm_a: dict, arm_b: dict) -> tuple[np.ndarray, np.ndarray, list]:
-  ea, eb = arm_a["evaluation"], arm_b["evaluation"]
-  if ea["indices"] != eb["indices"]:
-    raise ValueError("Paired arms retained different evaluation images.")
-  return (np.asarray(ea["per_sample"], bool),
-          np.asarray(eb["per_sample"], bool), ea["indices"])  # fmt: skip
-
-
-def _digest(indices) -> str:
-  return hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()
-
-
-def _label(k: int, m: int, steps: list[dict]) -> str:
-  """``PGD-k x EOT-m, step eps*f`` (per seed when several seeds)."""
-  chosen = ", ".join(f"eps*{s['chosen']:g}" for s in steps)
-  return f"PGD-{k} x EOT-{m}, step {chosen}"
-
-
-def _fractions(results: dict, defense: str, goal: str, k: int, m: int):
-  return sorted(
-    {a["step_fraction"] for a in results.get("arms", [])
-     if (a["defense"], a["goal"], a["k"], a["m"]) == (defense, goal, k, m)
-     and not a.get("ablation", False)}
-  )  # fmt: skip
-
-
-def compare(runs, defense, goal, no_eot, eot, *, level, plan=analysis.PLAN,
-            fixed=None, ablation=False) -> dict | None:  # fmt: skip
-  """One comparison, pooled over `runs` (one experiment's seeds): each side
-  at its calibration-chosen step (or the `fixed` fraction for both;
-  `ablation`: the no-EOT side is Table 2's long run at its own step).
-  Returns the record, None when a run lacks an arm."""
-  per_seed, pooled_a, pooled_b, screens = [], [], [], []
-  steps = {"a": [], "b": []}
-  for run in runs:
-    arms = _arms(run.results)
-    fa = [fixed] if fixed is not None else _fractions(run.results, defense,
-                                                      goal, *no_eot)  # fmt: skip
-    if ablation:
-      fa = sorted({a["step_fraction"] for a in run.results.get("arms", [])
-                   if a["defense"] == defense and a.get("ablation")})  # fmt: skip
-    fb = [fixed] if fixed is not None else _fractions(run.results, defense,
-                                                      goal, *eot)  # fmt: skip
-    side_a = _side(arms, defense, goal, *no_eot, fa, ablation) if fa else None
-    side_b = _side(arms, defense, goal, *eot, fb) if fb else None
-    if side_a is None or side_b is None:
-      return None
-    (arm_a, step_a), (arm_b, step_b) = side_a, side_b
-    a, b, indices = _pair(arm_a, arm_b)
-    rate_a, rate_b = _rate(arm_a["calibration"]), _rate(arm_b["calibration"])
-    screen = []
-    if len(a) < plan.min_retained:
-      screen.append(f"seed {run.seed}: {len(a)} retained < {plan.min_retained}")
-    if analysis.saturated(rate_a, rate_b, plan):
-      screen.append(
-        f"seed {run.seed}: saturated on calibration images "
-        f"({100 * rate_a:.0f} %, {100 * rate_b:.0f} %)"
-      )
-    screens += screen
-    estimate, low, high = stats.paired_difference_interval(a, b, level)
-    per_seed.append({
-      "seed": run.seed,
-      "n": len(a),
-      "difference": {"estimate": estimate, "ci": [low, high]},
-      "region": "untestable" if screen else analysis.region(low, high,
-                                                           plan.margin),
-      "step_a": step_a,
-      "step_b": step_b,
-      "evaluation_indices_sha256": _digest(indices),
-      "calibration_n": [arm_a["calibration"]["n"], arm_b["calibration"]["n"]],
-    })  # fmt: skip
-    steps["a"].append(step_a)
-    steps["b"].append(step_b)
-    pooled_a.append(a)
-    pooled_b.append(b)
-  if not per_seed:
-    return None
-  a, b = np.concatenate(pooled_a), np.concatenate(pooled_b)
-  estimate, low, high = stats.paired_difference_interval(a, b, level)
-  region = "untestable" if screens else analysis.region(low, high, plan.margin)
-  record = {
-    "defense": defense,
-    "goal": goal,
-    "seeds": [s["seed"] for s in per_seed],
-    "a": stats.side(_label(*no_eot, steps["a"]), int(a.sum()), a.size)
-    | {"step": steps["a"][0] if len(per_seed) == 1 else steps["a"]},
-    "b": stats.side(_label(*eot, steps["b"]), int(b.sum()), b.size)
-    | {"step": steps["b"][0] if len(per_seed) == 1 else steps["b"]},
-    "difference": {"estimate": estimate, "ci": [low, high], "level": level,
-                   "method": METHOD},
-    "only_a": stats.discordant(a, b)[0],
-    "only_b": stats.discordant(a, b)[1],
-    "p_one_sided": stats.mcnemar_one_sided(a, b),
-    "p_two_sided": stats.paired_test(a, b),
-    "margin": plan.margin,
-    "region": region,
-    "words": analysis.comparison_words(region),
-    "screens": screens,
-    "per_seed": per_seed,
-  }  # fmt: skip
-  return record
 
 
 GAP_METHOD = "percentile bootstrap of the mean per-image gap change"
@@ -262,6 +131,13 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
   }  # fmt: skip
 
 
+def _seeded(runs, experiment: str) -> list[tuple[int, list[dict]]]:
+  """``[(seed, arms)]`` of `experiment`'s runs, by seed."""
+  return [
+    (r.seed, r.results.get("arms", [])) for r in _runs_of(runs, experiment)
+  ]
+
+
 def _runs_of(runs, experiment: str) -> list[Run]:
   return sorted((r for r in runs if r.experiment == experiment),
                 key=lambda r: r.seed)  # fmt: skip
@@ -284,7 +160,7 @@ def _primaries(runs, plan, claim):
   level = plan.interval_level(claim)
   out = []
   for p in plan.family(claim):
-    record = compare(_runs_of(runs, p.experiment), p.defense, p.goal,
+    record = arms.compare(_seeded(runs, p.experiment), p.defense, p.goal,
                      p.no_eot, p.eot, level=level, plan=plan)  # fmt: skip
     if record is not None:
       record |= {"claim": claim, "experiment": p.experiment, "role": "primary",
@@ -308,27 +184,27 @@ def _secondary(runs, plan, primaries) -> list[dict]:
   ablation, at 95 % (unadjusted): reported, never decisive."""
   out = []
   for experiment in sorted({r.experiment for r in runs}):
-    group = _runs_of(runs, experiment)
-    arms = group[0].results.get("arms", [])
-    keys = sorted({(a["defense"], a["goal"], a["k"], a["m"]) for a in arms
+    group = _seeded(runs, experiment)
+    first = group[0][1]
+    keys = sorted({(a["defense"], a["goal"], a["k"], a["m"]) for a in first
                    if not a.get("ablation")})  # fmt: skip
     for (d, g, k, m), (d2, g2, k2, m2) in itertools.product(keys, keys):
       if (d, g) != (d2, g2) or not (m == 1 < m2 and k == k2 * m2):
         continue
-      for f in _fractions(group[0].results, d, g, k, m):
-        record = compare(group, d, g, (k, m), (k2, m2), level=0.95,
+      for f in arms.fractions(first, d, g, k, m):
+        record = arms.compare(group, d, g, (k, m), (k2, m2), level=0.95,
                          plan=plan, fixed=f)  # fmt: skip
         if record is not None:
           out.append(record | {"experiment": experiment, "role": "secondary",
                                "kind": f"fixed step eps*{f:g}"})  # fmt: skip
-    ablated = {(a["defense"], a["goal"], a["k"]) for a in arms
+    ablated = {(a["defense"], a["goal"], a["k"]) for a in first
                if a.get("ablation")}  # fmt: skip
     for d, g, k in sorted(ablated):
       versus = [p for p in primaries if p.experiment == experiment
                 and p.defense == d and p.goal == g]  # fmt: skip
       if not versus:
         continue
-      record = compare(group, d, g, (k, 1), versus[0].eot, level=0.95,
+      record = arms.compare(group, d, g, (k, 1), versus[0].eot, level=0.95,
                        plan=plan, ablation=True)  # fmt: skip
       if record is not None:
         out.append(record | {"experiment": experiment, "role": "secondary",

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from stochjax import arms as arms_lib
 from stochjax import (
   attacks,
   defenses,
@@ -434,12 +435,11 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   }
 
 
-def arms(grid: _Grid, cells: dict) -> list[dict]:
-  """Every grid cell as an arm of the analysis plan (`stochjax.analysis`,
-  read by `stochjax.harness.verdicts`): its attack (defense, goal, k, m,
-  step fraction), success on the retained calibration images, and the
-  per-image outcomes on the retained evaluation images (by position)."""
-  calibration = set(int(i) for i in grid.split["calibration"])
+def grid_arms(grid: _Grid, cells: dict) -> list[dict]:
+  """Every grid cell as an arm of the analysis plan (`stochjax.arms`):
+  its attack (defense, goal, k, m, step fraction), success on the retained
+  calibration images, and per-image outcomes on the retained evaluation
+  images (by position)."""
   out = []
   for name, cell in sorted(cells.items()):
     parts = name.split("/")
@@ -451,24 +451,17 @@ def arms(grid: _Grid, cells: dict) -> list[dict]:
       fraction = float(parts[2].removeprefix("step=").removesuffix("eps"))
     else:
       continue
-    ev = evaluate.Evaluation.from_json(cell)
-    outcomes = dict(zip(ev.retained_indices, ev.attack.per_sample, strict=True))
-    cal = [v for i, v in outcomes.items() if i in calibration]
-    evaluation = sorted(i for i in outcomes if i not in calibration)
     out.append(
-      {
-        "defense": parts[0],
-        "goal": parts[1],
-        "step_fraction": fraction,
-        "ablation": parts[2] == "ablation",
-        "k": int(parts[3].removeprefix("k=")),
-        "m": int(parts[4].removeprefix("m=")),
-        "calibration": {"successes": int(sum(cal)), "n": len(cal)},
-        "evaluation": {
-          "indices": evaluation,
-          "per_sample": [bool(outcomes[i]) for i in evaluation],
-        },
-      }
+      arms_lib.arm(
+        evaluate.Evaluation.from_json(cell),
+        grid.split["calibration"],
+        defense=parts[0],
+        goal=parts[1],
+        k=int(parts[3].removeprefix("k=")),
+        m=int(parts[4].removeprefix("m=")),
+        step_fraction=fraction,
+        ablation=parts[2] == "ablation",
+      )
     )
   return out
 
@@ -544,7 +537,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     # the others: keys fold its index); the analysis reads calibration and
     # evaluation positions apart (`stochjax.analysis`).
     "split": experiment.split_record(grid.split),
-    "arms": arms(grid, cells),
+    "arms": grid_arms(grid, cells),
     "clean_accuracy": clean_accuracy,
     "eps": grid.eps,
     "eps_sweep": sweeps,
