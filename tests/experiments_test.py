@@ -138,11 +138,7 @@ class PaperGridSmokeTest(parameterized.TestCase):
     self.assertTrue(
       math.isfinite(results["detectors"]["odds"]["detector_threshold"])
     )
-    ablations = {
-      record["defense"]
-      for record in results["comparisons"]
-      if record["panel"].endswith("/ablation")
-    }
+    ablations = {arm["defense"] for arm in results["arms"] if arm["ablation"]}
     self.assertEqual(ablations, set(config.defenses))
 
   def _check_resume_reads_the_saved_detector(self, config, workdir):

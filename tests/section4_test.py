@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest
 
-from stochjax import attacks, evaluate, stats
+from stochjax import attacks, evaluate
 from stochjax.harness import grid as grid_lib
 from stochjax.paper import attacked, section4
 
@@ -41,17 +41,24 @@ class EpsRuleTest(absltest.TestCase):
       )
     )
     logits_fn = jax.tree_util.Partial(_signed_mean, jnp.float32(0.0))
+    # The rule reads the calibration images only: here the even positions.
+    calibration = np.arange(0, 100, 2)
     grid = section4._Grid(
-      config, images, labels, {"d": attacked.Attacked(logits_fn, logits_fn)}
+      config,
+      images,
+      labels,
+      {"d": attacked.Attacked(logits_fn, logits_fn)},
+      {"calibration": calibration, "evaluation": calibration + 1},
     )
     sweep = section4.eps_sweep(grid, "d", jax.random.key(0))
+    margins = margins[calibration]
     expected = [float(np.mean(margins < eps)) for eps in candidates]
     np.testing.assert_allclose(sweep["success"], expected)
     rule = next(
       e for e, s in zip(candidates, expected, strict=True) if s >= 0.9
     )
     self.assertEqual(sweep["picked"], rule)
-    self.assertEqual(sweep["n"], 100)
+    self.assertEqual(sweep["n"], 50)
     for (low, high), rate in zip(sweep["ci"], expected, strict=True):
       self.assertTrue(low <= rate <= high)
 
@@ -71,36 +78,40 @@ class GridTest(absltest.TestCase):
       [(50, 10, 5), (100, 10, 10), (100, 20, 5)],
     )
 
-  def test_comparisons_are_paired_tests_on_one_sample_set(self):
+  def test_grid_arms_split_calibration_from_evaluation(self):
     config = ml_collections.ConfigDict(
-      dict(experiment="x", seed=3, defenses=dict(d=dict(claim="i")))
-    )
-    a = [True] * 30 + [False] * 10
-    b = [True] * 10 + [False] * 30
+      dict(defenses=dict(d=dict(spec="identity")),
+           grid=dict(steps=(10, 50), eot_samples=(1, 5),
+                     step_fractions=(0.25,)))
+    )  # fmt: skip
+    per_sample = [True] * 30 + [False] * 10
 
-    def cell(per_sample, k, m):
+    def cell(k, m):
       cost = attacks.Cost(k, m, 1, k * m, 0)
       return evaluate.Evaluation(
         num_samples=50, benign_accuracy=0.8, benign_success_rate=0.2,
-        retained_indices=tuple(range(40)),
+        retained_indices=tuple(range(5, 45)),
         attack=evaluate.AttackOutcome(
           float(np.mean(per_sample)), tuple(per_sample), cost, k
         ),
       ).to_json()  # fmt: skip
 
-    cells = {"p/k=50/m=1": cell(a, 50, 1), "p/k=10/m=5": cell(b, 10, 5)}
-    pair = {"budget": 50, "no_eot": {"k": 50, "m": 1}, "eot": {"k": 10, "m": 5}}
-    (record,) = section4.comparisons(
-      config, cells, "p", "d", "untargeted", [pair]
-    )
-    self.assertEqual(record["test"], "mcnemar")
-    self.assertEqual((record["only_a"], record["only_b"]), (20, 0))
-    self.assertEqual(record["p_value"], stats.paired_test(a, b))
-    self.assertEqual(record["verdict"], "a")
-    self.assertEqual((record["claim"], record["seed"]), ("i", 3))
-    cells["p/k=10/m=5"]["retained_indices"] = list(range(1, 41))
-    with self.assertRaisesRegex(ValueError, "retained other samples"):
-      section4.comparisons(config, cells, "p", "d", "untargeted", [pair])
+    cells = {
+      "d/untargeted/step=0.25eps/k=50/m=1": cell(50, 1),
+      "d/untargeted/step=0.25eps/k=10/m=5": cell(10, 5),
+      "undefended_control/d/untargeted": cell(50, 1),
+    }
+    calibration = np.arange(0, 50, 5)
+    grid = section4._Grid(config, None, None, {}, {"calibration": calibration})
+    found = section4.grid_arms(grid, cells)
+    self.assertLen(found, 2)
+    first = next(a for a in found if a["m"] == 1)
+    self.assertEqual((first["k"], first["step_fraction"]), (50, 0.25))
+    # Retained positions 5..44: calibration 5, 10, ..., 40 (8 images, the
+    # first 6 of them successes); evaluation the other 32.
+    self.assertEqual(first["calibration"], {"successes": 6, "n": 8})
+    self.assertEqual(len(first["evaluation"]["indices"]), 32)
+    self.assertEmpty(set(first["evaluation"]["indices"]) & set(calibration))
 
 
 if __name__ == "__main__":

@@ -66,9 +66,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.experiment = "fig3"
   # Negative counts from the last class (the official code's target).
   config.target = -1
-  # Claim (iii)'s comparisons rest on >= min_samples retained samples per
-  # side, else they are flagged "underpowered".
-  config.min_samples = 100
   # Evaluation images (the first of the split's evaluation part: all 240).
   config.num_examples = 240
   config.num_votes = 10

@@ -166,37 +166,6 @@ def _evaluate_epoch(ev: _Evaluation, work, cells, name, defense, attacks_for,
   cells[cell] = work.cell(cell, invariant)
 
 
-def _comparisons(config, cells, names, goals) -> list[dict]:
-  """Claim (iii) per defense and goal: success after vs before fine-tuning
-  (Fisher: the retained samples differ), flagged underpowered below
-  ``config.min_samples`` samples on either side."""
-  records = []
-  last = config.eval_epochs[-1]
-  for name in names:
-    for goal in goals:
-      after, before = (
-        evaluate.Evaluation.from_json(cells[f"{name}/{goal}/epoch={e}"])
-        for e in (last, 0)
-      )
-      record = stats.compare(
-        "after fine-tuning",
-        list(after.attack.per_sample),
-        "before fine-tuning",
-        list(before.attack.per_sample),
-        paired=False,
-        claim="iii",
-        experiment=config.experiment,
-        defense=name,
-        goal=goal,
-        seed=config.seed,
-      )
-      record["underpowered"] = (
-        min(record["a"]["n"], record["b"]["n"]) < config.min_samples
-      )
-      records.append(record)
-  return records
-
-
 def _working_eps(config, work, ev: _Evaluation, logits_fn, cell: str) -> dict:
   """A checkpoint's radius: ``config.eps_rule`` on that checkpoint's own
   undefended model, on the calibration images (cell `cell`, so a resumed
@@ -339,17 +308,9 @@ def run(
     "attack_overrides": working["overrides"],
     "eps_sweep": working["sweep"],
     "num_examples": int(len(ev.labels)),
-    "comparisons": _comparisons(config, cells, built, goals),
     "seconds": time.time() - started,
   }
   plots.plot_before_after(results, workdir.file("before_after.png"))
   plots.plot_by_epoch(results, workdir.file("success_by_epoch.png"))
   plots.plot_gap_vs_invariance(results, workdir.file("gap_vs_invariance.png"))
-  for record in results["comparisons"]:
-    print(
-      f"{record['defense']} {record['goal']}: after "
-      f"{stats.format_rate(record['a']['successes'], record['a']['n'])}, "
-      f"before {stats.format_rate(record['b']['successes'], record['b']['n'])},"
-      f" p = {record['p_value']:.3g}: {record['verdict']}"
-    )
   return results

@@ -68,54 +68,6 @@ def _cell(panel: str, k: int, m: int) -> str:
   return f"{panel}/k={k}/m={m}"
 
 
-def _paired(config, name, goal, panel, budget, side_a, side_b) -> dict:
-  """The exact paired test of two cells, each ``(label, cell)``, on the
-  same retained samples.
-
-  Raises:
-    ValueError: the cells retained different samples.
-  """
-  (label_a, cell_a), (label_b, cell_b) = side_a, side_b
-  a, b = (evaluate.Evaluation.from_json(c) for c in (cell_a, cell_b))
-  if a.retained_indices != b.retained_indices:
-    raise ValueError(f"{panel}: the paired cells retained other samples.")
-  record = stats.compare(
-    label_a,
-    list(a.attack.per_sample),
-    label_b,
-    list(b.attack.per_sample),
-    paired=True,
-    claim=config.defenses[name].claim,
-    experiment=config.experiment,
-    defense=name,
-    goal=goal,
-    panel=panel,
-    budget=budget,
-    seed=config.seed,
-  )
-  record["underpowered"] = record["a"]["n"] < config.get("min_samples", 200)
-  return record
-
-
-def comparisons(config, cells: dict, panel: str, name: str, goal: str, pairs):
-  """Each equal-budget pair as an exact paired test on its samples."""
-  records = []
-  for pair in pairs:
-    a, b = pair["no_eot"], pair["eot"]
-    records.append(
-      _paired(
-        config,
-        name,
-        goal,
-        panel,
-        pair["budget"],
-        (f"PGD-{a['k']} x EOT-{a['m']}", cells[_cell(panel, a["k"], a["m"])]),
-        (f"PGD-{b['k']} x EOT-{b['m']}", cells[_cell(panel, b["k"], b["m"])]),
-      )  # fmt: skip
-    )
-  return records
-
-
 def markdown_table(grids: dict, counts: dict, axes: dict) -> str:
   """One table per panel: each cell's success rate, its exact 95 %
   interval and the samples behind it; `axes` maps a panel to its
@@ -248,13 +200,11 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
   return {_cell(panel, k, m): result.at_steps(k).to_json() for k in steps}
 
 
-def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
+def _ablation(grid: _Grid, work, eval_key, goals, cells) -> None:
   """Table 2's own comparison: PGD without EOT run much longer with a much
   smaller step (``grid.ablation``: its step counts, one compile through
-  snapshot steps, and ``step_fraction`` x eps) against the grid's EOT
-  attack cell (``versus_k``, ``versus_m``, ``versus_fraction``), paired on
-  the same retained samples. Returns the comparison records."""
-  records = []
+  snapshot steps, and ``step_fraction`` x eps); its cells join `cells`
+  (arms the plan compares with the EOT cell, as secondary rows)."""
   for name, setting in grid.settings.items():
     ablation = grid.axes(name).get("ablation")
     if ablation is None:
@@ -271,31 +221,6 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> list[dict]:
           ablation.step_fraction, 1, steps=steps, panel=panel,
         ),
       )  # fmt: skip
-      versus = _cell(
-        _panel_name(name, goal, ablation.versus_fraction),
-        ablation.versus_k,
-        ablation.versus_m,
-      )
-      versus_label = (
-        f"PGD-{ablation.versus_k} x EOT-{ablation.versus_m}, step "
-        f"eps*{ablation.versus_fraction:g}"
-      )
-      for k, cell in zip(steps, names, strict=True):
-        records.append(
-          _paired(
-            grid.config,
-            name,
-            goal,
-            panel,
-            k,
-            (
-              f"PGD-{k} x EOT-1, step eps*{ablation.step_fraction:g}",
-              cells[cell],
-            ),
-            (versus_label, cells[versus]),
-          )  # fmt: skip
-        )
-  return records
 
 
 def _run_grid(grid: _Grid, work, eval_key, goals):
@@ -522,16 +447,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     grid, work, eval_key, goals
   )
   pairs = _write_tables(grid, work, grids, counts, undefended)
-  records = _ablation(grid, work, eval_key, goals, cells)
-  records += [
-    record
-    for panel, panel_pairs in pairs.items()
-    if not panel.endswith("best step")
-    for record in comparisons(
-      config, cells, panel, panel.split("/")[0], panel.split("/")[1],
-      panel_pairs,
-    )
-  ]  # fmt: skip
+  _ablation(grid, work, eval_key, goals, cells)
   return {
     # Every cell attacks all images (an image's outcome does not depend on
     # the others: keys fold its index); the analysis reads calibration and
@@ -549,7 +465,6 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     "success_rate": {panel: g.tolist() for panel, g in grids.items()},
     "success_counts": counts,
     "equal_budget": pairs,
-    "comparisons": records,
     "steps": list(config.grid.steps),
     "eot_samples": list(config.grid.eot_samples),
     "axes": {panel: panel_axes(grid, panel) for panel in grids},
