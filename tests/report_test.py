@@ -210,8 +210,8 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertIn("intro", text)
     self.assertIn("end", text)
     self.assertNotIn("old", text)
-    self.assertIn(f"**{expected}**", text)
-    self.assertIn("Not yet run under this plan", text)
+    self.assertIn(f"1 {expected}", text)
+    self.assertIn("not run", text)
 
   def test_results_under_another_plan_are_refused(self):
     root = self.create_tempdir().full_path

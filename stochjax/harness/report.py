@@ -40,7 +40,8 @@ PAPER = {
   # No-EOT ablations (Table 2).
   "table2": {"guo_crop": 99.0, "xie_resize_pad": 100.0, "sap": 100.0,
              "kwta": 98.4, "odds": 96.1},
-  "fig2": {"smoothing_0_50": {"no_eot": 34.8, "eot": 40.3}},
+  # PGD-1000 x EOT-1 vs PGD-100 x EOT-10: shown only beside that budget.
+  "fig2": {"smoothing_0_50": {"no_eot": 34.8, "eot": 40.3, "budget": 1000}},
   "fig3": {
     "untargeted": {
       "benign_before": [86.88, 86.75, 74.65, 74.14, 74.01, 72.48],
@@ -123,13 +124,19 @@ def grid_section(experiment: str, results: dict, workdir: str, out_dir: str):
   paper = PAPER.get(experiment, {})
   for panel, pairs in results.get("equal_budget", {}).items():
     defense, goal = panel.split("/")[:2]
-    reported = paper.get(f"{defense}/{goal}", paper.get(defense))
-    if isinstance(reported, dict):
-      reported = f"{reported['no_eot']} / {reported['eot']}"
-    elif reported is not None:
-      reported = f"{reported} / –"
+    paper_entry = paper.get(f"{defense}/{goal}", paper.get(defense))
     for pair in pairs:
       a, b = pair["no_eot"], pair["eot"]
+      reported = paper_entry
+      if isinstance(reported, dict):
+        at = reported.get("budget", pair["budget"])
+        reported = (
+          f"{reported['no_eot']} / {reported['eot']}"
+          if at == pair["budget"]
+          else None
+        )
+      elif reported is not None:
+        reported = f"{reported} / –"
       lines.append(
         f"| {panel} | {pair['budget']} | ({a['k']}, {a['m']}) | "
         f"{_rate(results, panel, a)} | ({b['k']}, {b['m']}) | "

@@ -323,12 +323,23 @@ def decision_table(decided: dict) -> list[str]:
         _fmt_side(r["a"]), _fmt_side(r["b"]))  # fmt: skip
       lines.append(
         f"| ({d['claim']}) | {r['defense']}, {r['goal']} (`{r['experiment']}`)"
-        f" | {d['decision']}: {r['words']} | {a} | "
+        f" | {_decision_text(d['decision'], r)} | {a} | "
         f"{b} | {100 * diff['estimate']:+.1f} "
         f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] at "
         f"{100 * diff['level']:.2f} % | {p:.2g} | {seeds} |"
       )
   return lines
+
+
+def _decision_text(decision: str, record: dict) -> str:
+  """The decision, the comparison's region in words where they differ,
+  and the screens that made it untestable."""
+  text = f"**{decision}**"
+  if record["words"] != decision:
+    text += f": {record['words']}"
+  if record["screens"]:
+    text += f" ({'; '.join(record['screens'])})"
+  return text
 
 
 def _fmt_side(side: dict) -> str:
@@ -371,49 +382,43 @@ def secondary_table(decided: dict) -> list[str]:
 
 
 def summary(decided: dict) -> list[str]:
-  """The README's short verdict summary: one line per decided claim x
-  defense x goal, then what is not yet run under the plan."""
-  lines, not_run = [], collections.Counter()
-  for d in decided["decisions"]:
-    if d["primary"] is None:
-      not_run[d["experiment"]] += 1
-      continue
-    index = d["primary"]
-    first = decided["comparisons"][
-      index[0] if isinstance(index, list) else index
-    ]
-    seeds = first["seeds"]
-    seed_text = (
-      f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-    )
-    if d["replicates"] is not None:
-      seed_text += f"; {d['consistency']}"
-    if isinstance(index, list):
-      detail = "; ".join(
-        f"{decided['comparisons'][i]['defense']} "
-        f"{_points(decided['comparisons'][i])}"
-        for i in index
+  """The README's short verdict summary: per claim, how many primary
+  decisions fell each way, naming the decided ones (supported or not) and
+  whether their seeds replicate; the full table is in docs/results.md."""
+  lines = []
+  for claim in ("i", "ii", "iii"):
+    mine = [d for d in decided["decisions"] if d["claim"] == claim]
+    tally = collections.Counter(d["decision"] for d in mine)
+    counts = ", ".join(f"{n} {word}" for word, n in sorted(tally.items()))
+    named = []
+    for d in mine:
+      if d["decision"] not in ("supported", "not supported"):
+        continue
+      index = d["primary"]
+      record = decided["comparisons"][
+        index[0] if isinstance(index, list) else index
+      ]
+      seeds = "replicated over seeds " if d["replicates"] else ""
+      seeds += ", ".join(map(str, record["seeds"]))
+      named.append(
+        f"{d['defense']} {d['goal']} {d['decision']} ({_points(record)}; "
+        f"seed {seeds})"
       )
-    else:
-      detail = f"{first['words']}, {_points(first)}"
     lines.append(
-      f"* ({d['claim']}) {d['defense']}, {d['goal']} (`{d['experiment']}`, "
-      f"{seed_text}): **{d['decision']}** ({detail})"
-    )
-  if not_run:
-    lines.append(
-      "* Not yet run under this plan: "
-      + ", ".join(f"`{e}` ({n})" for e, n in sorted(not_run.items()))
-      + "."
+      f"* Claim ({claim}), {len(mine)} primary decision"
+      f"{'s' if len(mine) > 1 else ''}: {counts}."
+      + (f" {'; '.join(named)}." if named else "")
     )
   return lines
 
 
 def _points(record: dict) -> str:
-  """``EOT − no EOT +1.2 [−3.1, +5.6] points at 99.09 %``."""
+  """``EOT − no EOT +1.2 [−3.1, +5.6] points at 99.09 %`` (claim (iii):
+  the gap's change)."""
   diff = record["difference"]
+  what = "gap change" if record.get("claim") == "iii" else "EOT − no EOT"
   return (
-    f"EOT − no EOT {100 * diff['estimate']:+.1f} "
+    f"{what} {100 * diff['estimate']:+.1f} "
     f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] points at "
     f"{100 * diff['level']:.2f} %"
   )
