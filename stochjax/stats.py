@@ -325,8 +325,13 @@ def sign_flip_test(values: np.typing.ArrayLike) -> float:
   return float(min(1.0, dist[threshold:].sum()))
 
 
-def bootstrap_interval(values: np.typing.ArrayLike, level: float = 0.95, *,
-                       num_resamples: int = 10_000, seed: int = 0):  # fmt: skip
+def bootstrap_interval(
+  values: np.typing.ArrayLike,
+  level: float = 0.95,
+  *,
+  num_resamples: int = 10_000,
+  seed: int = 0,
+) -> tuple[float, float, float]:
   """``(mean, low, high)``: the percentile bootstrap interval of the mean
   of per-image `values` (resampling images), NumPy generator `seed`."""
   v = np.asarray(values, float)

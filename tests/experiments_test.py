@@ -74,7 +74,6 @@ class EotAblationSmokeTest(absltest.TestCase):
     weights = self.create_tempdir().full_path
     models.save(weights, "ResNetTiny", model, variables)
     with config.unlocked():
-      del config.defenses["smoothing_0_50"]
       config.defenses.noise_injection.weights = weights
       config.grid.steps, config.grid.eot_samples = (2,), (1,)
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
