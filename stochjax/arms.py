@@ -169,3 +169,46 @@ def compare(seeded, defense, goal, no_eot, eot, *, level, plan=analysis.PLAN,
     "per_seed": per_seed,
   }  # fmt: skip
   return record
+
+
+def gains(run_arms: list[dict], defense: str, goal: str, no_eot, eot):
+  """``{evaluation position: g}``: the per-image EOT gain g = success(EOT)
+  - success(no EOT) in {-1, 0, 1}, each side at its calibration-chosen
+  step; None when an arm is missing."""
+  by = by_attack(run_arms)
+  a = _side(by, defense, goal, *no_eot, fractions(run_arms, defense, goal,
+                                                   *no_eot))  # fmt: skip
+  b = _side(by, defense, goal, *eot, fractions(run_arms, defense, goal, *eot))
+  if a is None or b is None:
+    return None
+  x, y, indices = _pair(a[0], b[0])
+  return dict(zip(indices, (y.astype(int) - x.astype(int)).tolist(),
+                  strict=True))  # fmt: skip
+
+
+def contrast(seeded, strong: str, weak: str, goal: str, no_eot, eot, *,
+             plan=analysis.PLAN) -> dict | None:  # fmt: skip
+  """Claim (ii)'s contrast (secondary, docs/analysis_plan.md section 6): on
+  images retained under both defenses, the mean of g_strong - g_weak (the
+  per-image EOT gains), its exact one-sided sign-flip p ("EOT helps more
+  under `strong`") and a percentile bootstrap 95 % interval. The defenses'
+  models and eps differ; the images are the same."""
+  differences = []
+  for _, run_arms in seeded:
+    g_strong = gains(run_arms, strong, goal, no_eot, eot)
+    g_weak = gains(run_arms, weak, goal, no_eot, eot)
+    if g_strong is None or g_weak is None:
+      return None
+    common = sorted(set(g_strong) & set(g_weak))
+    differences.append(np.array([g_strong[i] - g_weak[i] for i in common]))
+  d = np.concatenate(differences) if differences else np.zeros(0, int)
+  mean, low, high = stats.bootstrap_interval(
+    d, 0.95, num_resamples=plan.bootstrap_resamples, seed=plan.bootstrap_seed
+  )
+  return {
+    "strong": strong, "weak": weak, "goal": goal, "n": int(d.size),
+    "difference": {"estimate": mean, "ci": [low, high], "level": 0.95,
+                   "method": "percentile bootstrap of mean g_strong - g_weak"},
+    "p_one_sided": stats.sign_flip_test(d.astype(int)),
+    "test": "exact one-sided sign-flip permutation test",
+  }  # fmt: skip

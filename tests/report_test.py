@@ -301,6 +301,37 @@ class ResultsJsonTest(absltest.TestCase):
             if d["defense"] == "bart_k1" and d["goal"] == "untargeted"]  # fmt: skip
     self.assertEqual(d["decision"], "untestable")
 
+  def test_claim_ii_contrast_is_the_gain_difference_on_shared_images(self):
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(4)
+    n, cal = 150, [True] * 50 + [False] * 70
+    sides = {}
+    arms = []
+    for defense in ("smoothing_0_50", "smoothing_0_25"):
+      a = rng.random(n) < 0.3
+      b = a | (rng.random(n) < (0.2 if defense == "smoothing_0_50" else 0.02))
+      sides[defense] = (a, b)
+      for (k, m), v in (((100, 1), a), ((10, 10), b)):
+        arms.append(_arm(defense, "targeted", k, m, 0.25, cal, v))
+    path = os.path.join(root, "fig2")
+    os.makedirs(path)
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "config.json"),
+      {"config": {"experiment": "fig2", "seed": 0}},
+    )
+    workdir_lib.write_json_atomic(
+      os.path.join(path, "results.json"),
+      {"arms": arms, "analysis_plan_digest": analysis.PLAN.digest()},
+    )
+    decided = verdicts.decide(report.runs([path]))
+    contrast = decided["claim_ii_contrast"]
+    gain = {d: b.astype(int) - a.astype(int) for d, (a, b) in sides.items()}
+    d = gain["smoothing_0_50"] - gain["smoothing_0_25"]
+    self.assertEqual(contrast["n"], n)
+    self.assertAlmostEqual(contrast["difference"]["estimate"], d.mean())
+    self.assertEqual(contrast["p_one_sided"], stats.sign_flip_test(d))
+    self.assertLess(contrast["p_one_sided"], 0.01)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -304,6 +304,24 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
   return [*lines, ""]
 
 
+def _contrast_lines(contrast: dict | None) -> list[str]:
+  """Claim (ii)'s secondary contrast, as a sentence."""
+  if contrast is None:
+    return []
+  diff = contrast["difference"]
+  low, high = diff["ci"]
+  return [
+    f"Claim (ii)'s contrast (secondary): on {contrast['n']} evaluation "
+    f"images retained under both {contrast['strong']} and "
+    f"{contrast['weak']} ({contrast['goal']}; other models and eps), the "
+    f"EOT gain under {contrast['strong']} minus under {contrast['weak']}: "
+    f"{100 * diff['estimate']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] "
+    f"points (bootstrap 95 %); exact sign-flip p = "
+    f"{contrast['p_one_sided']:.3g} (one-sided).",
+    "",
+  ]
+
+
 def runs(workdirs: list[str]) -> list[verdicts.Run]:
   """The claim-bearing runs among `workdirs` (results with arms), each with
   its config's experiment and seed."""
@@ -411,6 +429,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     "",
     *verdicts.decision_table(decided),
     "",
+    *_contrast_lines(decided.get("claim_ii_contrast")),
     "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
     "unadjusted, never decisive)",
     "",

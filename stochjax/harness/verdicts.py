@@ -286,11 +286,17 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
                               if len(record["seeds"]) == 1 else ""})  # fmt: skip
   primaries = plan.family("i") + plan.family("ii")
   comparisons += _secondary(runs, plan, primaries)
+  strong, _, weak = plan.family("ii")
+  contrast = arms.contrast(
+    _seeded(runs, strong.experiment), strong.defense, weak.defense,
+    strong.goal, strong.no_eot, strong.eot, plan=plan,
+  )  # fmt: skip
   return {
     "analysis_plan": plan.to_json(),
     "analysis_plan_digest": plan.digest(),
     "comparisons": comparisons,
     "decisions": decisions,
+    "claim_ii_contrast": contrast,
   }
 
 
