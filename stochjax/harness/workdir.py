@@ -28,6 +28,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from stochjax import analysis
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
@@ -330,9 +332,12 @@ class Workdir:
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
   def write_results(self, results: dict) -> None:
+    """results.json, stamped with the analysis plan in force (the report
+    refuses results made under another: `stochjax.harness.verdicts`)."""
     if jax.process_index() != 0:
       return
-    write_json_atomic(self.file("results.json"), results)
+    stamped = results | {"analysis_plan_digest": analysis.PLAN.digest()}
+    write_json_atomic(self.file("results.json"), stamped)
 
   def cells(self) -> dict[str, Any]:
     """Finished cells (name -> value), to resume an interrupted run."""
