@@ -401,14 +401,18 @@ def summary(decided: dict) -> list[str]:
       if d["decision"] not in ("supported", "not supported"):
         continue
       index = d["primary"]
-      record = decided["comparisons"][
-        index[0] if isinstance(index, list) else index
-      ]
+      records = [decided["comparisons"][i]
+                 for i in (index if isinstance(index, list) else [index])]  # fmt: skip
       seeds = "replicated over seeds " if d["replicates"] else ""
-      seeds += ", ".join(map(str, record["seeds"]))
+      seeds += ", ".join(map(str, records[0]["seeds"]))
+      detail = "; ".join(
+        (f"{r['defense']}: {r['words']}, " if len(records) > 1 else "")
+        + _points(r)
+        for r in records
+      )
       named.append(
-        f"{d['defense']} {d['goal']} {d['decision']} ({_points(record)}; "
-        f"seed {seeds})"
+        f"{d['defense'] if len(records) == 1 else ''} {d['goal']} "
+        f"{d['decision']} ({detail}; seed {seeds})".strip()
       )
     lines.append(
       f"* Claim ({claim}), {len(mine)} primary decision"
