@@ -83,6 +83,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.attack.step_fraction = 0.25
   if arg == "smoke":
     config.num_examples = config.batch_size = 8
+    # The eps rule's smoke images (8 of them), from a wider calibration
+    # part than the tiny model's 3: it must classify one correctly.
+    config.calibration_size = 16
     config.num_votes = config.vote_chunk_size = 3
     config.train.epochs = 1
     config.eval_epochs = (0, 1)
