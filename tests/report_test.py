@@ -133,6 +133,20 @@ class ReportTest(absltest.TestCase):
       report.write([odd], os.path.join(root, "report.md"))
 
 
+def _run_dir(root, name, experiment, seed, results):
+  """A finished run's workdir: its config's experiment and seed, and
+  `results` stamped with the plan in force (unless it says otherwise)."""
+  path = os.path.join(root, name)
+  os.makedirs(path)
+  workdir_lib.write_json_atomic(
+    os.path.join(path, "config.json"),
+    {"config": {"experiment": experiment, "seed": seed}},
+  )
+  results = {"analysis_plan_digest": analysis.PLAN.digest()} | results
+  workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
+  return path
+
+
 def _arm(defense, goal, k, m, fraction, calibration, evaluation):
   """A grid arm as `section4.arms` writes it."""
   return {
@@ -156,18 +170,11 @@ class ResultsJsonTest(absltest.TestCase):
                        no_eot if fraction == 0.25 else [False] * len(no_eot)))  # fmt: skip
       arms.append(_arm("noise_injection", "untargeted", 10, 10, fraction, cal,
                        eot if fraction == 0.25 else [False] * len(eot)))  # fmt: skip
-    path = os.path.join(root, f"eot_ablation_seed{seed}")
-    os.makedirs(path)
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "config.json"),
-      {"config": {"experiment": "eot_ablation", "seed": seed}},
-    )
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "results.json"),
-      {"arms": arms,
-       "analysis_plan_digest": digest or analysis.PLAN.digest()},
-    )  # fmt: skip
-    return path
+    results = {"arms": arms}
+    if digest is not None:
+      results["analysis_plan_digest"] = digest
+    return _run_dir(root, f"eot_ablation_seed{seed}", "eot_ablation", seed,
+                    results)  # fmt: skip
 
   def test_pooled_decision_follows_its_numbers(self):
     root = self.create_tempdir().full_path
@@ -260,17 +267,7 @@ class ResultsJsonTest(absltest.TestCase):
                                                       and e == 2)]]}
       for (e, kind), values in outcomes.items()
     ]  # fmt: skip
-    path = os.path.join(root, "fig3")
-    os.makedirs(path)
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "config.json"),
-      {"config": {"experiment": "fig3", "seed": 0}},
-    )
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "results.json"),
-      {"gap_arms": arms, "comparisons": [],
-       "analysis_plan_digest": analysis.PLAN.digest()},
-    )  # fmt: skip
+    path = _run_dir(root, "fig3", "fig3", 0, {"gap_arms": arms})
     decided = verdicts.decide(report.runs([path]))
     (d,) = [d for d in decided["decisions"]
             if d["defense"] == "bart_k1" and d["goal"] == "untargeted"]  # fmt: skip
@@ -293,9 +290,8 @@ class ResultsJsonTest(absltest.TestCase):
       arm["eps_is_largest_candidate"] = arm["epoch"] == 2
     workdir_lib.write_json_atomic(
       os.path.join(path, "results.json"),
-      {"gap_arms": arms, "comparisons": [],
-       "analysis_plan_digest": analysis.PLAN.digest()},
-    )  # fmt: skip
+      {"gap_arms": arms, "analysis_plan_digest": analysis.PLAN.digest()},
+    )
     decided = verdicts.decide(report.runs([path]))
     (d,) = [d for d in decided["decisions"]
             if d["defense"] == "bart_k1" and d["goal"] == "untargeted"]  # fmt: skip
@@ -313,16 +309,7 @@ class ResultsJsonTest(absltest.TestCase):
       sides[defense] = (a, b)
       for (k, m), v in (((100, 1), a), ((10, 10), b)):
         arms.append(_arm(defense, "targeted", k, m, 0.25, cal, v))
-    path = os.path.join(root, "fig2")
-    os.makedirs(path)
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "config.json"),
-      {"config": {"experiment": "fig2", "seed": 0}},
-    )
-    workdir_lib.write_json_atomic(
-      os.path.join(path, "results.json"),
-      {"arms": arms, "analysis_plan_digest": analysis.PLAN.digest()},
-    )
+    path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
     decided = verdicts.decide(report.runs([path]))
     contrast = decided["claim_ii_contrast"]
     gain = {d: b.astype(int) - a.astype(int) for d, (a, b) in sides.items()}

@@ -92,7 +92,15 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
     screens += screen
     d = gap_after - gap_before
     ds.append(d)
-    per_seed.append({"seed": run.seed, "n": len(common),
+    _, low, high = stats.bootstrap_interval(
+      d, level, num_resamples=plan.bootstrap_resamples,
+      seed=plan.bootstrap_seed,
+    )  # fmt: skip
+    region = (
+      "untestable" if screen or not d.size
+      else analysis.region(low, high, plan.margin)
+    )  # fmt: skip
+    per_seed.append({"seed": run.seed, "n": len(common), "region": region,
                      "gap_before": float(gap_before.mean()) if len(common) else None,
                      "gap_after": float(gap_after.mean()) if len(common) else None,
                      "eps": [four[(e, "defended")]["eps"] for e in (first, last)],
@@ -212,6 +220,26 @@ def _secondary(runs, plan, primaries) -> list[dict]:
   return out
 
 
+def _family_decisions(family, decide_one, add) -> list[dict]:
+  """One decision per ``(primary, record)`` of a claim's family (claims (i)
+  and (iii)): `decide_one` of the record's region, "not run" without one;
+  `add` files the record among the comparisons and returns its index."""
+  out = []
+  for p, record in family:
+    entry = {"claim": p.claim, "defense": p.defense, "goal": p.goal,
+             "experiment": p.experiment}  # fmt: skip
+    if record is None:
+      out.append(entry | {"decision": "not run", "primary": None,
+                          "replicates": None, "consistency": ""})  # fmt: skip
+      continue
+    record["decision"] = decide_one(record["region"])
+    replicates, consistency = _consistency(record, decide_one)
+    out.append(entry | {"decision": record["decision"], "primary": add(record),
+                        "replicates": replicates,
+                        "consistency": consistency})  # fmt: skip
+  return out
+
+
 def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   """The plan's records and decisions for `runs` (every run checked
   against `plan` first).
@@ -232,19 +260,7 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
 
   claim_i = _primaries(runs, plan, "i")
   _holm([r for _, r in claim_i])
-  for p, record in claim_i:
-    entry = {"claim": "i", "defense": p.defense, "goal": p.goal,
-             "experiment": p.experiment}  # fmt: skip
-    if record is None:
-      decisions.append(entry | {"decision": "not run", "primary": None,
-                                "replicates": None, "consistency": ""})  # fmt: skip
-      continue
-    decision = analysis.claim_i(record["region"])
-    record["decision"] = decision
-    replicates, consistency = _consistency(record, analysis.claim_i)
-    decisions.append(entry | {"decision": decision, "primary": add(record),
-                              "replicates": replicates,
-                              "consistency": consistency})  # fmt: skip
+  decisions += _family_decisions(claim_i, analysis.claim_i, add)
   claim_ii = _primaries(runs, plan, "ii")
   if all(r is not None for _, r in claim_ii):
     components = [(p.question, r["region"]) for p, r in claim_ii]
@@ -272,18 +288,7 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
                  "question": p.question}  # fmt: skip
     claim_iii.append((p, record))
   _holm([r for _, r in claim_iii])
-  for p, record in claim_iii:
-    entry = {"claim": "iii", "defense": p.defense, "goal": p.goal,
-             "experiment": p.experiment}  # fmt: skip
-    if record is None:
-      decisions.append(entry | {"decision": "not run", "primary": None,
-                                "replicates": None, "consistency": ""})  # fmt: skip
-      continue
-    record["decision"] = analysis.claim_iii(record["region"])
-    decisions.append(entry | {"decision": record["decision"],
-                              "primary": add(record), "replicates": None,
-                              "consistency": "one seed"
-                              if len(record["seeds"]) == 1 else ""})  # fmt: skip
+  decisions += _family_decisions(claim_iii, analysis.claim_iii, add)
   primaries = plan.family("i") + plan.family("ii")
   comparisons += _secondary(runs, plan, primaries)
   strong, _, weak = plan.family("ii")
