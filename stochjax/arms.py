@@ -56,9 +56,10 @@ def _rate(count: dict) -> float:
 
 def _side(arms, defense, goal, k, m, fractions, ablation=False):
   """The arm of attack (k, m) at the step its calibration images choose
-  among `fractions`, and the step record; None when an arm is missing."""
+  among `fractions`, and the step record; None when an arm is missing
+  (or no step was run at all)."""
   found = [arms.get((defense, goal, k, m, f, ablation)) for f in fractions]
-  if any(a is None for a in found):
+  if not found or any(a is None for a in found):
     return None
   rates = [_rate(a["calibration"]) for a in found]
   chosen = analysis.choose_step(list(fractions), rates)
@@ -111,8 +112,8 @@ def compare(seeded, defense, goal, no_eot, eot, *, level, plan=analysis.PLAN,
                    if a["defense"] == defense and a.get("ablation")})  # fmt: skip
     fb = [fixed] if fixed is not None else fractions(run_arms, defense,
                                                       goal, *eot)  # fmt: skip
-    side_a = _side(arms, defense, goal, *no_eot, fa, ablation) if fa else None
-    side_b = _side(arms, defense, goal, *eot, fb) if fb else None
+    side_a = _side(arms, defense, goal, *no_eot, fa, ablation)
+    side_b = _side(arms, defense, goal, *eot, fb)
     if side_a is None or side_b is None:
       return None
     (arm_a, step_a), (arm_b, step_b) = side_a, side_b

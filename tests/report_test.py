@@ -319,6 +319,22 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertEqual(contrast["p_one_sided"], stats.sign_flip_test(d))
     self.assertLess(contrast["p_one_sided"], 0.01)
 
+  def test_claim_ii_contrast_waits_for_both_defenses(self):
+    # A run with the strong defense only (a dry run's grid, a run cut
+    # short) has no contrast yet; the decisions still follow.
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(5)
+    cal = [True] * 50 + [False] * 70
+    a = rng.random(150) < 0.3
+    arms = [_arm("smoothing_0_50", "targeted", k, m, 0.25, cal, a)
+            for k, m in ((100, 1), (10, 10))]  # fmt: skip
+    path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
+    decided = verdicts.decide(report.runs([path]))
+    self.assertIsNone(decided["claim_ii_contrast"])
+    (claim_ii,) = [d for d in decided["decisions"] if d["claim"] == "ii"]
+    # Its weak components (fig1, fig2 at sigma = 0.25) were not run.
+    self.assertEqual(claim_ii["decision"], "not run")
+
 
 if __name__ == "__main__":
   absltest.main()
