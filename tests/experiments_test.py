@@ -161,6 +161,20 @@ class PaperGridSmokeTest(parameterized.TestCase):
         self.assertTrue(setting.weights.startswith("weights/"), module)
         self.assertAlmostEqual(setting.eps, 8 / 255)
 
+  def test_table2_parts_split_the_smoke_rows(self):
+    # The CPU default runs in two parts of one experiment (the verdicts
+    # pool their arms by seed); together they are the five rows.
+    main, network = table2.get_config(), table2.get_config("network")
+    self.assertEqual(set(main.defenses), {"guo_crop", "xie_resize_pad"})
+    self.assertEqual(set(network.defenses), {"sap", "kwta", "odds"})
+    self.assertEqual(
+      set(main.defenses) | set(network.defenses),
+      set(table2.get_config("smoke").defenses),
+    )
+    for part in (main, network):
+      self.assertEqual((part.experiment, part.seed), ("table2", 0))
+    self.assertEqual(network.grid.to_dict(), main.grid.to_dict())
+
   def test_table2_cifar_rows_carry_the_papers_attacks(self):
     config = table2_cifar.get_config("paper")
     self.assertEqual(config.dataset, "cifar10")

@@ -319,6 +319,33 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertEqual(contrast["p_one_sided"], stats.sign_flip_test(d))
     self.assertLess(contrast["p_one_sided"], 0.01)
 
+  def test_parts_of_one_run_pool_their_arms(self):
+    # table2 and table2:network: one experiment and seed in two workdirs.
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(6)
+    cal = [True] * 50 + [False] * 70
+    parts = {"table2_seed0": "guo_crop", "table2_network_seed0": "sap"}
+    for name, defense in parts.items():
+      a = rng.random(150) < 0.5
+      pair = ((100, 1), (10, 10)) if defense == "guo_crop" else ((50, 1),
+                                                                 (10, 5))  # fmt: skip
+      arms = [_arm(defense, "untargeted", k, m, 0.25, cal, a) for k, m in pair]
+      _run_dir(root, name, "table2", 0, {"arms": arms})
+    paths = [os.path.join(root, name) for name in parts]
+    decided = verdicts.decide(report.runs(paths))
+    table2 = {d["defense"]: d for d in decided["decisions"]
+              if d["experiment"] == "table2"}  # fmt: skip
+    for defense in parts.values():
+      # Identical sides: no EOT not weaker, within the margin.
+      self.assertEqual(table2[defense]["decision"], "supported", defense)
+    self.assertEqual(table2["kwta"]["decision"], "not run")
+    # The same arm in two parts is refused, naming both.
+    copy = os.path.join(root, "table2_again")
+    _run_dir(root, "table2_again", "table2", 0, workdir_lib.read_json(
+      os.path.join(paths[0], "results.json")))  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "table2_again"):
+      verdicts.decide(report.runs([*paths, copy]))
+
   def test_claim_ii_contrast_waits_for_both_defenses(self):
     # A run with the strong defense only (a dry run's grid, a run cut
     # short) has no contrast yet; the decisions still follow.

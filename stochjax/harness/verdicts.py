@@ -140,10 +140,25 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
 
 
 def _seeded(runs, experiment: str) -> list[tuple[int, list[dict]]]:
-  """``[(seed, arms)]`` of `experiment`'s runs, by seed."""
-  return [
-    (r.seed, r.results.get("arms", [])) for r in _runs_of(runs, experiment)
-  ]
+  """``[(seed, arms)]`` of `experiment`'s runs, by seed. Runs of one seed
+  are parts of one run (a config split by defense, as ``table2`` and
+  ``table2:network``): their arms pool.
+
+  Raises:
+    ValueError: two parts hold the same arm.
+  """
+  by_seed, where = {}, {}
+  for r in _runs_of(runs, experiment):
+    for a in r.results.get("arms", []):
+      key = (r.seed, *next(iter(arms.by_attack([a]))))
+      if key in where:
+        raise ValueError(
+          f"{where[key]} and {r.workdir} both hold the arm {key[1:]} of "
+          f"{experiment}, seed {r.seed}: report one of them."
+        )
+      where[key] = r.workdir
+      by_seed.setdefault(r.seed, []).append(a)
+  return sorted(by_seed.items())
 
 
 def _runs_of(runs, experiment: str) -> list[Run]:
@@ -193,6 +208,8 @@ def _secondary(runs, plan, primaries) -> list[dict]:
   out = []
   for experiment in sorted({r.experiment for r in runs}):
     group = _seeded(runs, experiment)
+    if not group:  # Figs. 3-4: gap arms only.
+      continue
     first = group[0][1]
     keys = sorted({(a["defense"], a["goal"], a["k"], a["m"]) for a in first
                    if not a.get("ablation")})  # fmt: skip
