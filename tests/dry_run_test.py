@@ -24,6 +24,7 @@ PAPER_RUNS = (
   ("table2", "table2_cifar"),
   ("fig4", "fig4"),
   ("fig2", "fig2"),
+  ("eps_sensitivity", "eps_sensitivity"),
   ("table2", "table2"),
   ("eot_ablation", "eot_ablation"),
   ("finetune", "finetune"),

@@ -11,6 +11,7 @@ from absl.testing import absltest, parameterized
 
 from stochjax import data, detectors, models, voting
 from stochjax.configs import eot_ablation as eot_ablation_config
+from stochjax.configs import eps_sensitivity as eps_sensitivity_config
 from stochjax.configs import (
   fig1,
   fig2,
@@ -23,7 +24,13 @@ from stochjax.configs import (
 from stochjax.configs import finetune as finetune_config
 from stochjax.configs import section5 as section5_config
 from stochjax.harness import workdir as workdir_lib
-from stochjax.paper import figs3_4, finetune, section4, section5
+from stochjax.paper import (
+  eps_sensitivity,
+  figs3_4,
+  finetune,
+  section4,
+  section5,
+)
 
 
 class EotAblationSmokeTest(absltest.TestCase):
@@ -64,6 +71,34 @@ class EotAblationSmokeTest(absltest.TestCase):
     ):
       self.assertIn(cell, cells)  # fmt: skip
     self.assertEqual(again["undefended_attack"], results["undefended_attack"])
+
+  @pytest.mark.slow
+  def test_eps_sensitivity_runs_each_row_at_each_eps_and_resumes(self):
+    config = eps_sensitivity_config.get_config("smoke")
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    workdir.claim(config, overwrite=False)
+    results = eps_sensitivity.run(config, workdir)
+    arms = results["eps_arms"]
+    # 2 goals x 2 radii x the cells within the budget (k x m <= 2).
+    expected = {(goal, eps, k, m)
+                for goal in ("untargeted", "targeted")
+                for eps in config.eps_values
+                for m in config.grid.eot_samples
+                for k in config.grid.steps if k * m <= config.grid.max_budget}  # fmt: skip
+    self.assertEqual({(a["goal"], a["eps"], a["k"], a["m"]) for a in arms},
+                     expected)  # fmt: skip
+    self.assertIn((1, 2), {(a["k"], a["m"]) for a in arms})
+    evaluation = set(results["split"]["evaluation_indices"])
+    for arm in arms:
+      self.assertLessEqual(set(arm["evaluation"]["indices"]), evaluation)
+    json.dumps(results)
+    cells = workdir.cells()
+    again = eps_sensitivity.run(config, workdir)
+    self.assertEqual(workdir.cells(), cells)
+    self.assertEqual(again["eps_arms"], arms)
+    config.eps_values = (0.0,)
+    with self.assertRaisesRegex(ValueError, "positive"):
+      eps_sensitivity.run(config, workdir)
 
   def test_converted_weights_replace_training(self):
     config = eot_ablation_config.get_config("smoke")

@@ -346,6 +346,46 @@ class ResultsJsonTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "table2_again"):
       verdicts.decide(report.runs([*paths, copy]))
 
+  def test_eps_sensitivity_compares_the_primary_pair_at_each_eps(self):
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(7)
+    cal_good, cal_bad = [True] * 60 + [False] * 60, [True] * 10 + [False] * 110
+    arms, expected = [], {}
+    for eps in (1 / 255, 4 / 255):
+      a = rng.random(150) < 0.4
+      b = a | (rng.random(150) < (0.02 if eps < 2 / 255 else 0.3))
+      expected[eps] = (a, b)
+      for fraction in (0.25, 0.5):
+        # eps/2 wins on calibration at 4/255, eps/4 at 1/255.
+        good = (fraction == 0.5) == (eps > 2 / 255)
+        for (k, m), v in (((100, 1), a), ((10, 10), b)):
+          arm = _arm("noise_injection", "untargeted", k, m, fraction,
+                     cal_good if good else cal_bad,
+                     v if good else np.zeros(150, bool))  # fmt: skip
+          arms.append(arm | {"eps": eps})
+    path = _run_dir(root, "eps_sensitivity_seed0", "eps_sensitivity", 0,
+                    {"eps_arms": arms, "eps_values": [1 / 255, 4 / 255]})  # fmt: skip
+    decided = verdicts.decide(report.runs([path]))
+    records = [r for r in decided["comparisons"] if "eps" in r]
+    self.assertEqual([r["eps"] for r in records], [1 / 255, 4 / 255])
+    for r in records:
+      a, b = expected[r["eps"]]
+      self.assertEqual(r["role"], "secondary")
+      self.assertEqual(r["a"]["step"]["chosen"], 0.25 if r["eps"] < 2 / 255
+                       else 0.5)  # fmt: skip
+      estimate, low, high = stats.paired_difference_interval(a, b, 0.95)
+      self.assertAlmostEqual(r["difference"]["estimate"], estimate)
+      self.assertEqual(r["difference"]["ci"], [low, high])
+    # No decision rests on it.
+    self.assertNotIn("eps_sensitivity", {d["experiment"]
+                                         for d in decided["decisions"]})  # fmt: skip
+    out = os.path.join(root, "docs", "results.md")
+    text = report.write([path], out)
+    figure = os.path.join(root, "docs", "figures", "eps_sensitivity.png")
+    self.assertTrue(os.path.getsize(figure) > 0)
+    self.assertIn("figures/eps_sensitivity.png", text)
+    self.assertIn("eps = 4/255, steps chosen", text)
+
   def test_claim_ii_contrast_waits_for_both_defenses(self):
     # A run with the strong defense only (a dry run's grid, a run cut
     # short) has no contrast yet; the decisions still follow.

@@ -43,7 +43,7 @@ class EpsRuleTest(absltest.TestCase):
     logits_fn = jax.tree_util.Partial(_signed_mean, jnp.float32(0.0))
     # The rule reads the calibration images only: here the even positions.
     calibration = np.arange(0, 100, 2)
-    grid = section4._Grid(
+    grid = section4.Grid(
       config,
       images,
       labels,
@@ -102,7 +102,7 @@ class GridTest(absltest.TestCase):
       "undefended_control/d/untargeted": cell(50, 1),
     }
     calibration = np.arange(0, 50, 5)
-    grid = section4._Grid(config, None, None, {}, {"calibration": calibration})
+    grid = section4.Grid(config, None, None, {}, {"calibration": calibration})
     found = section4.grid_arms(grid, cells)
     self.assertLen(found, 2)
     first = next(a for a in found if a["m"] == 1)

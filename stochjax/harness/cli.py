@@ -29,6 +29,7 @@ EXPERIMENTS = {
   "fig2": ("stochjax.paper.section4", "fig2"),
   "fig3": ("stochjax.paper.figs3_4", "fig3"),
   "fig4": ("stochjax.paper.figs3_4", "fig4"),
+  "eps_sensitivity": ("stochjax.paper.eps_sensitivity", "eps_sensitivity"),
   "finetune": ("stochjax.paper.finetune", "finetune"),
   "section5": ("stochjax.paper.section5", "section5"),
   "audit": ("stochjax.audit.run", "audit"),

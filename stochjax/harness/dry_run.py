@@ -68,7 +68,11 @@ def _shrink_grid(grid: ml_collections.ConfigDict, fractions=()) -> None:
   equal-budget pair); one step size, the first (a step size is a number
   in the same program; the best-step panel runs in the smoke tests). The
   ablation's reference cell maps to the largest shrunk cell of its row.
-  `fractions`: the step sizes the grid inherits when it has none."""
+  `fractions`: the step sizes the grid inherits when it has none. A
+  defense's own block may set only some axes (the goals, say): those it
+  lacks it inherits, shrunk already."""
+  if "steps" not in grid:
+    return
   steps, draws = list(grid.steps), list(grid.eot_samples)
   grid.steps, grid.eot_samples = _ranks(steps), _ranks(draws)
   grid.max_budget = DRY_BUDGET
@@ -139,6 +143,8 @@ def _shrink_grid_run(config) -> None:
       setting.detector.update(
         dict(num_noise=2, num_calibration=4, only_correct=False)
       )
+  if "eps_values" in config:  # Two radii: the loop over radii runs.
+    config.eps_values = tuple(config.eps_values)[:2]
   rule = config.eps_rule
   rule.num_steps, rule.num_examples = 1, 2
   rule.candidates = tuple(rule.candidates)[:2]
@@ -285,6 +291,7 @@ REFERENCES = {
   "stochjax.paper.section4": ("eot_ablation", "table1", "table2",
                               "table2_cifar", "fig1", "fig2"),
   "stochjax.paper.figs3_4": ("fig3", "fig4"),
+  "stochjax.paper.eps_sensitivity": ("eps_sensitivity",),
   "stochjax.paper.finetune": ("finetune",),
   "stochjax.paper.section5": ("section5",),
   "stochjax.audit.run": ("audit",),

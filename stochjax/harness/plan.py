@@ -19,12 +19,15 @@ TRAIN_SIZES = {"digits": 1_437, "cifar10": 50_000, "imagenette": 9_469}
 
 
 def _grid_plan(config) -> dict:
-  """A Section 4 grid: every row, ablation, control, eps rule, detector."""
+  """A Section 4 grid: every row, ablation, control, eps rule, detector;
+  with ``eps_values`` (`stochjax.paper.eps_sensitivity`), every row at
+  each radius and no control."""
   n = config.num_examples
   cells = grads = forwards = train = 0
-  goals = len(config.grid.targeted)
+  radii = len(config.get("eps_values", ())) or 1
   for name, setting in config.defenses.items():
     axes = grid_lib.axes(config, name)
+    goals = len(axes.targeted)
     votes = setting.get("num_votes") or config.attack.num_votes
     noise = setting.detector.num_noise if setting.get("detector") else 0
     for _ in range(goals):
@@ -37,10 +40,11 @@ def _grid_plan(config) -> dict:
         rows.append([*axes.ablation.steps, 1])
       for *steps, m in rows:
         if steps:
-          cells += len(steps)
-          grads += max(steps) * m * n
-          forwards += (votes + noise) * (1 + len(steps)) * n
-      grads += max(axes.steps) * n  # The undefended control.
+          cells += len(steps) * radii
+          grads += max(steps) * m * n * radii
+          forwards += (votes + noise) * (1 + len(steps)) * n * radii
+      if "eps_values" not in config:
+        grads += max(axes.steps) * n  # The undefended control.
     if config.eps_rule.use:
       rule = config.eps_rule
       grads += rule.num_steps * len(rule.candidates) * rule.num_examples
@@ -136,7 +140,8 @@ def describe(counts: dict) -> str:
 
 # The shipped configs of the paper's runs, in the table's order.
 PAPER_CONFIGS = ("eot_ablation", "table1", "table2", "table2_cifar", "fig1",
-                 "fig2", "fig3", "fig4", "finetune", "section5", "audit")  # fmt: skip
+                 "fig2", "eps_sensitivity", "fig3", "fig4", "finetune",
+                 "section5", "audit")  # fmt: skip
 
 
 def table() -> str:

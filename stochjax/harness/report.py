@@ -14,7 +14,9 @@ import math
 import os
 import shutil
 
-from stochjax import audit, evaluate, stats
+import numpy as np
+
+from stochjax import audit, evaluate, figures, stats
 from stochjax.harness import verdicts
 from stochjax.harness import workdir as workdir_lib
 
@@ -294,6 +296,10 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
       f"* {section}: {verdict}"
       for section, verdict in audit.verdicts(results).items()
     ]
+  elif "eps_arms" in results:
+    eps = ", ".join(f"{255 * e:.3g}" for e in results["eps_values"])
+    lines += [f"ε sensitivity at ε = {eps} /255: the secondary comparisons "
+              "and the figure above."]  # fmt: skip
   elif "comparisons" in results or "arms" in results:
     lines += ["Comparisons only (see the verdict table)."]
   else:
@@ -322,13 +328,56 @@ def _contrast_lines(contrast: dict | None) -> list[str]:
   ]
 
 
+def eps_sensitivity_figure(records: list[dict], path: str) -> None:
+  """EOT − no EOT against eps, one line per defense and goal, with 95 %
+  intervals; hollow markers where the comparison is untestable
+  (saturated or too few retained images)."""
+  groups = sorted({(r["defense"], r["goal"]) for r in records})
+  fig, ax = figures.subplots(figsize=(6.4, 4.0))
+  for i, (defense, goal) in enumerate(groups):
+    mine = sorted((r for r in records
+                   if (r["defense"], r["goal"]) == (defense, goal)),
+                  key=lambda r: r["eps"])  # fmt: skip
+    # Dodged a little on the log axis, so intervals do not overlap.
+    dodge = 2 ** (0.06 * (i - (len(groups) - 1) / 2))
+    x = np.array([255 * r["eps"] * dodge for r in mine])
+    y = np.array([100 * r["difference"]["estimate"] for r in mine])
+    err = np.array([[100 * (r["difference"]["estimate"]
+                            - r["difference"]["ci"][0]),
+                     100 * (r["difference"]["ci"][1]
+                            - r["difference"]["estimate"])]
+                    for r in mine]).T  # fmt: skip
+    line = ax.errorbar(x, y, yerr=err, fmt="-", capsize=3,
+                       label=f"{defense}, {goal}")[0]  # fmt: skip
+    testable = np.array([r["region"] != "untestable" for r in mine])
+    ax.plot(x[testable], y[testable], "o", color=line.get_color())
+    ax.plot(x[~testable], y[~testable], "o", mfc="white",
+            color=line.get_color())  # fmt: skip
+  margin = 100 * records[0]["margin"]
+  for level in (-margin, margin):
+    ax.axhline(level, color="grey", lw=0.8, ls="--")
+  ax.axhline(0, color="grey", lw=0.8)
+  ax.set_xscale("log", base=2)
+  ticks = sorted({255 * r["eps"] for r in records})
+  ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+  ax.minorticks_off()
+  ax.set_xlabel("ε (/255)")
+  ax.set_ylabel("EOT − no EOT success (points, 95 %)")
+  ax.set_title("PGD-10 x EOT-10 vs PGD-100 x EOT-1, steps chosen on "
+               "calibration images; hollow: untestable", fontsize=8)  # fmt: skip
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
 def runs(workdirs: list[str]) -> list[verdicts.Run]:
   """The claim-bearing runs among `workdirs` (results with arms), each with
   its config's experiment and seed."""
   out = []
   for workdir in workdirs:
     results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
-    if not {"arms", "gap_arms", "comparisons"} & results.keys():
+    if not {"arms", "gap_arms", "eps_arms", "comparisons"} & results.keys():
       continue
     config_path = os.path.join(workdir, "config.json")
     config = {}
@@ -440,6 +489,13 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     *verdicts.secondary_table(decided),
     "",
   ]
+  sensitivity = [r for r in decided["comparisons"] if "eps" in r]
+  if sensitivity:
+    path = os.path.join(out_dir, "figures", "eps_sensitivity.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    eps_sensitivity_figure(sensitivity, path)
+    lines += ["ε sensitivity (secondary, the plan's section 8):", "",
+              f"![eps sensitivity]({os.path.relpath(path, out_dir)})", ""]  # fmt: skip
   for workdir in sorted(done):
     lines += section(workdir, out_dir, dry_run=workdir in dry)
   text = "\n".join(lines)

@@ -257,6 +257,30 @@ def _family_decisions(family, decide_one, add) -> list[dict]:
   return out
 
 
+def eps_sensitivity(runs, plan=analysis.PLAN) -> list[dict]:
+  """The plan's section 8 (secondary): at each eps of the
+  ``eps_sensitivity`` runs, the primary pair of claims (i) and (ii) for
+  every defense and goal they ran, each side at the step its calibration
+  images choose at that eps; 95 %, unadjusted, never decisive."""
+  pairs = {(p.defense, p.goal): p for p in plan.family("i") + plan.family("ii")}
+  by_eps: dict = {}
+  for r in _runs_of(runs, "eps_sensitivity"):
+    for a in r.results.get("eps_arms", []):
+      by_eps.setdefault(a["eps"], {}).setdefault(r.seed, []).append(a)
+  out = []
+  for eps in sorted(by_eps):
+    seeded = sorted(by_eps[eps].items())
+    for (defense, goal), p in sorted(pairs.items()):
+      record = arms.compare(seeded, defense, goal, p.no_eot, p.eot,
+                            level=0.95, plan=plan)  # fmt: skip
+      if record is not None:
+        out.append(record | {
+          "experiment": "eps_sensitivity", "role": "secondary", "eps": eps,
+          "kind": f"eps = {255 * eps:.3g}/255, steps chosen",
+        })  # fmt: skip
+  return out
+
+
 def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   """The plan's records and decisions for `runs` (every run checked
   against `plan` first).
@@ -308,6 +332,7 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   decisions += _family_decisions(claim_iii, analysis.claim_iii, add)
   primaries = plan.family("i") + plan.family("ii")
   comparisons += _secondary(runs, plan, primaries)
+  comparisons += eps_sensitivity(runs, plan)
   strong, _, weak = plan.family("ii")
   contrast = arms.contrast(
     _seeded(runs, strong.experiment), strong.defense, weak.defense,

@@ -37,7 +37,7 @@ from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import attacked, plots
 
 
-def _panel_name(defense: str, goal: str, fraction: float) -> str:
+def panel_name(defense: str, goal: str, fraction: float) -> str:
   """One heatmap: a defense, a goal and a step size (a fraction of eps)."""
   return f"{defense}/{goal}/step={fraction:g}eps"
 
@@ -93,7 +93,7 @@ def markdown_table(grids: dict, counts: dict, axes: dict) -> str:
 
 
 @dataclasses.dataclass
-class _Grid:
+class Grid:
   """One run's data, models and settings (see `run`)."""
 
   config: ml_collections.ConfigDict
@@ -159,7 +159,7 @@ class _Grid:
     )
 
 
-def eps_sweep(grid: _Grid, name: str, key) -> dict:
+def eps_sweep(grid: Grid, name: str, key) -> dict:
   """The config's ``eps_rule`` (`stochjax.eps_rule.from_config`) on the
   model that defense `name` attacks, on the calibration images only."""
   calibration = grid.split["calibration"]
@@ -172,7 +172,7 @@ def eps_sweep(grid: _Grid, name: str, key) -> dict:
   )
 
 
-def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
+def grid_row(grid: Grid, eval_key, name, defense, goal, fraction, m,
               steps=None, panel=None):  # fmt: skip
   """One row (defense, goal, step size, m): PGD-max(k) keeping its iterate
   after every k of the row, which equals PGD-k (step t's draws depend only
@@ -184,7 +184,7 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
     steps = grid_lib.in_budget(
       grid_config.steps, m, grid_config.get("max_budget", 0)
     )
-  panel = panel or _panel_name(name, goal, fraction)
+  panel = panel or panel_name(name, goal, fraction)
   result = evaluate.evaluate_attack(
     prng.stream(eval_key, "grid"),
     grid.classifier(name),
@@ -200,7 +200,7 @@ def _grid_row(grid: _Grid, eval_key, name, defense, goal, fraction, m,
   return {_cell(panel, k, m): result.at_steps(k).to_json() for k in steps}
 
 
-def _ablation(grid: _Grid, work, eval_key, goals, cells) -> None:
+def _ablation(grid: Grid, work, eval_key, goals, cells) -> None:
   """Table 2's own comparison: PGD without EOT run much longer with a much
   smaller step (``grid.ablation``: its step counts, one compile through
   snapshot steps, and ``step_fraction`` x eps); its cells join `cells`
@@ -217,13 +217,13 @@ def _ablation(grid: _Grid, work, eval_key, goals, cells) -> None:
       cells |= work.cell_group(
         names,
         functools.partial(
-          _grid_row, grid, eval_key, name, defense, goal,
+          grid_row, grid, eval_key, name, defense, goal,
           ablation.step_fraction, 1, steps=steps, panel=panel,
         ),
       )  # fmt: skip
 
 
-def _run_grid(grid: _Grid, work, eval_key, goals):
+def _run_grid(grid: Grid, work, eval_key, goals):
   """Every row of the grid (resuming); returns ``(grids, counts, benign,
   grad_evals, cells)``: success rates per panel ``(len(m), len(k))`` of
   its defense's axes (NaN outside the budget), their ``(successes, n)``,
@@ -243,14 +243,14 @@ def _run_grid(grid: _Grid, work, eval_key, goals):
   for name, goal, fraction, m in progress.bar(todo, desc="grid rows"):
     axes = grid.axes(name)
     steps, draws = list(axes.steps), list(axes.eot_samples)
-    panel = _panel_name(name, goal, fraction)
+    panel = panel_name(name, goal, fraction)
     row_steps = grid_lib.in_budget(steps, m, axes.get("max_budget", 0))
     if not row_steps:
       continue
     names = [_cell(panel, k, m) for k in row_steps]
 
     def row(name=name, goal=goal, fraction=fraction, m=m):
-      done = _grid_row(grid, eval_key, name, built[name], goal, fraction, m)
+      done = grid_row(grid, eval_key, name, built[name], goal, fraction, m)
       for cell, value in done.items():
         work.log_metrics(phase="attack", cell=cell, **value)
       return done
@@ -270,13 +270,13 @@ def _run_grid(grid: _Grid, work, eval_key, goals):
   # Fig. 1's last panels: the best step size per cell.
   for name, goal in itertools.product(grid.settings, goals):
     fractions = grid.axes(name).step_fractions
-    panels = [grids[_panel_name(name, goal, f)] for f in fractions]
+    panels = [grids[panel_name(name, goal, f)] for f in fractions]
     if len(panels) > 1:
       grids[f"{name}/{goal}/best step"] = np.fmax.reduce(panels)
   return grids, counts, benign, grad_evals, cells
 
 
-def panel_axes(grid: _Grid, panel: str) -> tuple[list, list]:
+def panel_axes(grid: Grid, panel: str) -> tuple[list, list]:
   """``(steps, eot_samples)`` of a panel (its defense's axes)."""
   axes = grid.axes(panel.split("/")[0])
   return list(axes.steps), list(axes.eot_samples)
@@ -294,7 +294,7 @@ def _control_line(undefended: dict, panel: str) -> str:
   )
 
 
-def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
+def _write_tables(grid: Grid, work, grids, counts, undefended) -> dict:
   """Heatmaps and table.md (each panel with its undefended control);
   returns the equal-budget pairs per panel."""
   config = grid.config
@@ -328,7 +328,7 @@ def _write_tables(grid: _Grid, work, grids, counts, undefended) -> dict:
   }
 
 
-def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
+def _undefended(grid: Grid, work, eval_key, goals) -> dict:
   """The control: PGD-max(k) at each defense's eps on the model it
   attacks, with no defense (the first step size), per goal; one cell
   each (a resumed run keeps it)."""
@@ -360,7 +360,7 @@ def _undefended(grid: _Grid, work, eval_key, goals) -> dict:
   }
 
 
-def grid_arms(grid: _Grid, cells: dict) -> list[dict]:
+def grid_arms(grid: Grid, cells: dict) -> list[dict]:
   """Every grid cell as an arm of the analysis plan (`stochjax.arms`):
   its attack (defense, goal, k, m, step fraction), success on the retained
   calibration images, and per-image outcomes on the retained evaluation
@@ -406,7 +406,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
   train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
   test_set = experiment.dataset(config, "test", arrays=True)
   images = test_set.images[: config.num_examples]
-  grid = _Grid(
+  grid = Grid(
     config,
     images,
     test_set.labels[: config.num_examples],
