@@ -386,6 +386,43 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertIn("figures/eps_sensitivity.png", text)
     self.assertIn("eps = 4/255, steps chosen", text)
 
+  def test_the_archive_keeps_earlier_sessions_runs(self):
+    root = self.create_tempdir().full_path
+    kept = os.path.join(root, "docs", "runs")
+    v = [True, False] * 100
+    # An earlier session archived seeds 0 and 1; this one re-ran seed 1
+    # (new outcomes) and ran seed 2.
+    earlier = os.path.join(root, "earlier")
+    os.makedirs(earlier)
+    for seed in (0, 1):
+      self._workdir(earlier, seed, v, v)
+    report.archive(sorted(os.path.join(earlier, d) for d in os.listdir(
+      earlier)), kept)  # fmt: skip
+    now = os.path.join(root, "runs")
+    os.makedirs(now)
+    w = [True] * 150 + [False] * 50
+    fresh = [self._workdir(now, seed, w, w) for seed in (1, 2)]
+    os.makedirs(os.path.join(now, "unfinished"))  # No results.json.
+    workdirs = report.archive([*fresh, os.path.join(now, "unfinished")], kept)
+    self.assertEqual([os.path.basename(w) for w in workdirs],
+                     [f"eot_ablation_seed{s}" for s in range(3)])  # fmt: skip
+    for name in report.ARCHIVED:
+      self.assertTrue(os.path.exists(os.path.join(workdirs[2], name)))
+    self.assertFalse(os.path.exists(os.path.join(workdirs[2], "checkpoints")))
+    seed1 = workdir_lib.read_json(os.path.join(workdirs[1], "results.json"))
+    self.assertEqual(seed1["arms"][0]["evaluation"]["per_sample"], w)
+    decided = verdicts.decide(report.runs(workdirs))
+    (record,) = [r for r in decided["comparisons"]
+                 if r["role"] == "primary" and r["experiment"] == "eot_ablation"]  # fmt: skip
+    self.assertEqual(record["seeds"], [0, 1, 2])
+    # Dry runs are never archived.
+    dry = self._workdir(os.path.join(root, "dry"), 0, v, v)
+    path = os.path.join(dry, "results.json")
+    workdir_lib.write_json_atomic(path, workdir_lib.read_json(path)
+                                  | {"dry_run": True})  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "dry runs"):
+      report.archive([dry], kept)
+
   def test_claim_ii_contrast_waits_for_both_defenses(self):
     # A run with the strong defense only (a dry run's grid, a run cut
     # short) has no contrast yet; the decisions still follow.

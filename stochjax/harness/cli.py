@@ -7,6 +7,7 @@ installed stochjax, from any directory.
         [--config.defense=mymodule:my_defense --config.model.factory=...]
     stochjax convert CHECKPOINT OUT_DIR --arch ResNet50 --source torchvision
     stochjax report --runs=runs --out=docs/results.md --json=docs/results.json
+        [--archive=docs/runs] [--readme=README.md]
     stochjax plan
     stochjax configs
 
@@ -67,6 +68,13 @@ def _report(argv: Sequence[str]) -> None:
       "A README whose generated verdict summary (between "
       "its 'verdicts' markers) to rewrite ('' for none).",
     )
+    flags.DEFINE_string(
+      "archive",
+      "",
+      "A folder (docs/runs) that keeps each finished run's results.json and "
+      "config.json: the runs are copied there first and the report covers "
+      "every run archived so far ('' for the runs alone).",
+    )
     flags.DEFINE_bool(
       "allow_dry_run",
       False,
@@ -74,9 +82,9 @@ def _report(argv: Sequence[str]) -> None:
     )
   if flags.FLAGS.is_parsed():
     flags.FLAGS.unparse_flags()
-  runs, out, json_out, allow, readme = (
+  runs, out, json_out, allow, readme, kept = (
     flags.FLAGS[name]
-    for name in ("runs", "out", "json", "allow_dry_run", "readme")
+    for name in ("runs", "out", "json", "allow_dry_run", "readme", "archive")
   )
 
   if app_lib.print_help(argv, __name__):
@@ -89,8 +97,11 @@ def _report(argv: Sequence[str]) -> None:
       os.path.join(runs.value, name)
       for name in sorted(os.listdir(runs.value))
       if os.path.isdir(os.path.join(runs.value, name))
-    ]
+    ] if os.path.isdir(runs.value) else []  # fmt: skip
     try:
+      if kept.value:
+        os.makedirs(kept.value, exist_ok=True)
+        workdirs = report.archive(workdirs, kept.value)
       report.write(
         workdirs, out.value, json_out.value or None, allow_dry_run=allow.value,
         readme=readme.value or None,

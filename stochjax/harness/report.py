@@ -371,6 +371,37 @@ def eps_sensitivity_figure(records: list[dict], path: str) -> None:
   fig.savefig(path, dpi=120)
 
 
+ARCHIVED = ("results.json", "config.json")
+
+
+def archive(workdirs: list[str], folder: str) -> list[str]:
+  """Copies each finished workdir's `ARCHIVED` files (not dry runs, not
+  checkpoints) to ``<folder>/<workdir name>/``, replacing an older copy;
+  returns every archived run in `folder`, the old ones too. A report of
+  the archive covers every run archived so far, so runs re-done in one
+  session join those of earlier sessions.
+
+  Raises:
+    ValueError: a dry run among `workdirs`.
+  """
+  done = [w for w in workdirs if os.path.exists(os.path.join(w, ARCHIVED[0]))]
+  _dry_runs(done, allow=False)
+  for workdir in done:
+    target = os.path.join(folder, os.path.basename(os.path.normpath(workdir)))
+    os.makedirs(target, exist_ok=True)
+    for name in ARCHIVED:
+      if os.path.exists(os.path.join(workdir, name)):
+        workdir_lib.write_json_atomic(
+          os.path.join(target, name),
+          workdir_lib.read_json(os.path.join(workdir, name)),
+        )
+  return sorted(
+    os.path.join(folder, name)
+    for name in os.listdir(folder)
+    if os.path.exists(os.path.join(folder, name, ARCHIVED[0]))
+  )
+
+
 def runs(workdirs: list[str]) -> list[verdicts.Run]:
   """The claim-bearing runs among `workdirs` (results with arms), each with
   its config's experiment and seed."""
