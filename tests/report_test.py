@@ -311,7 +311,7 @@ class ResultsJsonTest(absltest.TestCase):
         arms.append(_arm(defense, "targeted", k, m, 0.25, cal, v))
     path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
     decided = verdicts.decide(report.runs([path]))
-    contrast = decided["claim_ii_contrast"]
+    (contrast,) = decided["claim_ii_contrasts"]
     gain = {d: b.astype(int) - a.astype(int) for d, (a, b) in sides.items()}
     d = gain["smoothing_0_50"] - gain["smoothing_0_25"]
     self.assertEqual(contrast["n"], n)
@@ -423,6 +423,29 @@ class ResultsJsonTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "dry runs"):
       report.archive([dry], kept)
 
+  def test_claim_ii_contrast_with_noise_injection_spans_two_runs(self):
+    # sigma = 0.5 in fig2's run, noise injection in fig1's: one seed, one
+    # split, so the same evaluation images.
+    root = self.create_tempdir().full_path
+    rng = np.random.default_rng(8)
+    n, cal = 150, [True] * 50 + [False] * 70
+    gains = {}
+    for experiment, defense, lift in (("fig2", "smoothing_0_50", 0.3),
+                                      ("fig1", "noise_injection", 0.0)):  # fmt: skip
+      a = rng.random(n) < 0.3
+      b = a | (rng.random(n) < lift)
+      gains[defense] = b.astype(int) - a.astype(int)
+      arms = [_arm(defense, "targeted", k, m, 0.25, cal, v)
+              for (k, m), v in (((100, 1), a), ((10, 10), b))]  # fmt: skip
+      _run_dir(root, f"{experiment}_seed0", experiment, 0, {"arms": arms})
+    paths = sorted(os.path.join(root, d) for d in os.listdir(root))
+    decided = verdicts.decide(report.runs(paths))
+    (contrast,) = decided["claim_ii_contrasts"]
+    self.assertEqual(contrast["weak"], "noise_injection")
+    d = gains["smoothing_0_50"] - gains["noise_injection"]
+    self.assertAlmostEqual(contrast["difference"]["estimate"], d.mean())
+    self.assertEqual(contrast["p_one_sided"], stats.sign_flip_test(d))
+
   def test_claim_ii_contrast_waits_for_both_defenses(self):
     # A run with the strong defense only (a dry run's grid, a run cut
     # short) has no contrast yet; the decisions still follow.
@@ -434,7 +457,7 @@ class ResultsJsonTest(absltest.TestCase):
             for k, m in ((100, 1), (10, 10))]  # fmt: skip
     path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
     decided = verdicts.decide(report.runs([path]))
-    self.assertIsNone(decided["claim_ii_contrast"])
+    self.assertEqual(decided["claim_ii_contrasts"], [])
     (claim_ii,) = [d for d in decided["decisions"] if d["claim"] == "ii"]
     # Its weak components (fig1, fig2 at sigma = 0.25) were not run.
     self.assertEqual(claim_ii["decision"], "not run")

@@ -310,10 +310,8 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
   return [*lines, ""]
 
 
-def _contrast_lines(contrast: dict | None) -> list[str]:
-  """Claim (ii)'s secondary contrast, as a sentence."""
-  if contrast is None:
-    return []
+def _contrast_lines(contrast: dict) -> list[str]:
+  """One of claim (ii)'s secondary contrasts, as a sentence."""
   diff = contrast["difference"]
   low, high = diff["ci"]
   return [
@@ -513,7 +511,11 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     "",
     *verdicts.decision_table(decided),
     "",
-    *_contrast_lines(decided.get("claim_ii_contrast")),
+    *(
+      line
+      for contrast in decided.get("claim_ii_contrasts", [])
+      for line in _contrast_lines(contrast)
+    ),  # fmt: skip
     "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
     "unadjusted, never decisive)",
     "",
