@@ -7,8 +7,9 @@ import numpy as np
 from absl.testing import absltest
 
 from stochjax import attacks, evaluate
+from stochjax.configs import eps_sensitivity as eps_sensitivity_config
 from stochjax.harness import grid as grid_lib
-from stochjax.paper import attacked, section4
+from stochjax.paper import attacked, eps_sensitivity, section4
 
 
 def _signed_mean(bias, images):
@@ -112,6 +113,31 @@ class GridTest(absltest.TestCase):
     self.assertEqual(first["calibration"], {"successes": 6, "n": 8})
     self.assertEqual(len(first["evaluation"]["indices"]), 32)
     self.assertEmpty(set(first["evaluation"]["indices"]) & set(calibration))
+
+
+class EpsSensitivityRowsTest(absltest.TestCase):
+  def test_rows_are_the_primary_pair_at_each_eps_and_step(self):
+    config = eps_sensitivity_config.get_config()
+    grid = section4.Grid(config, None, None, {}, {})
+    rows = eps_sensitivity.rows(grid)
+    goals = {(name, goal) for name, goal, *_ in rows}
+    self.assertEqual(goals, {
+      ("noise_injection", "untargeted"), ("noise_injection", "targeted"),
+      ("smoothing_0_25", "targeted"), ("smoothing_0_50", "targeted"),
+    })  # fmt: skip
+    # Per panel: 4 radii x 3 steps x (PGD-100 x 1 with its k=10 snapshot,
+    # PGD-10 x 10).
+    self.assertLen(rows, 4 * 4 * 3 * 2)
+    self.assertEqual({(m, steps) for *_, m, steps in rows},
+                     {(1, (10, 100)), (10, (10,))})  # fmt: skip
+    self.assertEqual({round(255 * eps) for _, _, eps, *_ in rows},
+                     {1, 2, 4, 8})  # fmt: skip
+    names = {eps_sensitivity.panel(n, g, e, f) for n, g, e, f, *_ in rows}
+    self.assertLen(names, 4 * 4 * 3)
+    self.assertIn(
+      "eps=2/noise_injection/targeted/step=0.25eps",
+      names,
+    )
 
 
 if __name__ == "__main__":
