@@ -75,6 +75,74 @@ class DigitsTest(absltest.TestCase):
     )
 
 
+class PhotosTest(absltest.TestCase):
+  def test_sizes_range_levels_and_balanced_prefix(self):
+    train, test = data.load("photos", "train"), data.load("photos", "test")
+    self.assertEqual(train.images.shape, (2000, 32, 32, 3))
+    self.assertEqual(test.images.shape[1:], (32, 32, 3))
+    self.assertEqual(test.images.dtype, np.float32)
+    # 256 levels per channel, colour (channels differ).
+    levels = test.images * 255
+    np.testing.assert_array_equal(levels, np.round(levels))
+    self.assertGreater(np.abs(test.images[..., 0] - test.images[..., 2]).mean(),
+                       0.02)  # fmt: skip
+    self.assertEqual(train.num_classes, 10)
+    np.testing.assert_array_equal(
+      np.bincount(test.labels[:360], minlength=10), np.full(10, 36)
+    )
+    np.testing.assert_array_equal(
+      np.bincount(train.labels), np.full(10, data.photos.TRAIN_PER_CLASS)
+    )
+
+  def test_photographs_are_the_bundled_ones_downscaled(self):
+    raw = skimage.data.astronaut()
+    small = data.photos.photograph("astronaut")
+    self.assertEqual(small.shape, (384, 384, 3))
+    reference = np.asarray(Image.fromarray(raw).resize((384, 384),
+                                                       Image.LANCZOS))  # fmt: skip
+    np.testing.assert_array_equal(small, reference)
+    china = datasets.load_sample_image("china.jpg")
+    self.assertEqual(data.photos.photograph("china").shape[:2],
+                     (384, round(china.shape[1] * 384 / china.shape[0])))  # fmt: skip
+
+  def test_no_test_pixel_in_or_beside_a_training_patch(self):
+    photos = data.photos
+    for seed in range(3):
+      rng = np.random.default_rng(seed)
+      for name in photos.PHOTOS:
+        image = photos.photograph(name)
+        width = image.shape[1]
+        test, train = photos.strips(width, seed % photos.STRIPS)
+        xs = [x for _, x in photos.tiles(image, test)]
+        self.assertGreaterEqual(min(xs), test[0])
+        self.assertLessEqual(max(xs) + 32, test[1])
+        corners = photos.crops(image, train, 500, rng)
+        for y, x in corners:
+          self.assertTrue(any(a <= x and x + 32 <= b for a, b in train))
+          self.assertLessEqual(y + 32, image.shape[0])
+          # Two gutters (the resize filter's reach) from every test column.
+          gap = max(test[0] - (x + 32), x - test[1])
+          self.assertGreaterEqual(gap, 2 * photos.GUTTER)
+    # End to end: each test patch is its tile of the test strip.
+    test_set = data.load("photos", "test", seed=1)
+    image = photos.photograph(photos.PHOTOS[3])
+    corners = photos.tiles(image, photos.strips(image.shape[1], 1)[0])
+    mine = test_set.images[test_set.labels == 3]
+    self.assertLen(mine, len(corners))
+    for patch, (y, x) in zip(mine, corners, strict=True):
+      np.testing.assert_array_equal(patch * 255, image[y : y + 32, x : x + 32])
+
+  def test_seeds_redraw_the_split_and_repeat(self):
+    first = [data.load("photos", "test", seed=s).images for s in range(3)]
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+      self.assertFalse(np.array_equal(first[a][:10], first[b][:10]))
+    np.testing.assert_array_equal(
+      data.load("photos", "train", seed=1).images,
+      data.load("photos", "train", seed=1).images,
+    )
+    self.assertTrue(data.splits.resplittable("photos"))
+
+
 class Cifar10Test(absltest.TestCase):
   def _write_folder(self, root):
     folder = os.path.join(root, "cifar-10-batches-bin")

@@ -4,6 +4,9 @@
 
   * ``digits``: scikit-learn's bundled digits at 32x32x3 (the embedded
     default; works offline, no data_dir).
+  * ``photos``: 32x32 colour patches of ten photographs bundled with
+    scikit-image and scikit-learn, one class each (offline, no data_dir;
+    `photos`).
   * ``cifar10``: ``cifar-10-binary.tar.gz`` or ``cifar-10-batches-bin/``.
   * ``imagenette``: ``imagenette2-320/{train,val}/<wnid>/*.JPEG``; test is
     every 5th val image (the paper's 785).
@@ -20,10 +23,17 @@ re-draws the train / test partition of a dataset without an official one
 into calibration and evaluation parts.
 """
 
-from stochjax.data import cifar10, digits, folders, images, splits
+from stochjax.data import cifar10, digits, folders, images, photos, splits
 from stochjax.data.core import Dataset, ImageFiles, Source, batches
 
-DATASETS = ("digits", "cifar10", "imagenette", "imagenet", "tfds:<name>")
+DATASETS = (
+  "digits",
+  "photos",
+  "cifar10",
+  "imagenette",
+  "imagenet",
+  "tfds:<name>",
+)
 
 
 def load(
@@ -47,6 +57,8 @@ def load(
     )
   if name == "digits":
     return digits.load_digits(split, seed=seed or 0)
+  if name == "photos":
+    return photos.load_photos(split, seed=seed or 0)
   if name.startswith("tfds:"):
     from stochjax.data import tfds_source  # noqa: PLC0415  (imports tfds)
 
@@ -76,6 +88,7 @@ __all__ = [
   "digits",
   "folders",
   "images",
+  "photos",
   "splits",
   "Dataset",
   "ImageFiles",

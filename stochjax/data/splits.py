@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 # Datasets whose train / test partition a seed re-draws.
-RESPLITTABLE = ("digits",)
+RESPLITTABLE = ("digits", "photos")
 
 
 def resplittable(name: str) -> bool:
@@ -27,9 +27,13 @@ def resplittable(name: str) -> bool:
   return name in RESPLITTABLE
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-  """A generator for split `name` at `seed`: distinct names, distinct
-  streams (a split never reuses another's draws)."""
+def generator(seed: int, name: str) -> np.random.Generator:
+  """A NumPy generator for split `name` at `seed`: distinct names,
+  distinct streams (a split never reuses another's draws).
+
+  Raises:
+    ValueError: a seed that is not a non-negative int.
+  """
   if not isinstance(seed, int | np.integer) or seed < 0:
     raise ValueError(f"A split seed must be a non-negative int, got {seed!r}.")
   return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
@@ -48,7 +52,7 @@ def calibration_split(num: int, seed: int, size: int):
       f"Calibration size must lie in [1, {num - 1}] for {num} images, got "
       f"{size!r}."
     )
-  order = _rng(seed, "calibration").permutation(num)
+  order = generator(seed, "calibration").permutation(num)
   return np.sort(order[:size]), np.sort(order[size:])
 
 
@@ -59,5 +63,5 @@ def partition(num: int, seed: int, test_size: int):
   if seed == 0:
     order = np.random.RandomState(0).permutation(num)
   else:
-    order = _rng(seed, "partition").permutation(num)
+    order = generator(seed, "partition").permutation(num)
   return order[:-test_size], order[-test_size:]
