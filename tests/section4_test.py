@@ -125,19 +125,29 @@ class EpsSensitivityRowsTest(absltest.TestCase):
       ("noise_injection", "untargeted"), ("noise_injection", "targeted"),
       ("smoothing_0_25", "targeted"), ("smoothing_0_50", "targeted"),
     })  # fmt: skip
-    # Per panel: 4 radii x 3 steps x (PGD-100 x 1 with its k=10 snapshot,
-    # PGD-10 x 10).
-    self.assertLen(rows, 4 * 4 * 3 * 2)
+    # Per panel: 4 radii (6 for smoothing, up to the 32/255 its eps rule
+    # picked) x 3 steps x (PGD-100 x 1 with its k=10 snapshot, PGD-10 x 10).
+    self.assertLen(rows, (2 * 4 + 2 * 6) * 3 * 2)
     self.assertEqual({(m, steps) for *_, m, steps in rows},
                      {(1, (10, 100)), (10, (10,))})  # fmt: skip
-    self.assertEqual({round(255 * eps) for _, _, eps, *_ in rows},
-                     {1, 2, 4, 8})  # fmt: skip
+    radii = {name: {round(255 * eps) for n, _, eps, *_ in rows if n == name}
+             for name in config.defenses}  # fmt: skip
+    self.assertEqual(radii["noise_injection"], {1, 2, 4, 8})
+    self.assertEqual(radii["smoothing_0_50"], {1, 2, 4, 8, 16, 32})
     names = {eps_sensitivity.panel(n, g, e, f) for n, g, e, f, *_ in rows}
-    self.assertLen(names, 4 * 4 * 3)
+    self.assertLen(names, (2 * 4 + 2 * 6) * 3)
     self.assertIn(
       "eps=2/noise_injection/targeted/step=0.25eps",
       names,
     )
+
+  def test_bad_radii_are_refused_before_any_work(self):
+    config = eps_sensitivity_config.get_config("smoke")
+    for radii, message in (((0.0,), "positive"),
+                           ((2 / 255, 2.00001 / 255), "share a cell name")):  # fmt: skip
+      config.eps_values = radii
+      with self.assertRaisesRegex(ValueError, message):
+        eps_sensitivity.run(config, work=None)
 
 
 if __name__ == "__main__":

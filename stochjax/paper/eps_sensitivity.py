@@ -33,8 +33,9 @@ def rows(grid: section4.Grid) -> list[tuple]:
   out = []
   for name in grid.settings:
     axes = grid.axes(name)
+    radii = grid.settings[name].get("eps_values") or grid.config.eps_values
     for goal in ("targeted" if t else "untargeted" for t in axes.targeted):
-      for eps in grid.config.eps_values:
+      for eps in radii:
         for fraction in axes.step_fractions:
           for m in axes.eot_samples:
             steps = grid_lib.in_budget(axes.steps, m, axes.get("max_budget", 0))
@@ -43,10 +44,27 @@ def rows(grid: section4.Grid) -> list[tuple]:
   return out
 
 
+def _check_radii(todo) -> None:
+  radii = {eps for _, _, eps, *_ in todo}
+  if not radii or min(radii) <= 0:
+    raise ValueError(f"eps_values must be positive radii, got {sorted(radii)}.")
+  names = {panel("d", "g", eps, 1.0) for eps in radii}
+  if len(names) < len(radii):
+    raise ValueError(
+      f"eps_values {sorted(radii)}: two radii share a cell name "
+      "(equal to 4 digits in 1/255)."
+    )
+
+
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
-  """Runs every row (resuming); returns the results (``eps_arms``)."""
-  if not config.eps_values or min(config.eps_values) <= 0:
-    raise ValueError(f"eps_values must be positive radii: {config.eps_values}")
+  """Runs every row (resuming); returns the results (``eps_arms``).
+
+  Raises:
+    ValueError: radii that are not positive, or so close that two rows
+      would share a cell name.
+  """
+  todo = rows(section4.Grid(config, None, None, {}, {}))
+  _check_radii(todo)  # Before any training.
   train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
   test_set = experiment.dataset(config, "test", arrays=True)
   images = test_set.images[: config.num_examples]
@@ -58,7 +76,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     experiment.test_split(config, len(images)),
   )
   built = {name: defenses.lookup(s.spec) for name, s in grid.settings.items()}
-  cells, arms, todo = work.cells(), [], rows(grid)
+  cells, arms = work.cells(), []
   for name, goal, eps, fraction, m, steps in progress.bar(
     todo, desc="eps sensitivity rows"
   ):
@@ -81,7 +99,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
       )  # fmt: skip
   return {
     "split": experiment.split_record(grid.split),
-    "eps_values": [float(e) for e in config.eps_values],
+    "eps_values": sorted({eps for _, _, eps, *_ in todo}),
     "eps_arms": arms,
     "detectors": attacked.summary(grid.attacked),
   }
