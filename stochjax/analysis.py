@@ -104,6 +104,12 @@ _CLAIM_III = tuple(
 )
 
 
+# Dated amendments to secondary analyses and procedure (docs/analysis_plan.md,
+# "Amendments"); outside `Plan`, so they leave its digest (and every
+# primary decision) unchanged.
+AMENDED = ("2026-12-06",)
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """The analysis plan's parameters (docs/analysis_plan.md explains each).

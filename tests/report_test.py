@@ -285,6 +285,10 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertEqual(d["decision"], "supported")
     self.assertEqual(d["decision"], analysis.claim_iii(
       analysis.region(low, high, 0.05)))  # fmt: skip
+    # The same run reported twice (an old and a new workdir) would double n.
+    twin = _run_dir(root, "fig3_again", "fig3", 0, {"gap_arms": arms})
+    with self.assertRaisesRegex(ValueError, "fig3_again"):
+      verdicts.decide(report.runs([path, twin]))
     # The eps rule at its largest candidate makes the comparison untestable.
     for arm in arms:
       arm["eps_is_largest_candidate"] = arm["epoch"] == 2
@@ -311,7 +315,8 @@ class ResultsJsonTest(absltest.TestCase):
         arms.append(_arm(defense, "targeted", k, m, 0.25, cal, v))
     path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
     decided = verdicts.decide(report.runs([path]))
-    (contrast,) = decided["claim_ii_contrasts"]
+    (contrast,) = [c for c in decided["claim_ii_contrasts"]
+                   if "not_run" not in c]  # fmt: skip
     gain = {d: b.astype(int) - a.astype(int) for d, (a, b) in sides.items()}
     d = gain["smoothing_0_50"] - gain["smoothing_0_25"]
     self.assertEqual(contrast["n"], n)
@@ -422,6 +427,13 @@ class ResultsJsonTest(absltest.TestCase):
                                   | {"dry_run": True})  # fmt: skip
     with self.assertRaisesRegex(ValueError, "dry runs"):
       report.archive([dry], kept)
+    smoke = self._workdir(os.path.join(root, "smoke"), 0, v, v)
+    path = os.path.join(smoke, "config.json")
+    workdir_lib.write_json_atomic(path, workdir_lib.read_json(path) | {
+      "command": ["stochjax", "run", "eot_ablation",
+                  "--config=eot_ablation:smoke"]})  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "smoke"):
+      report.archive([smoke], kept)
 
   def test_claim_ii_contrast_with_noise_injection_spans_two_runs(self):
     # sigma = 0.5 in fig2's run, noise injection in fig1's: one seed, one
@@ -440,8 +452,17 @@ class ResultsJsonTest(absltest.TestCase):
       _run_dir(root, f"{experiment}_seed0", experiment, 0, {"arms": arms})
     paths = sorted(os.path.join(root, d) for d in os.listdir(root))
     decided = verdicts.decide(report.runs(paths))
-    (contrast,) = decided["claim_ii_contrasts"]
+    (contrast,) = [c for c in decided["claim_ii_contrasts"]
+                   if "not_run" not in c]  # fmt: skip
     self.assertEqual(contrast["weak"], "noise_injection")
+    # Runs of one seed on other images are never paired.
+    for i, path in enumerate(paths):
+      results = workdir_lib.read_json(os.path.join(path, "results.json"))
+      results["split"] = {"calibration_indices": [i]}
+      workdir_lib.write_json_atomic(os.path.join(path, "results.json"),
+                                    results)  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "splits differ"):
+      verdicts.decide(report.runs(paths))
     d = gains["smoothing_0_50"] - gains["noise_injection"]
     self.assertAlmostEqual(contrast["difference"]["estimate"], d.mean())
     self.assertEqual(contrast["p_one_sided"], stats.sign_flip_test(d))
@@ -457,7 +478,12 @@ class ResultsJsonTest(absltest.TestCase):
             for k, m in ((100, 1), (10, 10))]  # fmt: skip
     path = _run_dir(root, "fig2", "fig2", 0, {"arms": arms})
     decided = verdicts.decide(report.runs([path]))
-    self.assertEqual(decided["claim_ii_contrasts"], [])
+    self.assertEqual([c["weak"] for c in decided["claim_ii_contrasts"]],
+                     ["noise_injection", "smoothing_0_25"])  # fmt: skip
+    for contrast in decided["claim_ii_contrasts"]:
+      self.assertIn("fig2", contrast["not_run"])
+    self.assertIn("smoothing_0_25: not run", report.write(
+      [path], os.path.join(root, "r.md")))  # fmt: skip
     (claim_ii,) = [d for d in decided["decisions"] if d["claim"] == "ii"]
     # Its weak components (fig1, fig2 at sigma = 0.25) were not run.
     self.assertEqual(claim_ii["decision"], "not run")

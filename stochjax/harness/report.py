@@ -16,7 +16,7 @@ import shutil
 
 import numpy as np
 
-from stochjax import audit, evaluate, figures, stats
+from stochjax import analysis, audit, evaluate, figures, stats
 from stochjax.harness import verdicts
 from stochjax.harness import workdir as workdir_lib
 
@@ -312,6 +312,9 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
 
 def _contrast_lines(contrast: dict) -> list[str]:
   """One of claim (ii)'s secondary contrasts, as a sentence."""
+  if "not_run" in contrast:
+    return [f"Claim (ii)'s contrast of {contrast['strong']} with "
+            f"{contrast['weak']}: not run ({contrast['not_run']}).", ""]  # fmt: skip
   diff = contrast["difference"]
   low, high = diff["ci"]
   return [
@@ -380,10 +383,18 @@ def archive(workdirs: list[str], folder: str) -> list[str]:
   session join those of earlier sessions.
 
   Raises:
-    ValueError: a dry run among `workdirs`.
+    ValueError: a dry run or a ``:smoke`` run among `workdirs`.
   """
   done = [w for w in workdirs if os.path.exists(os.path.join(w, ARCHIVED[0]))]
   _dry_runs(done, allow=False)
+  for workdir in done:
+    path = os.path.join(workdir, "config.json")
+    command = workdir_lib.read_json(path).get("command", []) if os.path.exists(
+      path) else []  # fmt: skip
+    if any(a.startswith("--config") and a.endswith(":smoke") for a in command):
+      raise ValueError(
+        f"{workdir}: a :smoke run (CI sizes), not a result; leave it out."
+      )
   for workdir in done:
     target = os.path.join(folder, os.path.basename(os.path.normpath(workdir)))
     os.makedirs(target, exist_ok=True)
@@ -496,7 +507,8 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     "",
     "Decided by the pre-registered plan ([analysis_plan.md]"
     "(analysis_plan.md), version "
-    f"{plan['version']}, sha256 {decided['analysis_plan_digest'][:12]}): "
+    f"{plan['version']}, sha256 {decided['analysis_plan_digest'][:12]}; "
+    f"secondary analyses amended {', '.join(analysis.AMENDED)}): "
     "each side at the step its calibration images choose; the interval of "
     "EOT − no EOT (Newcombe's paired score interval) on evaluation images "
     "at the family's Bonferroni level against the margin "

@@ -49,20 +49,62 @@ def check_plan(run: Run, plan: analysis.Plan = analysis.PLAN) -> None:
 GAP_METHOD = "percentile bootstrap of the mean per-image gap change"
 
 
-def _gap_arms(results: dict) -> dict:
-  return {(a["defense"], a["goal"], a["epoch"], a["kind"]): a
-          for a in results.get("gap_arms", [])}  # fmt: skip
+def _gap_key(a: dict) -> tuple:
+  return (a["defense"], a["goal"], a["epoch"], a["kind"])
 
 
-def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
-  """Claim (iii) for one defense and goal, pooled over `runs`: per image
-  retained in all four arms (defended and undefended, first and last
-  checkpoint, each at its own eps), d = gap_after - gap_before; the exact
-  sign-flip test of mean d > 0 and its bootstrap interval. None when not
-  run."""
+def _eps_key(a: dict) -> tuple:
+  return (a["eps"], *next(iter(arms.by_attack([a]))))
+
+
+def _arm_key(a: dict) -> tuple:
+  return next(iter(arms.by_attack([a])))
+
+
+def _pooled(runs, experiments, field: str, key) -> list[tuple[int, list]]:
+  """``[(seed, entries)]``: `field` (arms, gap_arms, eps_arms) of the runs
+  of `experiments`, by seed. Runs of one seed are parts of one run (a
+  config split by defense, as ``table2`` and ``table2:network``; fig1 and
+  fig2 for claim (ii)'s contrast): they must evaluate the same split and
+  hold different entries.
+
+  Raises:
+    ValueError: two runs of one seed with different splits, or holding the
+      same entry (a run reported twice, say an old and a new workdir).
+  """
+  by_seed: dict = {}
+  where: dict = {}
+  splits: dict = {}
+  for r in sorted((r for r in runs if r.experiment in experiments),
+                  key=lambda r: (r.seed, r.workdir)):  # fmt: skip
+    split = r.results.get("split")
+    first = splits.setdefault(r.seed, (split, r.workdir))
+    if split is not None and first[0] is not None and split != first[0]:
+      raise ValueError(
+        f"{first[1]} and {r.workdir} (seed {r.seed}) evaluate different "
+        "images (their splits differ): they cannot be pooled or paired."
+      )
+    for entry in r.results.get(field, []):
+      k = (r.seed, key(entry))
+      if k in where:
+        raise ValueError(
+          f"{where[k]} and {r.workdir} both hold {field} {k[1]} of "
+          f"{'/'.join(experiments)}, seed {r.seed}: report one of them."
+        )
+      where[k] = r.workdir
+      by_seed.setdefault(r.seed, []).append(entry)
+  return sorted(by_seed.items())
+
+
+def compare_gap(seeded, defense, goal, *, level, plan=analysis.PLAN):
+  """Claim (iii) for one defense and goal, pooled over `seeded`
+  (``[(seed, gap arms)]``): per image retained in all four arms
+  (defended and undefended, first and last checkpoint, each at its own
+  eps), d = gap_after - gap_before; the exact sign-flip test of mean d > 0
+  and its bootstrap interval. None when not run."""
   ds, screens, per_seed, sides = [], [], [], collections.defaultdict(list)
-  for run in runs:
-    arms = _gap_arms(run.results)
+  for seed, found in seeded:
+    arms = {_gap_key(a): a for a in found}
     epochs = sorted({e for (d, g, e, _) in arms if (d, g) == (defense, goal)})
     if len(epochs) < 2:
       return None
@@ -83,11 +125,11 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
       sides[f"{key[1]} epoch {key[0]}"].append(values)
     screen = []
     if len(common) < plan.min_retained:
-      screen.append(f"seed {run.seed}: {len(common)} retained in all four "
+      screen.append(f"seed {seed}: {len(common)} retained in all four "
                     f"arms < {plan.min_retained}")  # fmt: skip
     for e in (first, last):
       if four[(e, "defended")]["eps_is_largest_candidate"]:
-        screen.append(f"seed {run.seed}: the eps rule picked its largest "
+        screen.append(f"seed {seed}: the eps rule picked its largest "
                       f"candidate at epoch {e}")  # fmt: skip
     screens += screen
     d = gap_after - gap_before
@@ -100,7 +142,7 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
       "untestable" if screen or not d.size
       else analysis.region(low, high, plan.margin)
     )  # fmt: skip
-    per_seed.append({"seed": run.seed, "n": len(common), "region": region,
+    per_seed.append({"seed": seed, "n": len(common), "region": region,
                      "gap_before": float(gap_before.mean()) if len(common) else None,
                      "gap_after": float(gap_after.mean()) if len(common) else None,
                      "eps": [four[(e, "defended")]["eps"] for e in (first, last)],
@@ -140,30 +182,8 @@ def compare_gap(runs, defense, goal, *, level, plan=analysis.PLAN):
 
 
 def _seeded(runs, experiment: str) -> list[tuple[int, list[dict]]]:
-  """``[(seed, arms)]`` of `experiment`'s runs, by seed. Runs of one seed
-  are parts of one run (a config split by defense, as ``table2`` and
-  ``table2:network``): their arms pool.
-
-  Raises:
-    ValueError: two parts hold the same arm.
-  """
-  by_seed, where = {}, {}
-  for r in _runs_of(runs, experiment):
-    for a in r.results.get("arms", []):
-      key = (r.seed, *next(iter(arms.by_attack([a]))))
-      if key in where:
-        raise ValueError(
-          f"{where[key]} and {r.workdir} both hold the arm {key[1:]} of "
-          f"{experiment}, seed {r.seed}: report one of them."
-        )
-      where[key] = r.workdir
-      by_seed.setdefault(r.seed, []).append(a)
-  return sorted(by_seed.items())
-
-
-def _runs_of(runs, experiment: str) -> list[Run]:
-  return sorted((r for r in runs if r.experiment == experiment),
-                key=lambda r: r.seed)  # fmt: skip
+  """``[(seed, arms)]`` of `experiment`'s runs (`_pooled`)."""
+  return _pooled(runs, (experiment,), "arms", _arm_key)
 
 
 def _consistency(record: dict, decide_one) -> tuple[bool | None, str]:
@@ -264,9 +284,9 @@ def eps_sensitivity(runs, plan=analysis.PLAN) -> list[dict]:
   images choose at that eps; 95 %, unadjusted, never decisive."""
   pairs = {(p.defense, p.goal): p for p in plan.family("i") + plan.family("ii")}
   by_eps: dict = {}
-  for r in _runs_of(runs, "eps_sensitivity"):
-    for a in r.results.get("eps_arms", []):
-      by_eps.setdefault(a["eps"], {}).setdefault(r.seed, []).append(a)
+  for seed, found in _pooled(runs, ("eps_sensitivity",), "eps_arms", _eps_key):
+    for a in found:
+      by_eps.setdefault(a["eps"], {}).setdefault(seed, []).append(a)
   out = []
   for eps in sorted(by_eps):
     seeded = sorted(by_eps[eps].items())
@@ -322,7 +342,8 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   level = plan.interval_level("iii")
   claim_iii = []
   for p in plan.family("iii"):
-    record = compare_gap(_runs_of(runs, p.experiment), p.defense, p.goal,
+    record = compare_gap(_pooled(runs, (p.experiment,), "gap_arms",
+                                 _gap_key), p.defense, p.goal,
                          level=level, plan=plan)  # fmt: skip
     if record is not None:
       record |= {"claim": "iii", "experiment": p.experiment, "role": "primary",
@@ -336,20 +357,22 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   strong, *weak = plan.family("ii")
   contrasts = []
   for w in weak:  # Noise injection (fig1) and sigma = 0.25 (fig2).
-    # One seed's runs of both experiments evaluate the same split.
-    seeded: dict = {}
-    for experiment in sorted({strong.experiment, w.experiment}):
-      for seed, found in _seeded(runs, experiment):
-        seeded.setdefault(seed, []).extend(found)
+    # One seed's runs of both experiments must evaluate the same split.
+    seeded = _pooled(runs, tuple(sorted({strong.experiment, w.experiment})),
+                     "arms", _arm_key)  # fmt: skip
     contrast = arms.contrast(
-      sorted(seeded.items()), strong.defense, w.defense, strong.goal,
+      seeded, strong.defense, w.defense, strong.goal,
       strong.no_eot, strong.eot, plan=plan,
     )  # fmt: skip
-    if contrast is not None:
-      contrasts.append(contrast)
+    contrasts.append(contrast or {
+      "strong": strong.defense, "weak": w.defense, "goal": strong.goal,
+      "not_run": "an arm is missing in a seed's runs of "
+                 f"{' and '.join(sorted({strong.experiment, w.experiment}))}",
+    })  # fmt: skip
   return {
     "analysis_plan": plan.to_json(),
     "analysis_plan_digest": plan.digest(),
+    "analysis_plan_amended": list(analysis.AMENDED),
     "comparisons": comparisons,
     "decisions": decisions,
     "claim_ii_contrasts": contrasts,
