@@ -212,6 +212,9 @@ class ResultsJsonTest(absltest.TestCase):
     expected = analysis.claim_i(analysis.region(low, high, 0.05))
     self.assertEqual(decision["decision"], expected)
     self.assertEqual(record["per_seed"][0]["n"], 200)
+    # eps/4 is the smaller of the two candidates: a note, not a screen.
+    self.assertIn("seed 2: PGD-100 x EOT-1 chose the smallest step, eps*0.25",
+                  record["notes"])  # fmt: skip
     with open(readme) as f:
       text = f.read()
     self.assertIn("intro", text)
@@ -219,6 +222,21 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertNotIn("old", text)
     self.assertIn(f"1 {expected}", text)
     self.assertIn("not run", text)
+
+  def test_an_eps_rule_at_its_largest_candidate_is_noted(self):
+    root = self.create_tempdir().full_path
+    path = self._workdir(root, 0, [True, False] * 100, [True, False] * 100)
+    results = workdir_lib.read_json(os.path.join(path, "results.json"))
+    results["eps_sweep"] = {"noise_injection": {
+      "candidates": [1 / 255, 2 / 255], "success": [0.3, 0.6],
+      "picked": 2 / 255}}  # fmt: skip
+    workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
+    decided = verdicts.decide(report.runs([path]))
+    (record,) = [r for r in decided["comparisons"] if r["role"] == "primary"]
+    self.assertIn("seed 0: the eps rule picked its largest candidate, 2/255 "
+                  "(undefended success there 60 %)", record["notes"])  # fmt: skip
+    self.assertIn("Notes beside the primaries", "\n".join(
+      verdicts.decision_table(decided)))  # fmt: skip
 
   def test_results_under_another_plan_are_refused(self):
     root = self.create_tempdir().full_path

@@ -207,9 +207,47 @@ def _primaries(runs, plan, claim):
                      p.no_eot, p.eot, level=level, plan=plan)  # fmt: skip
     if record is not None:
       record |= {"claim": claim, "experiment": p.experiment, "role": "primary",
-                 "question": p.question}  # fmt: skip
+                 "question": p.question,
+                 "notes": _notes(record, _runs_of(runs, p.experiment),
+                                 p.defense)}  # fmt: skip
     out.append((p, record))
   return out
+
+
+def _runs_of(runs, experiment: str) -> list[Run]:
+  return sorted((r for r in runs if r.experiment == experiment),
+                key=lambda r: r.seed)  # fmt: skip
+
+
+def _notes(record: dict, runs: list[Run], defense: str) -> list[str]:
+  """What a reader should weigh beside a primary comparison, never a
+  screen: a side's chosen step at the edge of its candidates (a step
+  beyond them might do better), and an eps rule that fell back to its
+  largest candidate."""
+  notes = []
+  for side in ("a", "b"):
+    steps = record[side]["step"]
+    for seed, step in zip(record["seeds"], steps if isinstance(steps, list)
+                          else [steps], strict=True):  # fmt: skip
+      candidates = step["candidates"]
+      if len(candidates) < 2 or min(candidates) < step["chosen"] < max(
+        candidates
+      ):
+        continue
+      edge = "smallest" if step["chosen"] == min(candidates) else "largest"
+      notes.append(f"seed {seed}: {record[side]['label'].split(',')[0]} "
+                   f"chose the {edge} step, eps*{step['chosen']:g}")  # fmt: skip
+  for run in runs:
+    sweep = run.results.get("eps_sweep", {}).get(defense)
+    if (
+      sweep and sweep["success"] and sweep["picked"] == sweep["candidates"][-1]
+    ):
+      notes.append(
+        f"seed {run.seed}: the eps rule picked its largest candidate, "
+        f"{255 * sweep['picked']:.3g}/255 (undefended success there "
+        f"{100 * sweep['success'][-1]:.0f} %)"
+      )
+  return notes
 
 
 def _holm(records) -> None:
@@ -413,6 +451,12 @@ def decision_table(decided: dict) -> list[str]:
         f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] at "
         f"{100 * diff['level']:.2f} % | {p:.2g} | {seeds} |"
       )
+  notes = [f"* {r['defense']}, {r['goal']} (`{r['experiment']}`): "
+           + "; ".join(r["notes"]) + "."
+           for r in comparisons if r["role"] == "primary" and r.get("notes")]  # fmt: skip
+  if notes:
+    lines += ["", "Notes beside the primaries (never screens: no decision "
+              "turns on them):", "", *notes]  # fmt: skip
   return lines
 
 
