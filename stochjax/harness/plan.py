@@ -15,7 +15,12 @@ from stochjax.harness import grid as grid_lib
 # Input gradients and forward passes per second (docs/performance.md).
 RATES = {"grad": 1_000.0, "forward": 3_000.0}
 # Training images per epoch of each dataset (ImageNet is never trained on).
-TRAIN_SIZES = {"digits": 1_437, "cifar10": 50_000, "imagenette": 9_469}
+TRAIN_SIZES = {
+  "digits": 1_437,
+  "photos": 2_000,
+  "cifar10": 50_000,
+  "imagenette": 9_469,
+}
 
 
 def _grid_plan(config) -> dict:
