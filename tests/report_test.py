@@ -427,12 +427,17 @@ class ResultsJsonTest(absltest.TestCase):
     fresh = [self._workdir(now, seed, w, w) for seed in (1, 2)]
     os.makedirs(os.path.join(now, "unfinished"))  # No results.json.
     workdirs = report.archive([*fresh, os.path.join(now, "unfinished")], kept)
-    self.assertEqual([os.path.basename(w) for w in workdirs],
-                     [f"eot_ablation_seed{s}" for s in range(3)])  # fmt: skip
+    # The fresh runs themselves (their figures are there), the archive's
+    # copy of the older one.
+    self.assertEqual(workdirs, [os.path.join(kept, "eot_ablation_seed0"),
+                                *fresh])  # fmt: skip
+    copy = os.path.join(kept, "eot_ablation_seed2")
     for name in report.ARCHIVED:
-      self.assertTrue(os.path.exists(os.path.join(workdirs[2], name)))
-    self.assertFalse(os.path.exists(os.path.join(workdirs[2], "checkpoints")))
-    seed1 = workdir_lib.read_json(os.path.join(workdirs[1], "results.json"))
+      self.assertTrue(os.path.exists(os.path.join(copy, name)))
+    self.assertFalse(os.path.exists(os.path.join(copy, "checkpoints")))
+    seed1 = workdir_lib.read_json(
+      os.path.join(kept, "eot_ablation_seed1", "results.json")
+    )
     self.assertEqual(seed1["arms"][0]["evaluation"]["per_sample"], w)
     decided = verdicts.decide(report.runs(workdirs))
     (record,) = [r for r in decided["comparisons"]

@@ -378,9 +378,10 @@ ARCHIVED = ("results.json", "config.json")
 def archive(workdirs: list[str], folder: str) -> list[str]:
   """Copies each finished workdir's `ARCHIVED` files (not dry runs, not
   checkpoints) to ``<folder>/<workdir name>/``, replacing an older copy;
-  returns every archived run in `folder`, the old ones too. A report of
-  the archive covers every run archived so far, so runs re-done in one
-  session join those of earlier sessions.
+  returns the runs to report: the finished `workdirs` themselves (their
+  figures are there) and the archived copies of every other run in
+  `folder`. A report of the archive covers every run archived so far, so
+  runs re-done in one session join those of earlier sessions.
 
   Raises:
     ValueError: a dry run or a ``:smoke`` run among `workdirs`.
@@ -404,8 +405,9 @@ def archive(workdirs: list[str], folder: str) -> list[str]:
           os.path.join(target, name),
           workdir_lib.read_json(os.path.join(workdir, name)),
         )
+  live = {os.path.basename(os.path.normpath(w)): w for w in done}
   return sorted(
-    os.path.join(folder, name)
+    live.get(name, os.path.join(folder, name))
     for name in os.listdir(folder)
     if os.path.exists(os.path.join(folder, name, ARCHIVED[0]))
   )
