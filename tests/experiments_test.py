@@ -33,6 +33,13 @@ from stochjax.paper import (
 )
 
 
+def _smoke_run(test, config, driver):
+  """``(workdir, results)``: `driver` run on `config` in a fresh workdir."""
+  workdir = workdir_lib.Workdir(test.create_tempdir().full_path)
+  workdir.claim(config, overwrite=False)
+  return workdir, driver.run(config, workdir)
+
+
 class EotAblationSmokeTest(absltest.TestCase):
   def setUp(self):
     super().setUp()
@@ -75,9 +82,7 @@ class EotAblationSmokeTest(absltest.TestCase):
   @pytest.mark.slow
   def test_eps_sensitivity_runs_each_row_at_each_eps_and_resumes(self):
     config = eps_sensitivity_config.get_config("smoke")
-    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
-    workdir.claim(config, overwrite=False)
-    results = eps_sensitivity.run(config, workdir)
+    workdir, results = _smoke_run(self, config, eps_sensitivity)
     arms = results["eps_arms"]
     # 2 goals x 2 radii x the cells within the budget (k x m <= 2).
     expected = {(goal, eps, k, m)
@@ -250,9 +255,7 @@ class FinetuneSmokeTest(absltest.TestCase):
   @pytest.mark.slow
   def test_runs_records_each_epoch_and_resumes(self):
     config = finetune_config.get_config("smoke")
-    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
-    workdir.claim(config, overwrite=False)
-    results = finetune.run(config, workdir)
+    workdir, results = _smoke_run(self, config, finetune)
     curve = results["by_epoch"]
     self.assertEqual(curve["epoch"], [1, 2])
     for field in ("clean", "defended"):
