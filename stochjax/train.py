@@ -28,6 +28,7 @@ from stochjax import (
 from stochjax import data as data_lib
 from stochjax.attacks import losses
 from stochjax.defenses import core as defense_core
+from stochjax.models import stochastic
 
 
 class TrainState(NamedTuple):
@@ -63,31 +64,41 @@ def make_optimizer(
 def make_train_step(
   model: nn.Module, optimizer: optax.GradientTransformation, defense
 ) -> Callable:
-  """``train_step(state, key, images, labels, index) -> (state, metrics)``,
+  """``train_step(state, keys, images, labels, index) -> (state, metrics)``,
   jitted.
 
-  `state` is donated. Example ``index[i]`` of the training set gets its
-  own defense draw from ``fold_in(key, index[i])``: `key` is the epoch's
-  (`train`: ``fold_in(defense stream, epoch)``), so the draw depends on
-  the example and the epoch, not on the batch it lands in.
+  `state` is donated. `keys` is the epoch's ``(defense, model)`` pair
+  (`train`: ``fold_in(stream, epoch)`` of its "defense" and "model"
+  streams). Example ``index[i]`` of the training set gets its own defense
+  draw from ``fold_in(defense, index[i])`` and, for a model with
+  randomness of its own (`models.stochastic.draws_randomness`), its own
+  draw of it from ``fold_in(model, index[i])``: each depends on the
+  example and the epoch, not on the batch it lands in.
   """
 
-  def loss_fn(params, batch_stats, images, labels):
+  # A model with randomness of its own (SAP, noise layers) trains with a
+  # fresh draw per example and step, keyed like the defense's.
+  random = stochastic.draws_randomness(model)
+
+  def loss_fn(params, batch_stats, images, labels, model_keys):
     logits, updates = model.apply(
       {"params": params, "batch_stats": batch_stats},
       images,
       train=True,
       mutable=["batch_stats"],
+      **({"activation_keys": model_keys} if random else {}),
     )
     loss = jnp.mean(losses.cross_entropy(logits, labels))
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return loss, (updates["batch_stats"], accuracy)
 
-  def train_step(state: TrainState, key, images, labels, index):
-    images = defense_core.batched(defense)(prng.at(key, index), images)
+  def train_step(state: TrainState, keys, images, labels, index):
+    defense_key, model_key = keys
+    images = defense_core.batched(defense)(prng.at(defense_key, index), images)
     (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
-    )(state.params, state.batch_stats, images, labels)
+    )(state.params, state.batch_stats, images, labels,
+      prng.at(model_key, index))  # fmt: skip
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = TrainState(state.step + 1, params, batch_stats, opt_state)
@@ -123,8 +134,8 @@ def _start_state(model, key, train_set, optimizer, initial_variables):
 
 def _epoch(train_step, state, keys, epoch, train_set, batch_size, mesh):
   """One pass over `train_set`; returns the state and the mean metrics."""
-  shuffle_key, defense_key = keys
-  epoch_key = prng.fold(defense_key, epoch)
+  shuffle_key, defense_key, model_key = keys
+  epoch_key = (prng.fold(defense_key, epoch), prng.fold(model_key, epoch))
   sums = None  # Summed on device; read back once per epoch.
   for batch in data_lib.batches(
     prng.fold(shuffle_key, epoch),
@@ -220,7 +231,7 @@ def train(
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
   )
-  keys = prng.streams(key, ("init", "shuffle", "defense", "held_out"))
+  keys = prng.streams(key, ("init", "shuffle", "defense", "held_out", "model"))
   eval_key = keys.held_out if eval_key is None else eval_key
   state = _start_state(
     model, keys.init, train_set, optimizer, initial_variables
@@ -235,7 +246,8 @@ def train(
   )
   for epoch in bar:
     state, totals = _epoch(
-      train_step, state, (keys.shuffle, keys.defense), epoch, train_set,
+      train_step, state, (keys.shuffle, keys.defense, keys.model), epoch,
+      train_set,
       batch_size, mesh,
     )  # fmt: skip
     if not math.isfinite(totals["loss"]):

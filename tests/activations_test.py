@@ -1,11 +1,15 @@
-"""SAP and k-WTA, the defenses that live inside a network."""
+"""SAP, k-WTA and RSE's noise layers: the defenses inside a network."""
 
+import tempfile
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
+from scipy import stats as scipy_stats
 
-from stochjax import attacks, models, prng, voting
+from stochjax import attacks, data, models, prng, train, voting
 from stochjax.defenses import core as defense_core
 from stochjax.models import activations, stochastic
 
@@ -150,6 +154,83 @@ class StochasticClassifierTest(absltest.TestCase):
   def test_a_deterministic_activation_is_refused(self):
     with self.assertRaisesRegex(ValueError, "deterministic"):
       stochastic.stochastic_classifier(self.model.base, self.model.variables)
+
+
+class _Noise(nn.Module):
+  sigma: float
+
+  @nn.compact
+  def __call__(self, x, keys=None):
+    return activations.noise(self, x, self.sigma, keys=keys)
+
+
+class RseTest(absltest.TestCase):
+  """Random Self-Ensemble (Liu et al. 2018): Gaussian noise layers."""
+
+  def test_noise_is_gaussian_with_its_sigma_per_example_key(self):
+    layer = _Noise(0.3)
+    x = jnp.zeros((4, 64, 64, 3))
+    keys = prng.per_example(jax.random.key(0), 4)
+    out = np.asarray(layer.apply({}, x, keys))
+    # Against the normal law: Kolmogorov-Smirnov on 49,152 draws.
+    p = scipy_stats.kstest(out.ravel(), "norm", args=(0.0, 0.3)).pvalue
+    self.assertGreater(p, 1e-3)
+    # Row 2 alone, with its key, is row 2 of the batch; rows differ.
+    alone = layer.apply({}, x[2:3], keys[2:3])
+    np.testing.assert_array_equal(out[2:3], alone)
+    self.assertFalse(np.allclose(out[0], out[1]))
+    # Additive: the gradient is the identity.
+    g = jax.grad(lambda v: jnp.sum(layer.apply({}, v, keys) * 2.0))(x)
+    np.testing.assert_array_equal(g, np.full(x.shape, 2.0))
+    self.assertIs(_Noise(0.0).apply({}, x, keys), x)
+
+  def test_resnet_noise_is_off_at_zero_and_a_stochastic_classifier(self):
+    x = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
+    plain = models.get_model("ResNetTiny", num_classes=4, stem="cifar")
+    variables = plain.init(jax.random.key(2), x)
+    rse = plain.clone(noise=(0.4, 0.1))
+    keys = prng.per_example(jax.random.key(3), 3)
+    np.testing.assert_array_equal(
+      plain.clone(noise=(0.0, 0.0)).apply(variables, x, activation_keys=keys),
+      plain.apply(variables, x),
+    )
+    model = stochastic.stochastic_classifier(rse, variables)
+    np.testing.assert_array_equal(model(x), plain.apply(variables, x))
+    full = model.draw(keys, x)
+    np.testing.assert_allclose(full[1:2], model.draw(keys[1:2], x[1:2]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    self.assertFalse(np.allclose(full, plain.apply(variables, x)))
+    # Inner noise alone changes the logits too (every block has it).
+    inner = stochastic.stochastic_classifier(plain.clone(noise=(0.0, 0.1)),
+                                             variables)  # fmt: skip
+    self.assertFalse(np.allclose(inner.draw(keys, x), model(x)))
+    self.assertTrue(stochastic.draws_randomness(rse))
+    self.assertFalse(stochastic.draws_randomness(plain))
+    # The ensemble prediction: the mean softmax over R draws.
+    counts = voting.vote_counts(jax.random.key(4), model, x, defense=None,
+                                num_votes=8, aggregate="soft")  # fmt: skip
+    np.testing.assert_allclose(np.sum(counts, 1), np.full(3, 8.0), rtol=1e-5)
+    with self.assertRaisesRegex(ValueError, "sigmas"):
+      plain.clone(noise=(-0.1, 0.0)).apply(variables, x)
+
+  def test_training_draws_the_models_noise_per_example_and_step(self):
+    # optax's Adam bias correction promotes int32 step counts to float.
+    self.enter_context(jax.numpy_dtype_promotion("standard"))
+    train_set = data.load("digits", "train").subset(np.arange(128))
+    model = models.get_model("ResNetTiny", num_classes=10, stem="cifar",
+                             noise=(0.4, 0.1))  # fmt: skip
+
+    def fit(m):
+      return train.train(key=prng.root(0), model=m, train_set=train_set,
+                         defense=None, epochs=1, batch_size=64,
+                         checkpoint_dir=tempfile.mkdtemp())  # fmt: skip
+
+    first, again = fit(model), fit(model)
+    clean = fit(model.clone(noise=(0.0, 0.0)))
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), first, again)
+    self.assertTrue(all(jax.tree.leaves(same)))  # Keyed: reproducible.
+    moved = jax.tree.map(lambda a, b: not np.allclose(a, b), first, clean)
+    self.assertTrue(any(jax.tree.leaves(moved)))  # The noise was drawn.
 
 
 if __name__ == "__main__":

@@ -137,6 +137,26 @@ def is_stochastic(spec: str) -> bool:
   return _resolved(spec)[1]
 
 
+def _place(module: nn.Module, site) -> int:
+  """A call's place in the network: `module`'s path and `site`."""
+  return zlib.crc32(f"{'/'.join(module.path)}:{site}".encode())
+
+
+def noise(module: nn.Module, x, sigma: float, *, keys=None, site=0):
+  """Random Self-Ensemble's noise layer (Liu et al., ECCV 2018): ``x +
+  N(0, sigma^2)``, elementwise, in training and at test. Row i draws from
+  ``keys[i]`` folded with this call's place (`module`'s path and `site`),
+  or, without `keys`, from the module's `RNG_STREAM`; ``sigma = 0`` is the
+  identity. Additive, so its gradient is exact (the identity)."""
+  if not sigma:
+    return x
+  if keys is None:
+    return x + sigma * jax.random.normal(module.make_rng(RNG_STREAM), x.shape,
+                                         x.dtype)  # fmt: skip
+  draw = jax.vmap(lambda k, row: jax.random.normal(k, row.shape, row.dtype))
+  return x + sigma * draw(prng.fold_each(keys, _place(module, site)), x)
+
+
 def apply(module: nn.Module, spec: str, x, *, keys=None, site: int = 0,
           stem: bool = False):  # fmt: skip
   """The activation `spec` on `x` (N, ...) inside `module`; in the stem,
@@ -153,5 +173,4 @@ def apply(module: nn.Module, spec: str, x, *, keys=None, site: int = 0,
     return fn(x, None)
   if keys is None:
     return fn(x, module.make_rng(RNG_STREAM))
-  place = zlib.crc32(f"{'/'.join(module.path)}:{site}".encode())
-  return fn(x, prng.fold_each(keys, place))
+  return fn(x, prng.fold_each(keys, _place(module, site)))

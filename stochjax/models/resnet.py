@@ -31,6 +31,7 @@ class BasicBlock(nn.Module):
   norm: ModuleDef
   strides: int = 1
   activation: str = "relu"
+  noise_sigma: float = 0.0
   expansion = 1
 
   @nn.compact
@@ -38,9 +39,14 @@ class BasicBlock(nn.Module):
     act = functools.partial(
       activations.apply, self, self.activation, keys=activation_keys
     )
+    noise = functools.partial(
+      activations.noise, self, sigma=self.noise_sigma, keys=activation_keys
+    )
     strides = (self.strides, self.strides)
-    y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(x)
+    y = noise(x, site="noise0")
+    y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(y)
     y = act(self.norm()(y), site=0)
+    y = noise(y, site="noise1")
     y = self.conv(self.filters, (3, 3), padding=((1, 1), (1, 1)))(y)
     y = self.norm()(y)
     if x.shape[-1] != self.filters or self.strides != 1:
@@ -57,6 +63,7 @@ class BottleneckBlock(nn.Module):
   norm: ModuleDef
   strides: int = 1
   activation: str = "relu"
+  noise_sigma: float = 0.0
   expansion = 4
 
   @nn.compact
@@ -64,11 +71,17 @@ class BottleneckBlock(nn.Module):
     act = functools.partial(
       activations.apply, self, self.activation, keys=activation_keys
     )
+    noise = functools.partial(
+      activations.noise, self, sigma=self.noise_sigma, keys=activation_keys
+    )
     out = self.filters * self.expansion
     strides = (self.strides, self.strides)
-    y = act(self.norm()(self.conv(self.filters, (1, 1))(x)), site=0)
+    y = noise(x, site="noise0")
+    y = act(self.norm()(self.conv(self.filters, (1, 1))(y)), site=0)
+    y = noise(y, site="noise1")
     y = self.conv(self.filters, (3, 3), strides, padding=((1, 1), (1, 1)))(y)
     y = act(self.norm()(y), site=1)
+    y = noise(y, site="noise2")
     y = self.norm()(self.conv(out, (1, 1))(y))
     if x.shape[-1] != out or self.strides != 1:
       x = self.norm()(self.conv(out, (1, 1), strides, padding="VALID")(x))
@@ -93,6 +106,15 @@ class ResNet(nn.Module):
       ``activation_keys`` (``(N,)`` per-example keys, as
       `stochjax.models.stochastic` passes them) or else from the
       ``"activation"`` RNG stream.
+    noise: Random Self-Ensemble's noise layers (Liu et al., ECCV 2018),
+      ``(init_sigma, inner_sigma)`` in normalized-input units: Gaussian
+      noise on the normalized input, and before every convolution of a
+      block's residual branch (the projection shortcut reads the block's
+      input as it came), in training and at test, drawn as a stochastic
+      activation is (`activations.noise`). ``(0, 0)``: none. The
+      reference code (xuanqing94/RobustNet) uses (0.4, 0.1) on a VGG and
+      ResNeXt; its VGG puts the "init" noise before the second
+      convolution, a quirk this network does not copy.
 
   References:
     He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR
@@ -108,6 +130,7 @@ class ResNet(nn.Module):
   std: Sequence[float] = IMAGENET_STD
   conv_general_dilated: Callable = conv_lib.conv_general_dilated
   activation: str = "relu"
+  noise: tuple[float, float] = (0.0, 0.0)
 
   @nn.compact
   def __call__(self, x, train: bool = False, activation_keys=None):
@@ -127,6 +150,11 @@ class ResNet(nn.Module):
     mean = jnp.asarray(self.mean, x.dtype).reshape(1, 1, 1, -1)
     std = jnp.asarray(self.std, x.dtype).reshape(1, 1, 1, -1)
     x = (x - mean) / std
+    init_sigma, inner_sigma = self.noise
+    if min(self.noise) < 0:
+      raise ValueError(f"noise sigmas must be >= 0, got {self.noise}.")
+    x = activations.noise(self, x, init_sigma, keys=activation_keys,
+                          site="init_noise")  # fmt: skip
     if self.stem == "imagenet":
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
       x = stem_act(norm()(x))
@@ -142,6 +170,7 @@ class ResNet(nn.Module):
           conv=conv,
           norm=norm,
           activation=self.activation,
+          noise_sigma=inner_sigma,
         )(x, activation_keys)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes)(x)

@@ -52,20 +52,33 @@ class StochasticClassifier:
 def stochastic_classifier(model: nn.Module, variables, *,
                           base_activation: str = "relu"):  # fmt: skip
   """`model` (a `stochjax.models.ResNet` with a stochastic activation, e.g.
-  ``activation="sap(fraction=1.0)"``) as a `StochasticClassifier`; its base
-  network uses `base_activation`.
+  ``activation="sap(fraction=1.0)"``, or Random Self-Ensemble's noise
+  layers, ``noise=(0.4, 0.1)``) as a `StochasticClassifier`; its base
+  network uses `base_activation` and no noise.
 
   Raises:
-    ValueError: the activation is not stochastic (use
+    ValueError: the model draws no randomness (use
       `stochjax.models.classifier`).
   """
-  if not activations.is_stochastic(model.activation):
+  if not draws_randomness(model):
     raise ValueError(
-      f"activation {model.activation!r} is deterministic: use "
-      "stochjax.models.classifier for it."
+      f"activation {model.activation!r} is deterministic and the model has "
+      "no noise layers: use stochjax.models.classifier for it."
     )
   base = model.clone(parent=None, activation=base_activation)
+  if hasattr(base, "noise"):
+    base = base.clone(noise=(0.0, 0.0))
   return StochasticClassifier(model, base, variables)
+
+
+def draws_randomness(model: nn.Module) -> bool:
+  """Whether `model` (a `stochjax.models.ResNet`) draws randomness of its
+  own: a stochastic activation or noise layers. Other modules: False."""
+  activation = getattr(model, "activation", None)
+  stochastic = isinstance(activation, str) and activations.is_stochastic(
+    activation
+  )
+  return stochastic or any(getattr(model, "noise", ()))
 
 
 def is_stochastic(logits_fn) -> bool:
