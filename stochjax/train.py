@@ -7,6 +7,7 @@ image with a fresh draw per example per step. Every epoch is checkpointed
 the same final parameters as an uninterrupted run.
 """
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -62,7 +63,8 @@ def make_optimizer(
 
 
 def make_train_step(
-  model: nn.Module, optimizer: optax.GradientTransformation, defense
+  model: nn.Module, optimizer: optax.GradientTransformation, defense,
+  adversarial=None,
 ) -> Callable:
   """``train_step(state, keys, images, labels, index) -> (state, metrics)``,
   jitted.
@@ -73,7 +75,11 @@ def make_train_step(
   draw from ``fold_in(defense, index[i])`` and, for a model with
   randomness of its own (`models.stochastic.draws_randomness`), its own
   draw of it from ``fold_in(model, index[i])``: each depends on the
-  example and the epoch, not on the batch it lands in.
+  example and the epoch, not on the batch it lands in. With `adversarial`
+  (an `attacks.Attack`), each example is replaced by the attack's point
+  against the current weights (BatchNorm in inference mode; keyed
+  ``fold_in(attack, index[i])``, after the defense's draw) inside the same
+  compiled step: Madry et al.'s adversarial training.
   """
 
   # A model with randomness of its own (SAP, noise layers) trains with a
@@ -93,8 +99,12 @@ def make_train_step(
     return loss, (updates["batch_stats"], accuracy)
 
   def train_step(state: TrainState, keys, images, labels, index):
-    defense_key, model_key = keys
+    defense_key, model_key, attack_key = keys
     images = defense_core.batched(defense)(prng.at(defense_key, index), images)
+    if adversarial is not None:
+      variables = {"params": state.params, "batch_stats": state.batch_stats}
+      images = adversarial(prng.at(attack_key, index),
+                           (_inference(model), variables), images, labels)  # fmt: skip
     (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
     )(state.params, state.batch_stats, images, labels,
@@ -105,6 +115,11 @@ def make_train_step(
     return new_state, {"loss": loss, "accuracy": accuracy}
 
   return jax.jit(train_step, donate_argnums=(0,))
+
+
+def _inference(model: nn.Module) -> Callable:
+  """``apply(variables, images) -> logits`` in inference mode."""
+  return functools.partial(model.apply, train=False)
 
 
 def init_state(model, key, image_shape, optimizer) -> TrainState:
@@ -134,8 +149,8 @@ def _start_state(model, key, train_set, optimizer, initial_variables):
 
 def _epoch(train_step, state, keys, epoch, train_set, batch_size, mesh):
   """One pass over `train_set`; returns the state and the mean metrics."""
-  shuffle_key, defense_key, model_key = keys
-  epoch_key = (prng.fold(defense_key, epoch), prng.fold(model_key, epoch))
+  shuffle_key, *per_epoch = keys
+  epoch_key = tuple(prng.fold(k, epoch) for k in per_epoch)
   sums = None  # Summed on device; read back once per epoch.
   for batch in data_lib.batches(
     prng.fold(shuffle_key, epoch),
@@ -181,6 +196,7 @@ def train(
   eval_key: types.PRNGKey | None = None,
   on_epoch: Callable[[int, dict], None] | None = None,
   mesh=None,
+  adversarial=None,
 ) -> dict:
   """Trains (or fine-tunes) `model`, resuming from `checkpoint_dir`.
 
@@ -202,6 +218,10 @@ def train(
     eval_key: the key of those draws (default: derived from `key`); the same
       every epoch, so epochs differ only by the weights.
     on_epoch: called as ``on_epoch(epoch, metrics)`` after each epoch.
+    adversarial: an `attacks.Attack` (e.g. ``attacks.make_pgd(eps=...,
+      step_size=..., num_steps=7, random_init=True)``): train on its points
+      against the current weights, generated inside the compiled step
+      (Madry et al. 2018); checkpoints and resume as without it.
     mesh: a `stochjax.sharding.data_mesh` for data-parallel training: the
       state is replicated, each step's batch split across the devices (each
       process reads only its own rows), and `jax.jit` all-reduces the
@@ -231,7 +251,9 @@ def train(
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
   )
-  keys = prng.streams(key, ("init", "shuffle", "defense", "held_out", "model"))
+  keys = prng.streams(
+    key, ("init", "shuffle", "defense", "held_out", "model", "attack")
+  )
   eval_key = keys.held_out if eval_key is None else eval_key
   state = _start_state(
     model, keys.init, train_set, optimizer, initial_variables
@@ -240,14 +262,16 @@ def train(
   done, restored = checkpoint.restore_latest(mngr, state._asdict())
   state = sharding.put_replicated(TrainState(**restored), mesh)
   first_epoch = 0 if done is None else done
-  train_step = make_train_step(model, optimizer, defense_core.resolve(defense))
+  train_step = make_train_step(
+    model, optimizer, defense_core.resolve(defense), adversarial
+  )
   bar = progress.bar(
     range(first_epoch, epochs), desc="epochs", initial=first_epoch, total=epochs
   )
   for epoch in bar:
     state, totals = _epoch(
-      train_step, state, (keys.shuffle, keys.defense, keys.model), epoch,
-      train_set,
+      train_step, state,
+      (keys.shuffle, keys.defense, keys.model, keys.attack), epoch, train_set,
       batch_size, mesh,
     )  # fmt: skip
     if not math.isfinite(totals["loss"]):

@@ -5,10 +5,12 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest
 from PIL import Image
 
-from stochjax import data, defenses, models, train
+from stochjax import attacks, data, defenses, models, stats, train, voting
+from stochjax.defenses import core as defense_core
 from tests import test_utils
 
 
@@ -21,7 +23,7 @@ def _small_digits():
   return data.Dataset(full.images[:96], full.labels[:96], 10)
 
 
-def _train(directory, epochs=3, on_epoch=None, learning_rate=1e-3):
+def _train(directory, epochs=3, on_epoch=None, learning_rate=1e-3, **kw):
   return train.train(
     key=jax.random.key(0),
     model=models.ResNetTiny(num_classes=10, stem="cifar"),
@@ -32,6 +34,7 @@ def _train(directory, epochs=3, on_epoch=None, learning_rate=1e-3):
     learning_rate=learning_rate,
     checkpoint_dir=directory,
     on_epoch=on_epoch,
+    **kw,
   )
 
 
@@ -101,6 +104,65 @@ class ResumeTest(absltest.TestCase):
         jax.tree.leaves(resumed["params"])[0],
         jax.tree.leaves(initial["params"])[0],
       )
+    )
+
+  def test_adversarial_training_resumes_and_compiles_one_step(self):
+    attack = attacks.make_pgd(eps=8 / 255, step_size=4 / 255, num_steps=2,
+                              random_init=True)  # fmt: skip
+    reference = _train(self.create_tempdir().full_path, epochs=2,
+                       adversarial=attack)  # fmt: skip
+    directory = self.create_tempdir().full_path
+
+    def stop(epoch, metrics):
+      del metrics
+      raise _Interrupt
+
+    with self.assertRaises(_Interrupt):
+      _train(directory, epochs=2, on_epoch=stop, adversarial=attack)
+    resumed = _train(directory, epochs=2, adversarial=attack)
+    test_utils.assert_trees_all_close(resumed, reference, rtol=0, atol=0)
+    clean = _train(self.create_tempdir().full_path, epochs=2)
+    self.assertFalse(np.allclose(jax.tree.leaves(clean["params"])[0],
+                                 jax.tree.leaves(resumed["params"])[0]))  # fmt: skip
+    # The attack runs inside one compiled step: a second step reuses it.
+    model = models.ResNetTiny(num_classes=10, stem="cifar")
+    optimizer = train.make_optimizer(learning_rate=1e-3, weight_decay=0.0,
+                                     epochs=1, steps_per_epoch=2)  # fmt: skip
+    step = train.make_train_step(model, optimizer, defense_core.resolve(None),
+                                 attack)  # fmt: skip
+    state = train.init_state(model, jax.random.key(0), (32, 32, 3), optimizer)
+    images, labels = _small_digits().images[:8], _small_digits().labels[:8]
+    keys = (jax.random.key(1),) * 3
+    for _ in range(2):
+      state, metrics = step(state, keys, images, labels, np.arange(8))
+    self.assertEqual(step._cache_size(), 1)
+    self.assertTrue(np.isfinite(float(metrics["loss"])))
+
+  @pytest.mark.slow
+  def test_adversarial_training_beats_clean_training_under_attack(self):
+    train_set = data.load("digits", "train").subset(np.arange(640))
+    test = data.load("digits", "test")
+    x, y = test.images[:240], test.labels[:240]
+    eps = 16 / 255
+    model = models.ResNetTiny(num_classes=10, stem="cifar")
+    robust = {}
+    for name, adversarial in (("clean", None), ("adversarial", attacks.make_pgd(
+        eps=eps, step_size=eps / 3, num_steps=3, random_init=True))):  # fmt: skip
+      variables = train.train(
+        key=jax.random.key(0), model=model, train_set=train_set,
+        defense=None, epochs=4, batch_size=64, learning_rate=3e-3,
+        checkpoint_dir=self.create_tempdir().full_path,
+        adversarial=adversarial,
+      )  # fmt: skip
+      pgd = attacks.make_pgd(eps=eps, step_size=eps / 4, num_steps=10)
+      adv = pgd(jax.random.key(1), (model.apply, variables), x, y)
+      robust[name] = np.asarray(
+        voting.predict((model.apply, variables), adv)
+      ) == np.asarray(y)
+    # Exact one-sided McNemar: robust accuracy rises with adversarial
+    # training (measured: 0.0 % -> 5.8 %, 14 discordant pairs, p = 6e-5).
+    self.assertLess(
+      stats.mcnemar_one_sided(robust["clean"], robust["adversarial"]), 0.01
     )
 
   def test_nan_loss_stops_and_keeps_last_good_checkpoint(self):
