@@ -200,6 +200,11 @@ class RseTest(absltest.TestCase):
     np.testing.assert_allclose(full[1:2], model.draw(keys[1:2], x[1:2]),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     self.assertFalse(np.allclose(full, plain.apply(variables, x)))
+    # Under a user's vmap (one example at a time) and jit: the same rows.
+    one = jax.jit(
+      jax.vmap(lambda k, image: model.draw(k[None], image[None])[0])
+    )
+    np.testing.assert_allclose(one(keys, x), full, rtol=1e-5, atol=1e-6)
     # Inner noise alone changes the logits too (every block has it).
     inner = stochastic.stochastic_classifier(plain.clone(noise=(0.0, 0.1)),
                                              variables)  # fmt: skip
