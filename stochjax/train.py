@@ -63,7 +63,9 @@ def make_optimizer(
 
 
 def make_train_step(
-  model: nn.Module, optimizer: optax.GradientTransformation, defense,
+  model: nn.Module,
+  optimizer: optax.GradientTransformation,
+  defense,
   adversarial=None,
 ) -> Callable:
   """``train_step(state, keys, images, labels, index) -> (state, metrics)``,

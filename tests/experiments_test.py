@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
 
-from stochjax import data, detectors, models, voting
+from stochjax import analysis, data, detectors, models, voting
 from stochjax.configs import eot_ablation as eot_ablation_config
 from stochjax.configs import eps_sensitivity as eps_sensitivity_config
 from stochjax.configs import (
@@ -23,6 +23,7 @@ from stochjax.configs import (
 )
 from stochjax.configs import finetune as finetune_config
 from stochjax.configs import section5 as section5_config
+from stochjax.harness import grid as grid_lib
 from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import (
   eps_sensitivity,
@@ -211,6 +212,16 @@ class PaperGridSmokeTest(parameterized.TestCase):
     for part in (main, network):
       self.assertEqual((part.experiment, part.seed), ("table2", 0))
     self.assertEqual(network.grid.to_dict(), main.grid.to_dict())
+    # The network part keeps the plan's primary pairs and drops the
+    # secondary ablations (within 30 minutes); :smoke keeps them.
+    for p in analysis.PLAN.family("i"):
+      if p.experiment != "table2" or p.defense not in network.defenses:
+        continue
+      axes = grid_lib.axes(network, p.defense)
+      self.assertIsNone(axes.ablation)
+      for k, m in (p.no_eot, p.eot):
+        self.assertIn(k, grid_lib.in_budget(axes.steps, m, axes.max_budget))
+        self.assertIn(m, axes.eot_samples)
 
   def test_table2_cifar_rows_carry_the_papers_attacks(self):
     config = table2_cifar.get_config("paper")

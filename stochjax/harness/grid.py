@@ -16,9 +16,14 @@ def in_budget(steps, m: int, max_budget: int) -> list[int]:
 def axes(config, name: str) -> ml_collections.ConfigDict:
   """``config.grid`` with defense `name`'s own ``grid`` block over it
   (steps, eot_samples, step_fractions, max_budget, ablation): Table 2's
-  rows each have the paper's own (k, m, step)."""
+  rows each have the paper's own (k, m, step). An own ``ablation=None``
+  drops the grid's ablation for that defense."""
   axes = ml_collections.ConfigDict(config.grid.to_dict())
   own = config.defenses[name].get("grid")
   if own is not None:
-    axes.update(own.to_dict())
+    own = own.to_dict()
+    if "ablation" in own and own["ablation"] is None:
+      del own["ablation"]
+      axes.ablation = None
+    axes.update(own)
   return axes
