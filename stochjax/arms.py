@@ -202,7 +202,9 @@ def contrast(seeded, strong: str, weak: str, goal: str, no_eot, eot, *,
       return None
     common = sorted(set(g_strong) & set(g_weak))
     differences.append(np.array([g_strong[i] - g_weak[i] for i in common]))
-  d = np.concatenate(differences) if differences else np.zeros(0, int)
+  if not differences:  # No run of either defense.
+    return None
+  d = np.concatenate(differences)
   mean, low, high = stats.bootstrap_interval(
     d, 0.95, num_resamples=plan.bootstrap_resamples, seed=plan.bootstrap_seed
   )

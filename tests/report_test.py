@@ -508,6 +508,10 @@ class ResultsJsonTest(absltest.TestCase):
     self.assertIn("smoothing_0_25: not run", report.write(
       [path], os.path.join(root, "r.md")))  # fmt: skip
     (claim_ii,) = [d for d in decided["decisions"] if d["claim"] == "ii"]
+    # Nothing run at all: both contrasts say so.
+    empty = verdicts.decide([])["claim_ii_contrasts"]
+    self.assertEqual([c["weak"] for c in empty if "not_run" in c],
+                     ["noise_injection", "smoothing_0_25"])  # fmt: skip
     # Its weak components (fig1, fig2 at sigma = 0.25) were not run.
     self.assertEqual(claim_ii["decision"], "not run")
 
