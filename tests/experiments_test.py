@@ -23,6 +23,7 @@ from stochjax.configs import (
 )
 from stochjax.configs import finetune as finetune_config
 from stochjax.configs import section5 as section5_config
+from stochjax.harness import dry_run
 from stochjax.harness import grid as grid_lib
 from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import (
@@ -211,6 +212,8 @@ class PaperGridSmokeTest(parameterized.TestCase):
     )
     for part in (main, network):
       self.assertEqual((part.experiment, part.seed), ("table2", 0))
+      # The runner's field check knows every field of both parts.
+      dry_run.check_fields(part, dry_run.REFERENCES["stochjax.paper.section4"])
     self.assertEqual(network.grid.to_dict(), main.grid.to_dict())
     # The network part keeps the plan's primary pairs and drops the
     # secondary ablations (within 30 minutes); :smoke keeps them.

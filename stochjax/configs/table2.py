@@ -52,6 +52,9 @@ import ml_collections
 
 from stochjax.configs import eot_ablation
 
+# The variants this config knows (the field checks read each).
+VARIANTS = ("smoke", None, "paper", "network")
+
 
 def add_network_defenses(config, eps: float, smoke: bool = False) -> None:
   """SAP, k-WTA and the odds detector on the networks trained here

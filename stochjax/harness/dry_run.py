@@ -270,7 +270,8 @@ def check_fields(config, references: tuple[str, ...]) -> None:
   known = set()
   for name in references:
     module = importlib.import_module(f"stochjax.configs.{name}")
-    for variant in ("smoke", None, "paper"):
+    # A config module may name variants of its own (table2's "network").
+    for variant in getattr(module, "VARIANTS", ("smoke", None, "paper")):
       known |= _paths(module.get_config(variant).to_dict())
   unknown = sorted(_paths(config.to_dict()) - known)
   if unknown:
