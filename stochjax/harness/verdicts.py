@@ -519,39 +519,42 @@ def summary(decided: dict) -> list[str]:
     mine = [d for d in decided["decisions"] if d["claim"] == claim]
     tally = collections.Counter(d["decision"] for d in mine)
     counts = ", ".join(f"{n} {word}" for word, n in sorted(tally.items()))
-    named = []
+    named, levels = [], set()
     for d in mine:
       if d["decision"] not in ("supported", "not supported"):
         continue
       index = d["primary"]
       records = [decided["comparisons"][i]
                  for i in (index if isinstance(index, list) else [index])]  # fmt: skip
-      seeds = "replicated over seeds " if d["replicates"] else ""
-      seeds += ", ".join(map(str, records[0]["seeds"]))
-      detail = "; ".join(
-        (f"{r['defense']}: {r['words']}, " if len(records) > 1 else "")
+      levels |= {r["difference"]["level"] for r in records}
+      seeds = records[0]["seeds"]
+      where = f"seeds {', '.join(map(str, seeds))}" + (
+        ", replicated" if d["replicates"] else "") if len(seeds) > 1 else (
+        f"seed {seeds[0]}")  # fmt: skip
+      detail = ", ".join(
+        (f"{r['defense']} {r['words']} " if len(records) > 1 else "")
         + _points(r)
         for r in records
       )
       named.append(
         f"{d['defense'] if len(records) == 1 else ''} {d['goal']} "
-        f"{d['decision']} ({detail}; seed {seeds})".strip()
+        f"{d['decision']}{':' if len(records) > 1 else ''} {detail} "
+        f"({where})".strip()
       )
+    what = "gap change" if claim == "iii" else "EOT − no EOT"
+    level = ", ".join(f"{100 * v:.2f} %" for v in sorted(levels))
     lines.append(
       f"* Claim ({claim}), {len(mine)} primary decision"
       f"{'s' if len(mine) > 1 else ''}: {counts}."
-      + (f" {'; '.join(named)}." if named else "")
+      + (f" {what}, points at {level}: {'; '.join(named)}." if named else "")
     )
   return lines
 
 
 def _points(record: dict) -> str:
-  """``EOT − no EOT +1.2 [−3.1, +5.6] points at 99.09 %`` (claim (iii):
-  the gap's change)."""
+  """``+1.2 [−3.1, +5.6]``: the difference and its interval, in points."""
   diff = record["difference"]
-  what = "gap change" if record.get("claim") == "iii" else "EOT − no EOT"
   return (
-    f"{what} {100 * diff['estimate']:+.1f} "
-    f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}] points at "
-    f"{100 * diff['level']:.2f} %"
+    f"{100 * diff['estimate']:+.1f} "
+    f"[{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}]"
   )
