@@ -71,9 +71,9 @@ def make_train_step(
   """``train_step(state, keys, images, labels, index) -> (state, metrics)``,
   jitted.
 
-  `state` is donated. `keys` is the epoch's ``(defense, model)`` pair
-  (`train`: ``fold_in(stream, epoch)`` of its "defense" and "model"
-  streams). Example ``index[i]`` of the training set gets its own defense
+  `state` is donated. `keys` is the epoch's ``(defense, model, attack)``
+  triple (`train`: ``fold_in(stream, epoch)`` of its "defense", "model"
+  and "attack" streams). Example ``index[i]`` of the training set gets its own defense
   draw from ``fold_in(defense, index[i])`` and, for a model with
   randomness of its own (`models.stochastic.draws_randomness`), its own
   draw of it from ``fold_in(model, index[i])``: each depends on the
@@ -87,6 +87,11 @@ def make_train_step(
   # A model with randomness of its own (SAP, noise layers) trains with a
   # fresh draw per example and step, keyed like the defense's.
   random = stochastic.draws_randomness(model)
+  if random and adversarial is not None:
+    raise ValueError(
+      "Adversarial training of a model with randomness of its own (SAP, "
+      "noise layers) is not supported: the attack would not draw it."
+    )
 
   def loss_fn(params, batch_stats, images, labels, model_keys):
     logits, updates = model.apply(
