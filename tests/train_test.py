@@ -137,6 +137,9 @@ class ResumeTest(absltest.TestCase):
       state, metrics = step(state, keys, images, labels, np.arange(8))
     self.assertEqual(step._cache_size(), 1)
     self.assertTrue(np.isfinite(float(metrics["loss"])))
+    with self.assertRaisesRegex(ValueError, "randomness of its own"):
+      train.make_train_step(model.clone(noise=(0.1, 0.0)), optimizer,
+                            defense_core.resolve(None), attack)  # fmt: skip
 
   @pytest.mark.slow
   def test_adversarial_training_beats_clean_training_under_attack(self):
