@@ -53,12 +53,12 @@ def _gap_key(a: dict) -> tuple:
   return (a["defense"], a["goal"], a["epoch"], a["kind"])
 
 
-def _eps_key(a: dict) -> tuple:
-  return (a["eps"], *next(iter(arms.by_attack([a]))))
-
-
 def _arm_key(a: dict) -> tuple:
   return next(iter(arms.by_attack([a])))
+
+
+def _eps_key(a: dict) -> tuple:
+  return (a["eps"], *_arm_key(a))
 
 
 def _pooled(runs, experiments, field: str, key) -> list[tuple[int, list]]:
