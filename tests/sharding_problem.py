@@ -144,6 +144,19 @@ def switched(images, mesh=None) -> dict:
   return dict(images=out, calls=len(calls), collectives=collectives)
 
 
+def nudged(variables, scale: float = 1e-6):
+  """`variables`, each entry scaled by ``1 + scale * normal`` (fixed key)."""
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(5), len(leaves))
+  return jax.tree.unflatten(
+    tree,
+    [
+      x * (1 + scale * jax.random.normal(k, x.shape))
+      for x, k in zip(leaves, keys, strict=True)
+    ],
+  )
+
+
 def flat(variables) -> np.ndarray:
   """Every leaf, raveled and concatenated (a replicated array's local copy)."""
   return np.concatenate(

@@ -209,7 +209,15 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
       cls.single["trained"] = problem.flat(
         train.train(**problem.training(model, variables, folder))
       )
+      # The same training from weights moved by one part in a million:
+      # how far rounding alone carries five Adam steps.
+      nudged = problem.flat(
+        train.train(
+          **problem.training(model, problem.nudged(variables), folder + "/n")
+        )
+      )
     cls.start = problem.flat(variables)
+    cls.rounding = np.sum(np.abs(nudged - cls.single["trained"]))
 
   def _spawn(self, out, processes: int, devices_each: int):
     env = dict(os.environ)
@@ -278,14 +286,18 @@ class MeshEqualsOneDeviceTest(parameterized.TestCase):
       gradients = single["images"][:, -1]  # Each image's sum of scales.
       self.assertGreater(len(np.unique(gradients)), 1)
       # Gradients and batch statistics are all-reduced across devices in
-      # another order than one device sums them, and Adam divides by the
-      # gradient's size, so a parameter with a near-zero gradient can move
-      # by rounding noise; overall, the difference must be tiny beside what
-      # training changed.
+      # another order than one device sums them. Adam's first steps are
+      # near sign steps, so a gradient near zero that rounding flips moves
+      # its parameter by 2 x the learning rate: over five steps, weights
+      # nudged by 1e-6 end about 1 % of training's movement apart (measured
+      # 4.2 of 391 on this problem), as the mesh does (4.1). A real fault
+      # is far above that: another key (other draws and order) ends 129
+      # apart, training without the defense 168.
       moved = np.sum(np.abs(self.single["trained"] - self.start))
       differ = np.sum(np.abs(mesh["trained"] - self.single["trained"]))
-      self.assertGreater(moved, 0.0)
-      self.assertLess(differ, 1e-3 * moved)
+      self.assertGreater(self.rounding, 0.0)
+      self.assertLess(self.rounding, 0.05 * moved)
+      self.assertLess(differ, 4 * self.rounding)
     with open(os.path.join(out, "protocol.json")) as f:
       self.assertEqual(json.load(f), self.single["protocol"])
 
