@@ -107,7 +107,11 @@ _CLAIM_III = tuple(
 # Dated amendments to secondary analyses and procedure (docs/analysis_plan.md,
 # "Amendments"); outside `Plan`, so they leave its digest (and every
 # primary decision) unchanged.
-AMENDED = ("2026-12-06",)
+AMENDED = ("2026-12-06", "2026-12-06 (replications)")
+
+# The (dataset, model) the plan's decisions are made on; runs of any other
+# are replications (docs/analysis_plan.md, amendment 4), decided alone.
+PRIMARY_SETTING = ("digits", "ResNet8")
 
 
 @dataclasses.dataclass(frozen=True)

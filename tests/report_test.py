@@ -133,14 +133,17 @@ class ReportTest(absltest.TestCase):
       report.write([odd], os.path.join(root, "report.md"))
 
 
-def _run_dir(root, name, experiment, seed, results):
-  """A finished run's workdir: its config's experiment and seed, and
-  `results` stamped with the plan in force (unless it says otherwise)."""
+def _run_dir(root, name, experiment, seed, results, setting=None):
+  """A finished run's workdir: its config's experiment, seed and (if
+  given) ``(dataset, model)``, and `results` stamped with the plan in
+  force (unless it says otherwise)."""
   path = os.path.join(root, name)
   os.makedirs(path)
+  config = {"experiment": experiment, "seed": seed}
+  if setting is not None:
+    config |= {"dataset": setting[0], "model": {"name": setting[1]}}
   workdir_lib.write_json_atomic(
-    os.path.join(path, "config.json"),
-    {"config": {"experiment": experiment, "seed": seed}},
+    os.path.join(path, "config.json"), {"config": config}
   )
   results = {"analysis_plan_digest": analysis.PLAN.digest()} | results
   workdir_lib.write_json_atomic(os.path.join(path, "results.json"), results)
@@ -160,9 +163,10 @@ def _arm(defense, goal, k, m, fraction, calibration, evaluation):
 
 
 class ResultsJsonTest(absltest.TestCase):
-  def _workdir(self, root, seed, no_eot, eot, digest=None):
+  def _workdir(self, root, seed, no_eot, eot, digest=None, setting=None):
     """An eot_ablation run whose eps/4 arms are `no_eot`, `eot` (and whose
-    eps/2 arms are worse on calibration, so the step choice is eps/4)."""
+    eps/2 arms are worse on calibration, so the step choice is eps/4), on
+    `setting` ``(dataset, model)`` if given."""
     arms = []
     for fraction, cal in ((0.25, [True] * 60 + [False] * 60),
                           (0.5, [True] * 30 + [False] * 90)):  # fmt: skip
@@ -173,8 +177,53 @@ class ResultsJsonTest(absltest.TestCase):
     results = {"arms": arms}
     if digest is not None:
       results["analysis_plan_digest"] = digest
-    return _run_dir(root, f"eot_ablation_seed{seed}", "eot_ablation", seed,
-                    results)  # fmt: skip
+    name = f"eot_ablation_seed{seed}" + ("_" + "_".join(setting) if setting
+                                         else "")  # fmt: skip
+    return _run_dir(root, name, "eot_ablation", seed, results, setting)
+
+  def test_other_settings_replicate_and_are_never_pooled(self):
+    rng = np.random.default_rng(1)
+
+    def pair(eot_gain):
+      a = rng.random(300) < 0.5
+      return a, a | (rng.random(300) < eot_gain)
+
+    def decided(replication_gain):
+      root = self.create_tempdir().full_path
+      for seed in (0, 1):
+        self._workdir(root, seed, *pair(0.3))
+      self._workdir(root, 0, *pair(replication_gain),
+                    setting=("photos", "ResNet20"))  # fmt: skip
+      workdirs = sorted(os.path.join(root, d) for d in os.listdir(root))
+      out = os.path.join(root, "results.md")
+      text = report.write(workdirs, out)
+      decided = verdicts.decide(report.runs(workdirs))
+      (d,) = [d for d in decided["decisions"]
+              if d["experiment"] == "eot_ablation"]  # fmt: skip
+      return decided, d, text
+
+    # EOT far stronger in both settings: decided alike, so it replicates.
+    both, d, text = decided(0.3)
+    self.assertEqual(d["decision"], "not supported")
+    self.assertEqual(both["setting"], {"dataset": "digits", "model": "ResNet8"})
+    (rep,) = both["replications"]
+    self.assertEqual((rep["dataset"], rep["model"]), ("photos", "ResNet20"))
+    self.assertEqual(d["settings"][0]["decision"], "not supported")
+    self.assertTrue(d["replicates"])
+    # The primary pools its own two seeds only, the replication its one.
+    record = both["comparisons"][d["primary"]]
+    self.assertEqual(record["seeds"], [0, 1])
+    self.assertEqual(record["a"]["n"], 600)
+    (mine,) = [r for r in rep["decisions"] if r["experiment"] == "eot_ablation"]
+    self.assertEqual(rep["comparisons"][mine["primary"]]["a"]["n"], 300)
+    self.assertIn("### Replication: photos, ResNet20", text)
+    self.assertIn("seeds 0, 1; photos, ResNet20: not supported, replicated",
+                  "\n".join(verdicts.summary(both)))  # fmt: skip
+    # No EOT gain on the photos: the primary stands, but does not replicate.
+    _, d, _ = decided(0.0)
+    self.assertEqual(d["decision"], "not supported")
+    self.assertNotEqual(d["settings"][0]["decision"], "not supported")
+    self.assertFalse(d["replicates"])
 
   def test_pooled_decision_follows_its_numbers(self):
     root = self.create_tempdir().full_path

@@ -329,6 +329,25 @@ def _contrast_lines(contrast: dict) -> list[str]:
   ]
 
 
+def _replication_lines(decided: dict) -> list[str]:
+  """A section per replication setting (another data set or model): its
+  own decisions by the same plan, never pooled with the primary's."""
+  lines = []
+  for rep in decided.get("replications", []):
+    lines += [
+      f"### Replication: {rep['dataset']}, {rep['model']}",
+      "",
+      "The plan's rules, families and Holm adjustment within this setting "
+      "alone (amendment 4); a primary decision replicates only where it "
+      "holds here too, at every seed run.",
+      "",
+      *verdicts.decision_table(rep),
+      "",
+      *(line for c in rep["claim_ii_contrasts"] for line in _contrast_lines(c)),
+    ]
+  return lines
+
+
 def eps_sensitivity_figure(records: list[dict], path: str) -> None:
   """EOT − no EOT against eps, one line per defense and goal, with 95 %
   intervals; hollow markers where the comparison is untestable
@@ -415,7 +434,7 @@ def archive(workdirs: list[str], folder: str) -> list[str]:
 
 def runs(workdirs: list[str]) -> list[verdicts.Run]:
   """The claim-bearing runs among `workdirs` (results with arms), each with
-  its config's experiment and seed."""
+  its config's experiment, seed, data set and model."""
   out = []
   for workdir in workdirs:
     results = workdir_lib.read_json(os.path.join(workdir, "results.json"))
@@ -426,8 +445,12 @@ def runs(workdirs: list[str]) -> list[verdicts.Run]:
     if os.path.exists(config_path):
       config = workdir_lib.read_json(config_path).get("config", {})
     experiment = config.get("experiment", os.path.basename(workdir))
-    out.append(verdicts.Run(experiment, int(config.get("seed", 0)), results,
-                            workdir))  # fmt: skip
+    dataset, model = analysis.PRIMARY_SETTING
+    out.append(verdicts.Run(
+      experiment, int(config.get("seed", 0)), results, workdir,
+      dataset=config.get("dataset", dataset),
+      model=config.get("model", {}).get("name", model),
+    ))  # fmt: skip
   return out
 
 
@@ -530,6 +553,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
       for contrast in decided.get("claim_ii_contrasts", [])
       for line in _contrast_lines(contrast)
     ),  # fmt: skip
+    *_replication_lines(decided),
     "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
     "unadjusted, never decisive)",
     "",

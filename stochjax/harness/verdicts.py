@@ -25,12 +25,15 @@ class PlanMismatchError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One finished run: its experiment (config name), seed and results."""
+  """One finished run: its experiment (config name), seed, results, and
+  the data set and model it ran on (its setting)."""
 
   experiment: str
   seed: int
   results: dict
   workdir: str = ""
+  dataset: str = analysis.PRIMARY_SETTING[0]
+  model: str = analysis.PRIMARY_SETTING[1]
 
 
 def check_plan(run: Run, plan: analysis.Plan = analysis.PLAN) -> None:
@@ -315,6 +318,30 @@ def _family_decisions(family, decide_one, add) -> list[dict]:
   return out
 
 
+def _replicated(decision: dict, replications: list[dict]) -> dict:
+  """`decision` (of the primary setting) with ``settings``: its decision in
+  each replication setting that ran it; and ``replicates`` over settings:
+  true only when it is decided and every seed of every setting run gives
+  it (the plan's amendment 4). A setting that did not run it does not
+  count."""
+  same = ("claim", "defense", "goal", "experiment")
+  settings = []
+  for rep in replications:
+    for d in rep["decisions"]:
+      if all(d[k] == decision[k] for k in same) and d["decision"] != "not run":
+        settings.append({"dataset": rep["dataset"], "model": rep["model"],
+                         "decision": d["decision"],
+                         "replicates": d["replicates"],
+                         "consistency": d["consistency"]})  # fmt: skip
+  if not settings:
+    return decision
+  holds = decision["decision"] in ("supported", "not supported") and all(
+    d["replicates"] is not False and d["decision"] == decision["decision"]
+    for d in [decision, *settings]
+  )
+  return decision | {"settings": settings, "replicates": holds}
+
+
 def eps_sensitivity(runs, plan=analysis.PLAN) -> list[dict]:
   """The plan's section 8 (secondary): at each eps of the
   ``eps_sensitivity`` runs, the primary pair of claims (i) and (ii) for
@@ -343,14 +370,46 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   """The plan's records and decisions for `runs` (every run checked
   against `plan` first).
 
+  Runs on the plan's primary setting (`analysis.PRIMARY_SETTING`) make the
+  decisions; runs on any other data set or model are replications,
+  decided alone per setting and never pooled across settings.
+
   Returns:
-    ``{"analysis_plan", "analysis_plan_digest", "comparisons",
-    "decisions"}``: comparisons (primary first, then secondary) as the
-    plan's records; decisions ``{claim, defense, goal, experiment,
-    decision, primary (index or indices), replicates, consistency}``.
+    ``{"analysis_plan", "analysis_plan_digest", "setting", "comparisons",
+    "decisions", "claim_ii_contrasts", "replications"}``: comparisons
+    (primary first, then secondary) as the plan's records; decisions
+    ``{claim, defense, goal, experiment, decision, primary (index or
+    indices), replicates, consistency}`` (and ``settings``, each
+    replication's decision, where one ran it); replications ``[{dataset,
+    model, comparisons, decisions, claim_ii_contrasts}]``.
   """
   for run in runs:
     check_plan(run, plan)
+  by_setting = collections.defaultdict(list)
+  for run in runs:
+    by_setting[(run.dataset, run.model)].append(run)
+  primary = _decide_setting(by_setting.pop(analysis.PRIMARY_SETTING, []), plan)
+  replications = [
+    {"dataset": dataset, "model": model} | _decide_setting(rs, plan)
+    for (dataset, model), rs in sorted(by_setting.items())
+  ]
+  primary["decisions"] = [
+    _replicated(d, replications) for d in primary["decisions"]
+  ]
+  dataset, model = analysis.PRIMARY_SETTING
+  return {
+    "analysis_plan": plan.to_json(),
+    "analysis_plan_digest": plan.digest(),
+    "analysis_plan_amended": list(analysis.AMENDED),
+    "setting": {"dataset": dataset, "model": model},
+    **primary,
+    "replications": replications,
+  }
+
+
+def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
+  """``{comparisons, decisions, claim_ii_contrasts}`` of one setting's
+  runs."""
   comparisons, decisions = [], []
 
   def add(record):
@@ -408,9 +467,6 @@ def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
                  f"{' and '.join(sorted({strong.experiment, w.experiment}))}",
     })  # fmt: skip
   return {
-    "analysis_plan": plan.to_json(),
-    "analysis_plan_digest": plan.digest(),
-    "analysis_plan_amended": list(analysis.AMENDED),
     "comparisons": comparisons,
     "decisions": decisions,
     "claim_ii_contrasts": contrasts,
@@ -442,6 +498,8 @@ def decision_table(decided: dict) -> list[str]:
       seeds = ", ".join(map(str, r["seeds"]))
       if d.get("consistency") not in ("", "one seed"):
         seeds += f" ({d['consistency']})"
+      for other in d.get("settings", []):
+        seeds += f"; {other['dataset']}, {other['model']}: {other['decision']}"
       a, b = _gap_sides(r) if d["claim"] == "iii" else (
         _fmt_side(r["a"]), _fmt_side(r["b"]))  # fmt: skip
       lines.append(
@@ -528,9 +586,12 @@ def summary(decided: dict) -> list[str]:
                  for i in (index if isinstance(index, list) else [index])]  # fmt: skip
       levels |= {r["difference"]["level"] for r in records}
       seeds = records[0]["seeds"]
-      where = f"seeds {', '.join(map(str, seeds))}" + (
-        ", replicated" if d["replicates"] else "") if len(seeds) > 1 else (
-        f"seed {seeds[0]}")  # fmt: skip
+      where = (f"seeds {', '.join(map(str, seeds))}" if len(seeds) > 1
+               else f"seed {seeds[0]}")  # fmt: skip
+      for other in d.get("settings", []):
+        where += f"; {other['dataset']}, {other['model']}: {other['decision']}"
+      if d["replicates"]:
+        where += ", replicated"
       detail = ", ".join(
         (f"{r['defense']} {r['words']} " if len(records) > 1 else "")
         + _points(r)
