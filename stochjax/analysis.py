@@ -107,7 +107,12 @@ _CLAIM_III = tuple(
 # Dated amendments to secondary analyses and procedure (docs/analysis_plan.md,
 # "Amendments"); outside `Plan`, so they leave its digest (and every
 # primary decision) unchanged.
-AMENDED = ("2026-12-06", "2026-12-06 (replications)")
+AMENDED = (
+  "2026-12-06",
+  "2026-12-06 (replications)",
+  "2026-12-06 (the book's claim)",
+  "2026-12-06 (ε sensitivity in parts)",
+)
 
 # The (dataset, model) the plan's decisions are made on; runs of any other
 # are replications (docs/analysis_plan.md, amendment 4), decided alone.
@@ -247,6 +252,24 @@ def claim_iii(region_name: str) -> str:
   return {True: "supported", False: "not supported", None: "inconclusive"}[
     _passes("superiority", region_name)
   ]
+
+
+# The book's claim (amendment 5): the reference must itself be robust on
+# the calibration images, or "slightly worse" than it says nothing.
+BOOK_REFERENCE_FLOOR = 0.10
+
+
+def book_claim(low: float, high: float, margin: float) -> str:
+  """The book's "RSE is only slightly worse than adversarial training" on
+  the interval ``[low, high]`` of d = robust accuracy of RSE − of
+  adversarial training: "supported" when RSE is at most `margin` worse
+  (low > −margin: non-inferiority), "not supported" when it is worse by
+  more (high < −margin), else "inconclusive"."""
+  if low > -margin:
+    return "supported"
+  if high < -margin:
+    return "not supported"
+  return "inconclusive"
 
 
 def choose_step(candidates, calibration_rates) -> float:

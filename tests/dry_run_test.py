@@ -25,6 +25,7 @@ PAPER_RUNS = (
   ("fig4", "fig4"),
   ("fig2", "fig2"),
   ("eps_sensitivity", "eps_sensitivity"),
+  ("rse", "rse"),
   ("table2", "table2"),
   ("eot_ablation", "eot_ablation"),
   ("finetune", "finetune"),

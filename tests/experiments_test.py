@@ -22,6 +22,7 @@ from stochjax.configs import (
   table2_cifar,
 )
 from stochjax.configs import finetune as finetune_config
+from stochjax.configs import rse as rse_config
 from stochjax.configs import section5 as section5_config
 from stochjax.harness import dry_run
 from stochjax.harness import grid as grid_lib
@@ -30,6 +31,7 @@ from stochjax.paper import (
   eps_sensitivity,
   figs3_4,
   finetune,
+  rse,
   section4,
   section5,
 )
@@ -259,6 +261,59 @@ class EqualBudgetTest(absltest.TestCase):
         }
       ],
     )
+
+
+class RseSmokeTest(absltest.TestCase):
+  """The book's RSE against adversarial training (`configs/rse.py`)."""
+
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.numpy_dtype_promotion("standard"))
+
+  @pytest.mark.slow
+  def test_trains_three_models_attacks_each_and_resumes(self):
+    config = rse_config.get_config("smoke")
+    workdir, results = _smoke_run(self, config, rse)
+    # Three networks trained, each once: clean (noise injection's), with
+    # RSE's noise layers, and adversarially at the entry's eps.
+    self.assertEqual(
+      sorted(os.listdir(workdir.file("checkpoints"))),
+      ["clean", "clean_pgd2_eps8_step0.25eps", "clean_rse_0.4_0.1"],
+    )
+    found = {(a["defense"], a["k"], a["m"]) for a in results["arms"]}
+    self.assertEqual(found, {("rse", 2, 1), ("rse", 2, 2),
+                             ("noise_injection", 2, 1),
+                             ("noise_injection", 2, 2),
+                             ("adversarial_training", 2, 1),
+                             ("adversarial_training", 4, 1)})  # fmt: skip
+    self.assertEqual(set(results["eps"].values()), {8 / 255})
+    invariance = results["rse_invariance"]
+    n = len(results["split"]["evaluation_indices"])
+    for when in ("before", "after"):
+      values = invariance[when]["per_image"]
+      self.assertLen(values, n)
+      # Fractions of 3 draws.
+      self.assertTrue(all(round(3 * v) == 3 * v for v in np.float32(values)))
+    cells = workdir.cells()
+    again = rse.run(config, workdir)
+    self.assertEqual(workdir.cells(), cells)
+    self.assertEqual(again["arms"], results["arms"])
+
+  def test_adversarial_training_needs_a_fixed_eps(self):
+    config = rse_config.get_config("smoke")
+    config.eps_rule.use = True
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    with self.assertRaisesRegex(ValueError, "eps_rule.use=False"):
+      rse.run(config, workdir)
+    # Refused before anything trained.
+    self.assertFalse(os.path.exists(workdir.file("checkpoints")))
+
+  def test_one_entry_with_noise_layers(self):
+    config = rse_config.get_config("smoke")
+    config.defenses.noise_injection.noise = (0.1, 0.1)
+    workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
+    with self.assertRaisesRegex(ValueError, "one entry with noise layers"):
+      rse.run(config, workdir)
 
 
 class FinetuneSmokeTest(absltest.TestCase):

@@ -567,3 +567,79 @@ class ResultsJsonTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class BookClaimTest(absltest.TestCase):
+  """The book's RSE against adversarial training (plan amendment 5)."""
+
+  def _run(self, root, reference_calibration_successes=20):
+    rng = np.random.default_rng(7)
+    calibration, evaluation = list(range(120)), list(range(120, 320))
+    self.robust = {}
+
+    def arm(defense, k, m, retained_rate, success_rate, cal_successes):
+      kept = [i for i in evaluation if rng.random() < retained_rate]
+      broken = [bool(rng.random() < success_rate) for _ in kept]
+      self.robust.setdefault(defense, np.array(
+        [i in kept and not broken[kept.index(i)] for i in evaluation]))  # fmt: skip
+      return {
+        "defense": defense, "goal": "untargeted", "k": k, "m": m,
+        "step_fraction": 0.25, "ablation": False,
+        "calibration": {"successes": cal_successes, "n": 100},
+        "evaluation": {"indices": kept, "per_sample": broken},
+      }  # fmt: skip
+
+    arms = [
+      # The strongest on calibration images first (its numbers are kept).
+      arm("rse", 20, 20, 0.85, 0.7, 90),
+      arm("rse", 10, 1, 0.85, 0.0, 40),  # Weaker: never breaks anything.
+      arm("adversarial_training", 50, 1, 0.8, 0.3,
+          reference_calibration_successes),
+      arm("noise_injection", 10, 10, 0.9, 0.95, 95),
+    ]  # fmt: skip
+    invariance = {w: {"mean": 0.5, "ci": [0.4, 0.6], "per_image": []}
+                  for w in ("before", "after")}  # fmt: skip
+    results = {
+      "arms": arms,
+      "split": {"calibration_indices": calibration,
+                "evaluation_indices": evaluation},
+      "rse_invariance": invariance,
+    }  # fmt: skip
+    return _run_dir(root, "rse_seed0", "rse", 0, results)
+
+  def test_decision_follows_robust_accuracy_of_the_strongest_arms(self):
+    root = self.create_tempdir().full_path
+    path = self._run(root)
+    record = verdicts.decide(report.runs([path]))["book"]
+    rse, at = self.robust["rse"], self.robust["adversarial_training"]
+    estimate, low, high = stats.paired_difference_interval(at, rse, 0.95)
+    self.assertAlmostEqual(record["difference"]["estimate"], estimate)
+    self.assertAlmostEqual(estimate, rse.mean() - at.mean())
+    self.assertEqual(record["difference"]["ci"], [low, high])
+    self.assertLess(high, -0.05)  # RSE far less robust here.
+    self.assertEqual(record["decision"], analysis.book_claim(low, high, 0.05))
+    self.assertEqual(record["decision"], "not supported")
+    self.assertEqual(record["sides"]["rse"]["attack"],
+                     "PGD-20 x EOT-20, step eps*0.25")  # fmt: skip
+    self.assertEqual(record["p_one_sided"], stats.mcnemar_one_sided(rse, at))
+    ni = self.robust["noise_injection"]
+    self.assertAlmostEqual(record["defended_vs_reference"]["estimate"],
+                           ni.mean() - at.mean())  # fmt: skip
+    text = "\n".join(verdicts.book_lines(record))
+    self.assertIn("**not supported**", text)
+    summary = "\n".join(verdicts.summary(verdicts.decide(report.runs([path]))))
+    self.assertIn("The book's claim (RSE only slightly worse than "
+                  "adversarial training, `rse`): not supported", summary)  # fmt: skip
+
+  def test_a_reference_that_is_not_robust_makes_it_untestable(self):
+    root = self.create_tempdir().full_path
+    # 95 of 100 retained calibration images broken: 5/120 robust < 10 %.
+    path = self._run(root, reference_calibration_successes=95)
+    record = verdicts.decide(report.runs([path]))["book"]
+    self.assertEqual(record["decision"], "untestable")
+    self.assertIn("4 % < 10 %", record["screens"][0])
+
+  def test_margin_rule(self):
+    self.assertEqual(analysis.book_claim(-0.04, 0.02, 0.05), "supported")
+    self.assertEqual(analysis.book_claim(-0.2, -0.06, 0.05), "not supported")
+    self.assertEqual(analysis.book_claim(-0.1, 0.0, 0.05), "inconclusive")

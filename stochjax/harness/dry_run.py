@@ -293,6 +293,7 @@ REFERENCES = {
                               "table2_cifar", "fig1", "fig2"),
   "stochjax.paper.figs3_4": ("fig3", "fig4"),
   "stochjax.paper.eps_sensitivity": ("eps_sensitivity",),
+  "stochjax.paper.rse": ("rse",),
   "stochjax.paper.finetune": ("finetune",),
   "stochjax.paper.section5": ("section5",),
   "stochjax.audit.run": ("audit",),

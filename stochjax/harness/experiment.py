@@ -95,27 +95,38 @@ def train_phase(config, work, key, model, train_set, *, name, log=None, **kw):
 
 
 def trained_model(config, work, key, train_set, augment: str,
-                  activation: str = "relu"):  # fmt: skip
+                  activation: str = "relu", *, noise=(0.0, 0.0),
+                  adversarial=None):  # fmt: skip
   """Trains ``config.model`` (resuming) with `activation` (a
   `stochjax.models.activations` spec); returns ``(model, variables)``.
 
   `augment` is a defense spec applied to training images (randomized
   smoothing models are trained on their own noise, as Cohen et al.'s), or
-  "" for clean training.
+  "" for clean training. `noise` is Random Self-Ensemble's
+  ``(init_sigma, inner_sigma)`` (trained with its noise on);
+  `adversarial` ``(name, attacks.Attack)``: Madry et al.'s adversarial
+  training on that attack's points (`train.train`), `name` in the
+  checkpoint's.
   """
   model = models.get_model(
     config.model.name,
     num_classes=train_set.num_classes,
     stem=config.model.stem,
     activation=activation,
+    **({"noise": tuple(noise)} if any(noise) else {}),
   )
   name = file_safe(augment) or "clean"
   if activation != "relu":
     name += "_" + file_safe(activation)
+  if any(noise):
+    name += "_rse_" + "_".join(f"{s:g}" for s in noise)
+  if adversarial is not None:
+    name += "_" + file_safe(adversarial[0])
   variables = train_phase(
     config, work, key, model, train_set, name=name,
     log=dict(phase="train", model=name),
     defense=defenses.lookup(augment) if augment else None,
     epochs=config.train.epochs,
+    adversarial=None if adversarial is None else adversarial[1],
   )  # fmt: skip
   return model, variables

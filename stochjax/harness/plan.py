@@ -56,7 +56,12 @@ def _grid_plan(config) -> dict:
     if setting.get("detector"):
       forwards += noise * setting.detector.num_calibration
     if not setting.weights:
-      train += config.train.epochs * TRAIN_SIZES.get(config.dataset, 0)
+      examples = config.train.epochs * TRAIN_SIZES.get(config.dataset, 0)
+      train += examples
+      if setting.get("adversarial"):  # Each example's PGD, in the step.
+        grads += examples * setting.adversarial.num_steps
+  # RSE's invariance (`stochjax.paper.rse`): draws before and after.
+  forwards += 2 * config.get("invariance_draws", 0) * n
   return dict(cells=cells, images=n, grad_evals=grads, forward_evals=forwards,
               train_examples=train)  # fmt: skip
 
@@ -145,8 +150,8 @@ def describe(counts: dict) -> str:
 
 # The shipped configs of the paper's runs, in the table's order.
 PAPER_CONFIGS = ("eot_ablation", "table1", "table2", "table2_cifar", "fig1",
-                 "fig2", "eps_sensitivity", "fig3", "fig4", "finetune",
-                 "section5", "audit")  # fmt: skip
+                 "fig2", "eps_sensitivity", "rse", "fig3", "fig4",
+                 "finetune", "section5", "audit")  # fmt: skip
 
 
 def table() -> str:

@@ -334,6 +334,7 @@ def _replication_lines(decided: dict) -> list[str]:
   own decisions by the same plan, never pooled with the primary's."""
   lines = []
   for rep in decided.get("replications", []):
+    ran = any(d["decision"] != "not run" for d in rep["decisions"])
     lines += [
       f"### Replication: {rep['dataset']}, {rep['model']}",
       "",
@@ -341,8 +342,9 @@ def _replication_lines(decided: dict) -> list[str]:
       "alone (amendment 4); a primary decision replicates only where it "
       "holds here too, at every seed run.",
       "",
-      *verdicts.decision_table(rep),
+      *(verdicts.decision_table(rep) if ran else ["No claim config ran here."]),
       "",
+      *verdicts.book_lines(rep.get("book")),
       *(line for c in rep["claim_ii_contrasts"] for line in _contrast_lines(c)),
     ]
   return lines
@@ -553,6 +555,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
       for contrast in decided.get("claim_ii_contrasts", [])
       for line in _contrast_lines(contrast)
     ),  # fmt: skip
+    *verdicts.book_lines(decided.get("book")),
     *_replication_lines(decided),
     "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
     "unadjusted, never decisive)",

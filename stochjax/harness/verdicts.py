@@ -366,6 +366,211 @@ def eps_sensitivity(runs, plan=analysis.PLAN) -> list[dict]:
   return out
 
 
+# The ``rse`` experiment's entries (`configs/rse.py`) by role.
+BOOK_ENTRIES = {
+  "rse": "rse",
+  "reference": "adversarial_training",
+  "defended": "noise_injection",
+}
+
+
+def _strongest(arms_: list[dict], defense: str) -> dict | None:
+  """`defense`'s untargeted arm whose attack succeeds most often on the
+  calibration images (a tie goes to the larger budget k x m, then the
+  smaller step), or None when it has none."""
+  mine = [a for a in arms_ if a["defense"] == defense
+          and a["goal"] == "untargeted" and not a.get("ablation")]  # fmt: skip
+  if not mine:
+    return None
+
+  def strength(a):
+    cal = a["calibration"]
+    rate = cal["successes"] / cal["n"] if cal["n"] else 0.0
+    return rate, a["k"] * a["m"], -a["step_fraction"]
+
+  return max(mine, key=strength)
+
+
+def _robust(arm: dict, evaluation) -> np.ndarray:
+  """Per evaluation image: the vote was correct before the attack (the
+  image was retained) and the attack failed."""
+  failed = {i: not s for i, s in zip(arm["evaluation"]["indices"],
+                                     arm["evaluation"]["per_sample"],
+                                     strict=True)}  # fmt: skip
+  return np.array([failed.get(i, False) for i in evaluation], bool)
+
+
+def _attack_text(arm: dict) -> str:
+  return f"PGD-{arm['k']} x EOT-{arm['m']}, step eps*{arm['step_fraction']:g}"
+
+
+def _side_record(defense: str, attack: str, robust, benign) -> dict:
+  return {
+    "defense": defense,
+    "attack": attack,
+    "robust": int(robust.sum()),
+    "clean": int(benign.sum()),
+    "n": int(robust.size),
+    "robust_accuracy": float(robust.mean()) if robust.size else float("nan"),
+    "clean_accuracy": float(benign.mean()) if benign.size else float("nan"),
+  }
+
+
+def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
+  """The book's claim, "RSE is only slightly worse than adversarial
+  training" (plan amendment 5), from the ``rse`` runs: per image of the
+  evaluation split, robust accuracy (correct before, not broken after the
+  entry's strongest attack on calibration images) of RSE against
+  adversarial training, pooled over seeds; the interval of RSE − AT at
+  95 % against −margin (`analysis.book_claim`); untestable where the
+  reference's calibration robust accuracy is under
+  `analysis.BOOK_REFERENCE_FLOOR`. Beside it (secondary, the blog's
+  contrast): noise injection's robust accuracy against adversarial
+  training's, and RSE's invariance before and after training. None
+  without an ``rse`` run.
+
+  Raises:
+    ValueError: two ``rse`` runs of one seed.
+  """
+  mine = _runs_of(runs, "rse")
+  if not mine:
+    return None
+  seeds = [r.seed for r in mine]
+  if len(set(seeds)) < len(seeds):
+    raise ValueError(f"rse: two runs of one seed among {seeds}.")
+  pooled = collections.defaultdict(list)
+  screens, per_seed = [], []
+  for run in mine:
+    split = run.results["split"]
+    evaluation, calibration = (split["evaluation_indices"],
+                               split["calibration_indices"])  # fmt: skip
+    seed_record = {"seed": run.seed}
+    for role, name in BOOK_ENTRIES.items():
+      arm = _strongest(run.results["arms"], name)
+      if arm is None:
+        raise ValueError(f"{run.workdir or 'rse'}: no arm of {name!r}.")
+      robust = _robust(arm, evaluation)
+      benign = np.isin(evaluation, arm["evaluation"]["indices"])
+      pooled[role, "robust"].append(robust)
+      pooled[role, "benign"].append(benign)
+      seed_record[role] = _side_record(name, _attack_text(arm), robust, benign)
+      cal = arm["calibration"]
+      seed_record[role]["calibration_robust_accuracy"] = (
+        (cal["n"] - cal["successes"]) / len(calibration) if calibration else 0.0
+      )
+    floor = analysis.BOOK_REFERENCE_FLOOR
+    if seed_record["reference"]["calibration_robust_accuracy"] < floor:
+      screens.append(
+        f"seed {run.seed}: adversarial training's robust accuracy on "
+        f"calibration images "
+        f"{100 * seed_record['reference']['calibration_robust_accuracy']:.0f}"
+        f" % < {100 * floor:.0f} %"
+      )
+    seed_record["rse_invariance"] = {
+      when: {k: run.results["rse_invariance"][when][k] for k in ("mean", "ci")}
+      for when in ("before", "after")
+    }
+    per_seed.append(seed_record)
+  robust = {
+    role: np.concatenate(pooled[role, "robust"]) for role in BOOK_ENTRIES
+  }
+  benign = {
+    role: np.concatenate(pooled[role, "benign"]) for role in BOOK_ENTRIES
+  }
+
+  def difference(role):
+    estimate, low, high = stats.paired_difference_interval(
+      robust["reference"], robust[role], 0.95
+    )
+    return {"estimate": estimate, "ci": [low, high], "level": 0.95}
+
+  main = difference("rse")
+  decision = "untestable" if screens else analysis.book_claim(
+    *main["ci"], plan.margin)  # fmt: skip
+  sides = {
+    role: _side_record(
+      name,
+      "; ".join(s[role]["attack"] for s in per_seed),  # Each seed's.
+      robust[role],
+      benign[role],
+    )
+    for role, name in BOOK_ENTRIES.items()
+  }
+  return {
+    "question": "RSE only slightly worse than adversarial training "
+    "(robust accuracy, RSE − adversarial training > −margin)",
+    "decision": decision,
+    "margin": plan.margin,
+    "difference": main,
+    # Exact one-sided McNemar p of "adversarial training robust more often".
+    "p_one_sided": stats.mcnemar_one_sided(robust["rse"], robust["reference"]),
+    "screens": screens,
+    "seeds": seeds,
+    "sides": sides,
+    "defended_vs_reference": difference("defended")
+    | {
+      "p_one_sided": stats.mcnemar_one_sided(
+        robust["defended"], robust["reference"]
+      )
+    },  # fmt: skip
+    "per_seed": per_seed,
+  }
+
+
+def book_lines(record: dict | None) -> list[str]:
+  """The report's section on the book's claim and the blog's contrast."""
+  if record is None:
+    return []
+
+  def side(s):
+    return (f"{100 * s['robust_accuracy']:.1f} % robust ({s['robust']}/"
+            f"{s['n']}), {100 * s['clean_accuracy']:.1f} % clean; "
+            f"{s['attack']}")  # fmt: skip
+
+  def interval(d):
+    return (f"{100 * d['estimate']:+.1f} [{100 * d['ci'][0]:+.1f}, "
+            f"{100 * d['ci'][1]:+.1f}] points at {100 * d['level']:g} %")  # fmt: skip
+
+  sides, seeds = record["sides"], ", ".join(map(str, record["seeds"]))
+  lines = [
+    "### The book's claim: Random Self-Ensemble against adversarial "
+    "training (amendment 5)",
+    "",
+    f"**{record['decision']}**"
+    + (f" ({'; '.join(record['screens'])})" if record["screens"] else "")
+    + f": RSE − adversarial training robust accuracy {interval(record['difference'])}"
+    f" against −{100 * record['margin']:g} points; exact one-sided McNemar "
+    f'p of "adversarial training more robust" {record["p_one_sided"]:.2g} '
+    f"(seeds {seeds}; each model under its strongest attack on "
+    "calibration images, robust = correct before and after).",
+    "",
+    "| model | robust and clean accuracy on evaluation images; attack |",
+    "|---|---|",
+    f"| RSE (noise layers, mean softmax) | {side(sides['rse'])} |",
+    f"| adversarial training (PGD-7) | {side(sides['reference'])} |",
+    f"| noise injection on the clean model (BaRT) | {side(sides['defended'])} |",
+    "",
+    "The blog's contrast (secondary, never decisive): noise injection − "
+    f"adversarial training robust accuracy "
+    f"{interval(record['defended_vs_reference'])}; RSE's invariance to its "
+    "own noise (the fraction of draws keeping the noiseless prediction, "
+    "95 % bootstrap): "
+    + "; ".join(
+      f"seed {s['seed']}: clean weights "
+      f"{100 * s['rse_invariance']['before']['mean']:.1f} % "
+      f"[{100 * s['rse_invariance']['before']['ci'][0]:.1f}, "
+      f"{100 * s['rse_invariance']['before']['ci'][1]:.1f}], after "
+      f"training with it {100 * s['rse_invariance']['after']['mean']:.1f} % "
+      f"[{100 * s['rse_invariance']['after']['ci'][0]:.1f}, "
+      f"{100 * s['rse_invariance']['after']['ci'][1]:.1f}]"
+      for s in record["per_seed"]
+    )
+    + ".",
+    "",
+  ]
+  return lines
+
+
 def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
   """The plan's records and decisions for `runs` (every run checked
   against `plan` first).
@@ -470,6 +675,7 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
     "comparisons": comparisons,
     "decisions": decisions,
     "claim_ii_contrasts": contrasts,
+    "book": book(runs, plan),
   }
 
 
@@ -609,7 +815,23 @@ def summary(decided: dict) -> list[str]:
       f"{'s' if len(mine) > 1 else ''}: {counts}."
       + (f" {what}, points at {level}: {'; '.join(named)}." if named else "")
     )
-  return lines
+  return lines + _book_summary(decided.get("book"))
+
+
+def _book_summary(record: dict | None) -> list[str]:
+  """The README's line on the book's claim (amendment 5)."""
+  if record is None:
+    return []
+  sides = record["sides"]
+  return [
+    "* The book's claim (RSE only slightly worse than adversarial "
+    f"training, `rse`): {record['decision']}; RSE − adversarial training "
+    f"robust accuracy {_points(record)} at 95 % "
+    f"({100 * sides['rse']['robust_accuracy']:.1f} % vs "
+    f"{100 * sides['reference']['robust_accuracy']:.1f} %; noise injection "
+    f"{100 * sides['defended']['robust_accuracy']:.1f} %; seeds "
+    f"{', '.join(map(str, record['seeds']))})."
+  ]
 
 
 def _points(record: dict) -> str:

@@ -14,6 +14,12 @@ elsewhere:
   evaluated one (k-WTA, a deterministic network, is attacked through
   Gaussian noise of its inputs, as the paper's code estimates its
   gradient).
+* ``noise``: Random Self-Ensemble's ``(init_sigma, inner_sigma)`` noise
+  layers (Liu et al. 2018), trained here with them on; the model draws its
+  own noise, the undefended control is the same weights without it.
+* ``adversarial``: ``{num_steps, step_fraction}``: the network is trained
+  here by Madry et al.'s adversarial training, PGD at the entry's (fixed)
+  eps; a deterministic model, the reference the others are read against.
 * ``detector``: Roth et al.'s odds-are-odd detector, calibrated on clean
   training images; the attack then matches clean logits under the
   detector's noise, and a flagged example is not broken.
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from stochjax import defenses, detectors, models, prng
+from stochjax import attacks, defenses, detectors, models, prng
 from stochjax.harness import experiment
 from stochjax.models import activations, stochastic
 
@@ -64,8 +70,34 @@ class Attacked:
     return self.attack_defense
 
 
+def _noise(setting) -> tuple[float, float]:
+  return tuple(float(s) for s in setting.get("noise", (0.0, 0.0)))
+
+
+def _adversarial(config, setting):
+  """``(name, attack)`` of the entry's adversarial training (Madry et al.:
+  untargeted PGD from a random start at the entry's eps), or None."""
+  spec = setting.get("adversarial")
+  if not spec:
+    return None
+  if config.eps_rule.use:
+    raise ValueError(
+      "Adversarial training needs its radius before training: set "
+      "eps_rule.use=False and the entry's eps."
+    )
+  eps = float(setting.eps)
+  name = (f"pgd{spec.num_steps}_eps{255 * eps:.4g}_step"
+          f"{spec.step_fraction:g}eps")  # fmt: skip
+  attack = attacks.make_pgd(
+    eps=eps, step_size=spec.step_fraction * eps, num_steps=spec.num_steps,
+    random_init=True,
+  )  # fmt: skip
+  return name, attack
+
+
 def _network(config, work, train_key, setting, train_sets: dict):
-  """``(module, variables)`` of the entry's network (ReLU for SAP)."""
+  """``(module, variables)`` of the entry's network (ReLU for SAP; with
+  its noise layers for Random Self-Ensemble)."""
   activation = setting.get("activation", "") or "relu"
   trained_with = "relu" if activations.is_stochastic(activation) else activation
   if setting.weights:
@@ -74,8 +106,9 @@ def _network(config, work, train_key, setting, train_sets: dict):
   if "train" not in train_sets:
     train_sets["train"] = experiment.dataset(config, "train")
   return experiment.trained_model(
-    config, work, train_key, train_sets["train"], setting.model, trained_with
-  )
+    config, work, train_key, train_sets["train"], setting.model, trained_with,
+    noise=_noise(setting), adversarial=_adversarial(config, setting),
+  )  # fmt: skip
 
 
 def _detector(config, work, name, key, network, setting):
@@ -101,16 +134,24 @@ def build(config, work, train_key, detector_key) -> dict[str, Attacked]:
   """Every defense entry of `config`, networks shared by source (weights
   or training spec) and activation."""
   networks, train_sets, built = {}, {}, {}
+  for setting in config.defenses.values():  # Refused before any training.
+    _adversarial(config, setting)
   for name, setting in config.defenses.items():
     activation = setting.get("activation", "") or "relu"
-    source = (setting.weights or setting.model, activation)
+    adversarial = setting.get("adversarial")
+    source = (setting.weights or setting.model, activation, _noise(setting),
+              None if not adversarial else (setting.eps, *adversarial.items()))  # fmt: skip
     if activations.is_stochastic(activation):
-      source = (source[0], "relu")
+      source = (source[0], "relu", *source[2:])
     if source not in networks:
       networks[source] = _network(config, work, train_key, setting, train_sets)
     module, variables = networks[source]
-    network = models.classifier(module, variables)
-    model = network
+    if any(_noise(setting)):  # Random Self-Ensemble: its noise is the defense.
+      model = stochastic.stochastic_classifier(module, variables)
+      network = models.classifier(model.base, variables)
+    else:
+      network = models.classifier(module, variables)
+      model = network
     if activations.is_stochastic(activation):
       model = stochastic.stochastic_classifier(
         module.clone(activation=activation), variables
