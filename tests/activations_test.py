@@ -1,11 +1,16 @@
 """SAP, k-WTA and RSE's noise layers: the defenses inside a network."""
 
+import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest
 from scipy import stats as scipy_stats
 
@@ -217,6 +222,44 @@ class RseTest(absltest.TestCase):
     np.testing.assert_allclose(np.sum(counts, 1), np.full(3, 8.0), rtol=1e-5)
     with self.assertRaisesRegex(ValueError, "sigmas"):
       plain.clone(noise=(-0.1, 0.0)).apply(variables, x)
+
+  @pytest.mark.slow
+  def test_draws_and_gradients_on_8_devices_equal_one_devices(self):
+    # Each device draws its own examples' noise from their keys: the
+    # sharded batch gives one device's logits and input gradients.
+    code = textwrap.dedent("""
+      import os
+      os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+      import jax, numpy as np
+      from stochjax import models, prng, sharding
+      from stochjax.models import stochastic
+      x = jax.random.uniform(jax.random.key(1), (16, 8, 8, 3))
+      plain = models.get_model("ResNetTiny", num_classes=4, stem="cifar")
+      model = stochastic.stochastic_classifier(
+        plain.clone(noise=(0.4, 0.1)), plain.init(jax.random.key(2), x))
+      keys = prng.per_example(jax.random.key(3), 16)
+
+      @jax.jit
+      def both(model, keys, x):
+        loss = lambda v: jax.numpy.sum(model.draw(keys, v) ** 2)
+        return model.draw(keys, x), jax.grad(loss)(x)
+
+      single = [np.asarray(a) for a in both(model, keys, x)]
+      mesh = sharding.data_mesh()
+      spread = sharding.batch_sharding(mesh)
+      xs, ks = jax.device_put(x, spread), jax.device_put(keys, spread)
+      with sharding.using(mesh):
+        out = both(sharding.put_replicated(model, mesh), ks, xs)
+      assert len(out[0].sharding.device_set) == 8, out[0].sharding
+      for a, b in zip(out, single):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-5)
+      print("ok", jax.device_count())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", code], env=env | {
+      "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=600)  # fmt: skip
+    self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+    self.assertIn("ok 8", done.stdout)
 
   def test_training_draws_the_models_noise_per_example_and_step(self):
     # optax's Adam bias correction promotes int32 step counts to float.
