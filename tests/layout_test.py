@@ -2,6 +2,8 @@
 
 import ast
 import os
+import shutil
+import subprocess
 
 from absl.testing import absltest
 
@@ -67,6 +69,20 @@ class LayoutTest(absltest.TestCase):
   def test_training_does_not_import_the_evaluation_protocol(self):
     self.assertNotIn("stochjax.evaluate", _modules()["stochjax.train"])
     self.assertNotIn("stochjax.evaluate", _modules()["stochjax.voting"])
+
+  def test_the_report_archive_is_not_git_ignored(self):
+    # docs/runs keeps every run a report covers; an ignore rule that
+    # matched it (a bare `runs/`) once lost the archive between sessions.
+    root = os.path.dirname(_PACKAGE)
+    if shutil.which("git") is None or not os.path.exists(
+        os.path.join(root, ".git")):  # fmt: skip
+      self.skipTest("not a git checkout")
+    paths = ["docs/runs/fig1/results.json", "docs/results.json", "runs/x"]
+    ignored = subprocess.run(
+      ["git", "check-ignore", "--no-index", *paths],
+      cwd=root, capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    self.assertEqual(ignored, ["runs/x"])
 
 
 if __name__ == "__main__":
