@@ -596,6 +596,7 @@ class BookClaimTest(absltest.TestCase):
       arm("adversarial_training", 50, 1, 0.8, 0.3,
           reference_calibration_successes),
       arm("noise_injection", 10, 10, 0.9, 0.95, 95),
+      arm("noise_injection", 200, 1, 0.9, 0.5, 50),  # Larger, weaker.
     ]  # fmt: skip
     invariance = {w: {"mean": 0.5, "ci": [0.4, 0.6], "per_image": []}
                   for w in ("before", "after")}  # fmt: skip
@@ -627,6 +628,15 @@ class BookClaimTest(absltest.TestCase):
                            ni.mean() - at.mean())  # fmt: skip
     text = "\n".join(verdicts.book_lines(record))
     self.assertIn("**not supported**", text)
+    # RSE's strongest arm is its largest budget (400) and adversarial
+    # training's PGD-50 its only one; noise injection's (100) is not.
+    at_edge = {role: record["per_seed"][0][role]["at_largest_budget"]
+               for role in verdicts.BOOK_ENTRIES}  # fmt: skip
+    self.assertEqual(at_edge, {"rse": True, "reference": True,
+                               "defended": False})  # fmt: skip
+    self.assertIn("largest budget, so a larger one might break more "
+                  "(robust accuracy an upper bound): adversarial_training "
+                  "(seed 0), rse (seed 0).", text)  # fmt: skip
     summary = "\n".join(verdicts.summary(verdicts.decide(report.runs([path]))))
     self.assertIn("The book's claim (RSE only slightly worse than "
                   "adversarial training, `rse`): not supported", summary)  # fmt: skip

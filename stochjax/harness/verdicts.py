@@ -454,6 +454,12 @@ def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
       pooled[role, "robust"].append(robust)
       pooled[role, "benign"].append(benign)
       seed_record[role] = _side_record(name, _attack_text(arm), robust, benign)
+      # A strongest attack at the grid's largest budget may not be the
+      # strongest there is: a larger one might break more.
+      seed_record[role]["at_largest_budget"] = arm["k"] * arm["m"] == max(
+        a["k"] * a["m"] for a in run.results["arms"]
+        if a["defense"] == name and a["goal"] == "untargeted"
+        and not a.get("ablation"))  # fmt: skip
       cal = arm["calibration"]
       seed_record[role]["calibration_robust_accuracy"] = (
         (cal["n"] - cal["successes"]) / len(calibration) if calibration else 0.0
@@ -550,6 +556,7 @@ def book_lines(record: dict | None) -> list[str]:
     f"| adversarial training (PGD-7) | {side(sides['reference'])} |",
     f"| noise injection on the clean model (BaRT) | {side(sides['defended'])} |",
     "",
+    *_largest_budget_lines(record),
     "The blog's contrast (secondary, never decisive): noise injection − "
     f"adversarial training robust accuracy "
     f"{interval(record['defended_vs_reference'])}; RSE's invariance to its "
@@ -569,6 +576,24 @@ def book_lines(record: dict | None) -> list[str]:
     "",
   ]
   return lines
+
+
+def _largest_budget_lines(record: dict) -> list[str]:
+  """A caveat naming each model whose strongest attack was its grid's
+  largest budget (its robust accuracy is an upper bound the grid could not
+  push further)."""
+  at_edge = sorted({
+    f"{s[role]['defense']} (seed {s['seed']})"
+    for s in record["per_seed"] for role in BOOK_ENTRIES
+    if s[role].get("at_largest_budget")
+  })  # fmt: skip
+  if not at_edge:
+    return []
+  return [
+    "Strongest attack at its grid's largest budget, so a larger one might "
+    f"break more (robust accuracy an upper bound): {', '.join(at_edge)}.",
+    "",
+  ]
 
 
 def decide(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict:
