@@ -125,6 +125,10 @@ class ReportTest(absltest.TestCase):
     text = report.write([audit], os.path.join(root, "report.md"))
     self.assertIn("* accuracy: no significant accuracy cost", text)
     self.assertIn("* sanity: all passed", text)
+    # No claim experiment among the runs: no table of "not run" claims.
+    self.assertIn("No run of a claim experiment among these workdirs", text)
+    self.assertNotIn("not run", text)
+    self.assertNotIn("## The paper's claims", text)
 
   def test_unknown_results_are_refused(self):
     root = self.create_tempdir().full_path

@@ -514,7 +514,8 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
   ]
   missing = sorted(set(workdirs) - set(done))
   dry = _dry_runs(done, allow_dry_run)
-  decided = verdicts.decide(runs(sorted(done)))
+  claim_runs = runs(sorted(done))
+  decided = verdicts.decide(claim_runs)
   lines = ["# stochjax results", ""]
   if dry:
     lines = [
@@ -526,8 +527,50 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     ]
   if missing:
     lines += [f"Not finished (no results.json): {', '.join(missing)}.", ""]
-  plan = decided["analysis_plan"]
+  claim_experiments = {
+    e for d in decided["decisions"] for e in d["experiment"].split(" & ")
+  }
+  if not {r.experiment for r in claim_runs} & claim_experiments:
+    # A report of other experiments only (the audit, the book's claim,
+    # the eps sensitivity): no table of claims that none of them ran.
+    lines += [
+      "No run of a claim experiment among these workdirs (claims (i)–(iii) "
+      "are decided where one is).",
+      "",
+    ]
+  else:
+    lines += _claim_lines(decided)
   lines += [
+    *verdicts.book_lines(decided.get("book")),
+    *_replication_lines(decided),
+    "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
+    "unadjusted, never decisive)",
+    "",
+    *verdicts.secondary_table(decided),
+    "",
+  ]
+  sensitivity = [r for r in decided["comparisons"] if "eps" in r]
+  if sensitivity:
+    path = os.path.join(out_dir, "figures", "eps_sensitivity.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    eps_sensitivity_figure(sensitivity, path)
+    lines += ["ε sensitivity (secondary, the plan's section 8):", "",
+              f"![eps sensitivity]({os.path.relpath(path, out_dir)})", ""]  # fmt: skip
+  for workdir in sorted(done):
+    lines += section(workdir, out_dir, dry_run=workdir in dry)
+  text = "\n".join(lines)
+  workdir_lib.write_text_atomic(out, text)
+  if json_out is not None:
+    workdir_lib.write_json_atomic(json_out, decided)
+  if readme is not None:
+    write_readme_summary(readme, decided)
+  return text
+
+
+def _claim_lines(decided: dict) -> list[str]:
+  """The claims, how the plan decides them, and the decision table."""
+  plan = decided["analysis_plan"]
+  return [
     "## The paper's claims, under the analysis plan",
     "",
     *[f"* ({c}) {text}." for c, text in CLAIMS.items()],
@@ -555,27 +598,4 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
       for contrast in decided.get("claim_ii_contrasts", [])
       for line in _contrast_lines(contrast)
     ),  # fmt: skip
-    *verdicts.book_lines(decided.get("book")),
-    *_replication_lines(decided),
-    "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
-    "unadjusted, never decisive)",
-    "",
-    *verdicts.secondary_table(decided),
-    "",
   ]
-  sensitivity = [r for r in decided["comparisons"] if "eps" in r]
-  if sensitivity:
-    path = os.path.join(out_dir, "figures", "eps_sensitivity.png")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    eps_sensitivity_figure(sensitivity, path)
-    lines += ["ε sensitivity (secondary, the plan's section 8):", "",
-              f"![eps sensitivity]({os.path.relpath(path, out_dir)})", ""]  # fmt: skip
-  for workdir in sorted(done):
-    lines += section(workdir, out_dir, dry_run=workdir in dry)
-  text = "\n".join(lines)
-  workdir_lib.write_text_atomic(out, text)
-  if json_out is not None:
-    workdir_lib.write_json_atomic(json_out, decided)
-  if readme is not None:
-    write_readme_summary(readme, decided)
-  return text
