@@ -136,6 +136,8 @@ class MeshTest(absltest.TestCase):
     self.assertEqual(sharding.round_up(5, mesh), 5)  # one CPU device here
     out = sharding.put_batch(np.ones((5, 2), np.float32), mesh)
     np.testing.assert_array_equal(out, np.ones((5, 2)))
+    self.assertEqual(out.sharding, sharding.batch_sharding(mesh))
+    self.assertEqual(tuple(out.sharding.spec), (sharding.BATCH_AXIS,))
     four = types.SimpleNamespace(size=4)  # only the size is read first
     self.assertEqual(sharding.round_up(5, four), 8)
     self.assertEqual(sharding.round_up(8, four), 8)
