@@ -514,8 +514,8 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
   ]
   missing = sorted(set(workdirs) - set(done))
   dry = _dry_runs(done, allow_dry_run)
-  claim_runs = runs(sorted(done))
-  decided = verdicts.decide(claim_runs)
+  arm_runs = runs(sorted(done))
+  decided = verdicts.decide(arm_runs)
   lines = ["# stochjax results", ""]
   if dry:
     lines = [
@@ -530,7 +530,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
   claim_experiments = {
     e for d in decided["decisions"] for e in d["experiment"].split(" & ")
   }
-  if not {r.experiment for r in claim_runs} & claim_experiments:
+  if not {r.experiment for r in arm_runs} & claim_experiments:
     # A report of other experiments only (the audit, the book's claim,
     # the eps sensitivity): no table of claims that none of them ran.
     lines += [
