@@ -1,5 +1,6 @@
 """The runner's --config resolution and flags."""
 
+import json
 import os
 import subprocess
 import sys
@@ -43,8 +44,23 @@ class ConfigPathTest(absltest.TestCase):
     )
     self.assertEqual(
       app._with_config_path(["x", "--workdir=w"], "audit"),
-      ["x", "--workdir=w", f"--config={shipped}"],
+      ["x", f"--config={shipped}", "--workdir=w"],
     )
+
+  def test_an_override_of_the_default_config_is_applied(self):
+    # ``stochjax run eot_ablation --config.seed=1``: the default config goes
+    # before the override, which absl only parses after the config it changes.
+    workdir = self.create_tempdir().full_path
+    done = subprocess.run(
+      [sys.executable, "-m", "stochjax", "run", "section5", "--config.seed=7",
+       "--config.num_samples=1000", f"--workdir={workdir}",
+       "--compilation_cache="],
+      capture_output=True, text=True,
+    )  # fmt: skip
+    self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+    with open(os.path.join(workdir, "config.json")) as f:
+      config = json.load(f)["config"]
+    self.assertEqual((config["seed"], config["num_samples"]), (7, 1000))
 
 
 class TwoRunsTest(absltest.TestCase):

@@ -124,7 +124,8 @@ def config_path(value: str) -> str:
 
 def _with_config_path(argv: Sequence[str], default: str | None) -> list[str]:
   """`argv` with ``--config``'s value resolved (`config_path`), or
-  ``--config=<default>`` added when absent and `default` is given."""
+  ``--config=<default>`` added when absent and `default` is given (first:
+  ``--config.FIELD=`` overrides only parse after the config they change)."""
   out, found, args = [argv[0]], False, iter(argv[1:])
   for arg in args:
     if arg == "--config":
@@ -134,7 +135,7 @@ def _with_config_path(argv: Sequence[str], default: str | None) -> list[str]:
       arg = f"--config={config_path(arg.removeprefix('--config='))}"
     out.append(arg)
   if not found and default is not None:
-    out.append(f"--config={config_path(default)}")
+    out.insert(1, f"--config={config_path(default)}")
   return out
 
 
