@@ -6,7 +6,15 @@ attack = attacks.lookup("pgd(eps=0.03, step_size=0.004, num_steps=10)",
 """
 
 from stochjax import registry as registry_lib
-from stochjax.attacks import apgd, apgd_art, attack, losses, norms, results
+from stochjax.attacks import (
+  apgd,
+  apgd_art,
+  attack,
+  losses,
+  norms,
+  results,
+  square,
+)
 from stochjax.attacks.apgd import make_apgd
 from stochjax.attacks.attack import Attack, RecompileWarning, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
@@ -20,10 +28,12 @@ from stochjax.attacks.losses import (
 )
 from stochjax.attacks.pgd import make_pgd
 from stochjax.attacks.results import AttackResult, Cost
+from stochjax.attacks.square import make_square
 
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
 REGISTRY.register("apgd")(make_apgd)
+REGISTRY.register("square")(make_square)
 
 
 def lookup(spec: str, **extra):
@@ -59,8 +69,10 @@ __all__ = [
   "make_apgd",
   "make_eot",
   "make_pgd",
+  "make_square",
   "make_value_and_grad",
   "margin",
   "norms",
   "results",
+  "square",
 ]
