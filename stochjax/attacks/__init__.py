@@ -13,6 +13,7 @@ from stochjax.attacks import (
   losses,
   norms,
   results,
+  spsa,
   square,
 )
 from stochjax.attacks.apgd import make_apgd
@@ -28,12 +29,14 @@ from stochjax.attacks.losses import (
 )
 from stochjax.attacks.pgd import make_pgd
 from stochjax.attacks.results import AttackResult, Cost
+from stochjax.attacks.spsa import make_spsa
 from stochjax.attacks.square import make_square
 
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
 REGISTRY.register("apgd")(make_apgd)
 REGISTRY.register("square")(make_square)
+REGISTRY.register("spsa")(make_spsa)
 
 
 def lookup(spec: str, **extra):
@@ -69,10 +72,12 @@ __all__ = [
   "make_apgd",
   "make_eot",
   "make_pgd",
+  "make_spsa",
   "make_square",
   "make_value_and_grad",
   "margin",
   "norms",
   "results",
+  "spsa",
   "square",
 ]
