@@ -9,6 +9,7 @@ from stochjax import registry as registry_lib
 from stochjax.attacks import (
   apgd,
   apgd_art,
+  apgd_t,
   attack,
   losses,
   norms,
@@ -17,6 +18,7 @@ from stochjax.attacks import (
   square,
 )
 from stochjax.attacks.apgd import make_apgd
+from stochjax.attacks.apgd_t import make_apgd_t
 from stochjax.attacks.attack import Attack, RecompileWarning, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
 from stochjax.attacks.losses import (
@@ -35,6 +37,7 @@ from stochjax.attacks.square import make_square
 REGISTRY = registry_lib.Registry("attack")
 REGISTRY.register("pgd")(make_pgd)
 REGISTRY.register("apgd")(make_apgd)
+REGISTRY.register("apgd_t")(make_apgd_t)
 REGISTRY.register("square")(make_square)
 REGISTRY.register("spsa")(make_spsa)
 
@@ -61,6 +64,7 @@ __all__ = [
   "Cost",
   "apgd",
   "apgd_art",
+  "apgd_t",
   "as_pytree_fn",
   "attack",
   "cross_entropy",
@@ -70,6 +74,7 @@ __all__ = [
   "lookup",
   "losses",
   "make_apgd",
+  "make_apgd_t",
   "make_eot",
   "make_pgd",
   "make_spsa",

@@ -92,7 +92,9 @@ def make_eot(
 
   Returns:
     An `Eot` of functions of ``x (N, H, W, C)``, per-example ``keys (N,)``
-    (draw j of example i uses ``fold_in(keys[i], j)``) and ``labels (N,)``.
+    (draw j of example i uses ``fold_in(keys[i], j)``) and ``labels (N,)``,
+    or ``(N, 2)`` pairs for a pair loss (`losses.dlr_pair`): the goal reads
+    column 0, the loss gets both.
   """
   if mode not in MODES:
     raise ValueError(f"Unknown EOT mode {mode!r}; valid: {', '.join(MODES)}.")
@@ -100,6 +102,8 @@ def make_eot(
   defended = defense_core.defended_draws(logits_fn, defense)
 
   def goal(logits, labels):
+    if labels.ndim == 2:  # (goal label, loss target) pairs: APGD-T's DLR.
+      labels = labels[:, 0]
     hit = jnp.argmax(logits, axis=-1) == labels
     return (hit if targeted else ~hit).astype(jnp.float32)
 

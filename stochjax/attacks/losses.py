@@ -74,6 +74,21 @@ def dlr_targeted(logits: types.Logits, targets: types.Labels) -> jax.Array:
   return margin(logits, targets) / (scale + _TINY)
 
 
+def dlr_pair(logits: types.Logits, pairs: jax.Array) -> jax.Array:
+  """AutoAttack's targeted DLR as APGD-T ascends it, ``(z_t - z_y) / (z_1 -
+  (z_3 + z_4) / 2)``, ``(N,)``, for ``pairs (N, 2)`` of true labels y and
+  targets t: raising the target over the *true* class (Croce & Hein's
+  form; `dlr_targeted` takes the strongest non-target class instead). The
+  attack's goal stays untargeted: any misclassification. Needs at least 4
+  classes.
+  """
+  logits = logits.astype(jnp.float32)
+  top = jax.lax.top_k(logits, 4)[0]
+  scale = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3])
+  gap = _label_logit(logits, pairs[:, 1]) - _label_logit(logits, pairs[:, 0])
+  return gap / (scale + _TINY)
+
+
 # name -> (untargeted form, targeted form, fewest classes it needs).
 LOSSES = {
   "ce": (cross_entropy, cross_entropy, 2),
