@@ -11,6 +11,7 @@ from stochjax.attacks import (
   apgd_art,
   apgd_t,
   attack,
+  fab,
   losses,
   norms,
   results,
@@ -21,6 +22,7 @@ from stochjax.attacks.apgd import make_apgd
 from stochjax.attacks.apgd_t import make_apgd_t
 from stochjax.attacks.attack import Attack, RecompileWarning, as_pytree_fn
 from stochjax.attacks.eot import make_eot, make_value_and_grad
+from stochjax.attacks.fab import make_fab
 from stochjax.attacks.losses import (
   LOSSES,
   cross_entropy,
@@ -40,6 +42,7 @@ REGISTRY.register("apgd")(make_apgd)
 REGISTRY.register("apgd_t")(make_apgd_t)
 REGISTRY.register("square")(make_square)
 REGISTRY.register("spsa")(make_spsa)
+REGISTRY.register("fab")(make_fab)
 
 
 def lookup(spec: str, **extra):
@@ -70,12 +73,14 @@ __all__ = [
   "cross_entropy",
   "dlr",
   "dlr_targeted",
+  "fab",
   "get_loss",
   "lookup",
   "losses",
   "make_apgd",
   "make_apgd_t",
   "make_eot",
+  "make_fab",
   "make_pgd",
   "make_spsa",
   "make_square",
