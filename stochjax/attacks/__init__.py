@@ -11,6 +11,7 @@ from stochjax.attacks import (
   apgd_art,
   apgd_t,
   attack,
+  ensemble,
   fab,
   losses,
   norms,
@@ -21,6 +22,7 @@ from stochjax.attacks import (
 from stochjax.attacks.apgd import make_apgd
 from stochjax.attacks.apgd_t import make_apgd_t
 from stochjax.attacks.attack import Attack, RecompileWarning, as_pytree_fn
+from stochjax.attacks.ensemble import RandomizedDefenseWarning, autoattack
 from stochjax.attacks.eot import make_eot, make_value_and_grad
 from stochjax.attacks.fab import make_fab
 from stochjax.attacks.losses import (
@@ -43,6 +45,7 @@ REGISTRY.register("apgd_t")(make_apgd_t)
 REGISTRY.register("square")(make_square)
 REGISTRY.register("spsa")(make_spsa)
 REGISTRY.register("fab")(make_fab)
+REGISTRY.register("autoattack")(autoattack)
 
 
 def lookup(spec: str, **extra):
@@ -65,11 +68,14 @@ __all__ = [
   "AttackResult",
   "RecompileWarning",
   "Cost",
+  "RandomizedDefenseWarning",
   "apgd",
   "apgd_art",
   "apgd_t",
   "as_pytree_fn",
   "attack",
+  "autoattack",
+  "ensemble",
   "cross_entropy",
   "dlr",
   "dlr_targeted",

@@ -144,6 +144,9 @@ class Attack:
       chunk_size) -> (S, N, H, W, C)`` (`loops.programs`), or None where
       the attack cannot sweep (ART-compatible APGD).
     step_ratio: the factory's step size / eps (a sweep's default steps).
+    host_check: ``(key, logits_fn, images, labels) -> None`` run on the
+      host before the attack on concrete inputs (AutoAttack's randomness
+      check), or None.
   """
 
   run: Callable
@@ -153,6 +156,7 @@ class Attack:
   snapshot_steps: tuple[int, ...] = ()
   sweep_run: Callable | None = None
   step_ratio: float = 0.0
+  host_check: Callable | None = None
   _closures: dict = dataclasses.field(
     default_factory=dict, repr=False, compare=False
   )
@@ -220,6 +224,8 @@ class Attack:
       logits_fn, images, labels, loss=self.loss, targeted=self.targeted
     )
     labels = jnp.asarray(labels, jnp.int32)
+    if self.host_check is not None and validation.is_concrete(images):
+      self.host_check(key, logits_fn, images, labels)
     if valid is None:
       return self.run(key, logits_fn, images, labels)
     return self.run(key, logits_fn, images, labels, valid=valid)
