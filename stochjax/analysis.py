@@ -112,6 +112,7 @@ AMENDED = (
   "2026-12-06 (replications)",
   "2026-12-06 (the book's claim)",
   "2026-12-06 (ε sensitivity in parts)",
+  "2026-12-06 (the blog's black-box claim)",
 )
 
 # The (dataset, model) the plan's decisions are made on; runs of any other
@@ -270,6 +271,23 @@ def book_claim(low: float, high: float, margin: float) -> str:
   if high < -margin:
     return "not supported"
   return "inconclusive"
+
+
+# The blog's black-box claim (amendment 7): Square's primary budget in
+# forward passes per image, EOT-Square's draws per query, the questions.
+BLOG_BUDGET = 1000
+BLOG_EOT_SAMPLES = 10
+BLOG_QUESTIONS = {
+  "blackbox_harder": "Square undefended − Square defended",
+  "whitebox_works": "PGD × EOT defended − Square defended",
+}
+
+
+def blog_claim(regions: list[str]) -> str:
+  """The blog's claim for one defense from the regions of its two
+  superiority questions (black-box harder, white-box works): the
+  intersection–union rule of `claim_ii`."""
+  return claim_ii([("superiority", r) for r in regions])
 
 
 def choose_step(candidates, calibration_rates) -> float:

@@ -26,6 +26,7 @@ PAPER_RUNS = (
   ("fig2", "fig2"),
   ("eps_sensitivity", "eps_sensitivity"),
   ("rse", "rse"),
+  ("blackbox", "blackbox"),
   ("table2", "table2"),
   ("eot_ablation", "eot_ablation"),
   ("finetune", "finetune"),

@@ -10,6 +10,7 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from stochjax import analysis, data, detectors, models, voting
+from stochjax.configs import blackbox as blackbox_config
 from stochjax.configs import eot_ablation as eot_ablation_config
 from stochjax.configs import eps_sensitivity as eps_sensitivity_config
 from stochjax.configs import (
@@ -28,6 +29,7 @@ from stochjax.harness import dry_run
 from stochjax.harness import grid as grid_lib
 from stochjax.harness import workdir as workdir_lib
 from stochjax.paper import (
+  blackbox,
   eps_sensitivity,
   figs3_4,
   finetune,
@@ -314,6 +316,35 @@ class RseSmokeTest(absltest.TestCase):
     workdir = workdir_lib.Workdir(self.create_tempdir().full_path)
     with self.assertRaisesRegex(ValueError, "one entry with noise layers"):
       rse.run(config, workdir)
+
+
+class BlackboxSmokeTest(absltest.TestCase):
+  """The blog's black-box claim (`configs/blackbox.py`)."""
+
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.numpy_dtype_promotion("standard"))
+
+  @pytest.mark.slow
+  def test_runs_every_arm_at_every_budget_and_resumes(self):
+    config = blackbox_config.get_config("smoke")
+    workdir, results = _smoke_run(self, config, blackbox)
+    found = {(a["defense"], a["attack"], a["k"], a["m"])
+             for a in results["arms"]}  # fmt: skip
+    expected = set()
+    for name in ("noise_injection", "smoothing_0_50"):
+      expected |= {(name, "square_undefended", 4, 1),
+                   (name, "square_undefended", 8, 1), (name, "square", 4, 1),
+                   (name, "square", 8, 1), (name, "eot_square", 2, 2),
+                   (name, "eot_square", 4, 2), (name, "pgd", 2, 2)}  # fmt: skip
+    self.assertEqual(found, expected)
+    self.assertTrue(os.path.exists(workdir.file("blackbox.png")))
+    self.assertEqual(results["budgets"], [4, 8])
+    json.dumps(results)
+    cells = workdir.cells()
+    again = blackbox.run(config, workdir)
+    self.assertEqual(workdir.cells(), cells)
+    self.assertEqual(again["arms"], results["arms"])
 
 
 class FinetuneSmokeTest(absltest.TestCase):

@@ -32,6 +32,7 @@ EXPERIMENTS = {
   "fig4": ("stochjax.paper.figs3_4", "fig4"),
   "eps_sensitivity": ("stochjax.paper.eps_sensitivity", "eps_sensitivity"),
   "rse": ("stochjax.paper.rse", "rse"),
+  "blackbox": ("stochjax.paper.blackbox", "blackbox"),
   "finetune": ("stochjax.paper.finetune", "finetune"),
   "section5": ("stochjax.paper.section5", "section5"),
   "audit": ("stochjax.audit.run", "audit"),

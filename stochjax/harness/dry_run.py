@@ -196,6 +196,14 @@ def shrink(config: ml_collections.ConfigDict, root: str):
       config.labels = [config.labels[i] for i in kept]
   if "grid" in config:
     _shrink_grid_run(config)
+  if "blackbox" in config:
+    config.blackbox.budgets = (2, 4)
+    config.blackbox.eot_samples = 2
+    config.blackbox.whitebox = dict(
+      steps=1,
+      eot_samples=2,
+      step_fractions=tuple(config.blackbox.whitebox["step_fractions"])[:1],
+    )
   if "eval_epochs" in config:
     _shrink_fine_tuning(config)
   if "budget" in config:  # The audit.
@@ -294,6 +302,7 @@ REFERENCES = {
   "stochjax.paper.figs3_4": ("fig3", "fig4"),
   "stochjax.paper.eps_sensitivity": ("eps_sensitivity",),
   "stochjax.paper.rse": ("rse",),
+  "stochjax.paper.blackbox": ("blackbox",),
   "stochjax.paper.finetune": ("finetune",),
   "stochjax.paper.section5": ("section5",),
   "stochjax.audit.run": ("audit",),

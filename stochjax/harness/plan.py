@@ -66,6 +66,30 @@ def _grid_plan(config) -> dict:
               train_examples=train)  # fmt: skip
 
 
+def _blackbox_plan(config) -> dict:
+  """`stochjax.paper.blackbox`: per defense, three Square arms (up to the
+  largest budget of forward passes, votes at every budget), the white-box
+  PGD x EOT arms, the eps rule and training."""
+  n, bb = config.num_examples, config.blackbox
+  budgets, wb = tuple(bb.budgets), bb.whitebox
+  cells = grads = forwards = train = 0
+  for setting in config.defenses.values():
+    votes = setting.get("num_votes") or config.attack.num_votes
+    cells += 3 * len(budgets) + len(wb["step_fractions"])
+    forwards += 3 * max(budgets) * n  # Square undefended, defended, EOT.
+    forwards += (1 + 2 * votes) * len(budgets) * n  # Their votes.
+    fractions = len(wb["step_fractions"])
+    grads += fractions * wb["steps"] * wb["eot_samples"] * n
+    forwards += fractions * 2 * votes * n
+    if config.eps_rule.use:
+      rule = config.eps_rule
+      grads += rule.num_steps * len(rule.candidates) * rule.num_examples
+    if not setting.weights:
+      train += config.train.epochs * TRAIN_SIZES.get(config.dataset, 0)
+  return dict(cells=cells, images=n, grad_evals=grads, forward_evals=forwards,
+              train_examples=train)  # fmt: skip
+
+
 def _fine_tuning_plan(config) -> dict:
   """Figs. 3-4: per defense, fine-tuning and every evaluated epoch."""
   n, votes = config.num_examples, config.num_votes
@@ -115,7 +139,9 @@ def plan(config) -> dict:
   """``{"cells", "images", "grad_evals", "forward_evals",
   "train_examples", "gpu_hours"}`` of the run `config` describes; training
   counts as 3 forward passes per example."""
-  if "grid" in config:
+  if "blackbox" in config:
+    counts = _blackbox_plan(config)
+  elif "grid" in config:
     counts = _grid_plan(config)
   elif "eval_epochs" in config:
     counts = _fine_tuning_plan(config)
@@ -150,7 +176,7 @@ def describe(counts: dict) -> str:
 
 # The shipped configs of the paper's runs, in the table's order.
 PAPER_CONFIGS = ("eot_ablation", "table1", "table2", "table2_cifar", "fig1",
-                 "fig2", "eps_sensitivity", "rse", "fig3", "fig4",
+                 "fig2", "eps_sensitivity", "rse", "blackbox", "fig3", "fig4",
                  "finetune", "section5", "audit")  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 
 from stochjax import analysis, audit, evaluate, figures, stats
-from stochjax.harness import verdicts
+from stochjax.harness import blog, verdicts
 from stochjax.harness import workdir as workdir_lib
 
 # What each claim predicts for its comparisons (a = without EOT, b = with).
@@ -262,6 +262,27 @@ def section5_section(results: dict, workdir: str, out_dir: str):
   ]
 
 
+def blackbox_section(results: dict, workdir: str, out_dir: str):
+  """Success over forward passes per image, per defense and attack (on
+  the evaluation images, exact 95 % intervals), and the figure."""
+  lines = ["| defense | attack | " + " | ".join(
+    f"{b:,} passes" for b in results["budgets"]) + " |",
+    "|---" * (len(results["budgets"]) + 2) + "|"]  # fmt: skip
+  for defense, kinds in sorted(results["curves"].items()):
+    eps = 255 * results["eps"][defense]
+    for kind, points in sorted(kinds.items()):
+      cells = [stats.format_rate(p["successes"], p["n"]) for p in points]
+      if kind == "pgd":
+        kind = f"PGD x EOT, step eps*{points[0]['step_fraction']:g}"
+        cells = [f"{cells[0]} ({points[0]['budget']} gradients)"]
+      lines.append(f"| {defense} ({eps:.3g}/255) | {kind} | "
+                   + " | ".join(cells) + " |")  # fmt: skip
+  return [
+    *lines, "",
+    _figure(os.path.join(workdir, "blackbox.png"), "black-box", out_dir),
+  ]  # fmt: skip
+
+
 def finetune_section(results: dict):
   b, a = results["before"], results["after"]
   return [
@@ -296,6 +317,8 @@ def section(workdir: str, out_dir: str, dry_run: bool = False) -> list[str]:
       f"* {section}: {verdict}"
       for section, verdict in audit.verdicts(results).items()
     ]
+  elif "curves" in results:  # The blog's black-box claim.
+    lines += blackbox_section(results, workdir, out_dir)
   elif "eps_arms" in results:
     eps = ", ".join(f"{255 * e:.3g}" for e in results["eps_values"])
     lines += [f"ε sensitivity at ε = {eps} /255: the secondary comparisons "
@@ -345,6 +368,7 @@ def _replication_lines(decided: dict) -> list[str]:
       *(verdicts.decision_table(rep) if ran else ["No claim config ran here."]),
       "",
       *verdicts.book_lines(rep.get("book")),
+      *blog.lines(rep.get("blog")),
       *(line for c in rep["claim_ii_contrasts"] for line in _contrast_lines(c)),
     ]
   return lines
@@ -542,6 +566,7 @@ def write(workdirs: list[str], out: str, json_out: str | None = None, *,
     lines += _claim_lines(decided)
   lines += [
     *verdicts.book_lines(decided.get("book")),
+    *blog.lines(decided.get("blog")),
     *_replication_lines(decided),
     "### Secondary comparisons (fixed steps, Table 2's ablation; 95 %, "
     "unadjusted, never decisive)",

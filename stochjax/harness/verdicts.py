@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 
 from stochjax import analysis, arms, stats
+from stochjax.harness import blog
 
 
 class PlanMismatchError(ValueError):
@@ -57,7 +58,8 @@ def _gap_key(a: dict) -> tuple:
 
 
 def _arm_key(a: dict) -> tuple:
-  return next(iter(arms.by_attack([a])))
+  # The blackbox runs' arms also differ in their attack (Square kinds).
+  return (*next(iter(arms.by_attack([a]))), a.get("attack", ""))
 
 
 def _eps_key(a: dict) -> tuple:
@@ -701,6 +703,7 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
     "decisions": decisions,
     "claim_ii_contrasts": contrasts,
     "book": book(runs, plan),
+    "blog": blog.decide(runs, plan),
   }
 
 

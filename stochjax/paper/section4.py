@@ -401,8 +401,10 @@ def _with_interval(cell: dict) -> dict:
   }
 
 
-def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
-  """Runs the ablation; returns the results dict (also written to workdir)."""
+def setup(config: ml_collections.ConfigDict, work: workdir_lib.Workdir):
+  """The data, split, models (trained or restored), clean accuracies and
+  working eps of every defense entry (each a workdir cell); returns
+  ``(grid, eval_key, clean_accuracy, eps_sweeps)``."""
   train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
   test_set = experiment.dataset(config, "test", arrays=True)
   images = test_set.images[: config.num_examples]
@@ -440,6 +442,12 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
       else:
         grid.eps[name] = sweeps[name]["picked"]
   logging.info("working eps %s", grid.eps)
+  return grid, eval_key, clean_accuracy, sweeps
+
+
+def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
+  """Runs the ablation; returns the results dict (also written to workdir)."""
+  grid, eval_key, clean_accuracy, sweeps = setup(config, work)
   goals = ["targeted" if t else "untargeted" for t in config.grid.targeted]
   undefended = _undefended(grid, work, eval_key, goals)
   start = time.time()
