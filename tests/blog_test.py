@@ -107,6 +107,23 @@ class BlogDecisionTest(parameterized.TestCase):
     self.assertEqual(_decide(missing)["defenses"][0]["decision"], "not run")
     self.assertIsNone(blog.decide([verdicts.Run("fig1", 0, {"arms": []})]))
 
+  def test_a_seeds_parts_pool_and_may_not_repeat_an_arm(self):
+    split = {"calibration_indices": [0], "evaluation_indices": [1]}
+    runs = [
+      verdicts.Run("blackbox", 0, {"arms": _arms("a", 0.9, 0.3, 0.4, 0.9),
+                                   "split": split}),
+      verdicts.Run("blackbox", 0, {"arms": _arms("b", 0.9, 0.3, 0.4, 0.9),
+                                   "split": split}),
+    ]  # fmt: skip
+    decided = blog.decide(runs)
+    self.assertEqual([d["defense"] for d in decided["defenses"]], ["a", "b"])
+    self.assertEqual(decided["seeds"], [0])
+    with self.assertRaisesRegex(ValueError, "two runs hold arm"):
+      blog.decide([runs[0], runs[0]])
+    other = verdicts.Run("blackbox", 0, {"arms": [], "split": {"x": 1}})
+    with self.assertRaisesRegex(ValueError, "different splits"):
+      blog.decide([runs[0], other])
+
   def test_report_lines(self):
     decided = _decide(_arms("noise", 0.9, 0.3, 0.4, 0.9))
     text = "\n".join(blog.lines(decided))
@@ -143,10 +160,12 @@ class DriverPartsTest(absltest.TestCase):
     config = blackbox_config.get_config()
     self.assertIn(analysis.BLOG_BUDGET, config.blackbox.budgets)
     self.assertEqual(config.blackbox.eot_samples, analysis.BLOG_EOT_SAMPLES)
+    parts = (config, blackbox_config.get_config("smoothing"))
     self.assertEqual(
-      sorted(config.defenses),
+      sorted(name for part in parts for name in part.defenses),
       ["bart", "noise_injection", "smoothing_0_25", "smoothing_0_50"],
     )
+    self.assertLen(blackbox_config.get_config("paper").defenses, 4)
 
 
 if __name__ == "__main__":
