@@ -101,9 +101,14 @@ class KnownAnswersTest(absltest.TestCase):
     self.assertFalse(checks["an unbounded attack succeeds"])
     self.assertFalse(checks["BPDA does not beat the defense's gradients"])
     self.assertFalse(checks["transfer does not beat white-box"])
+    # Zero gradients: Square, which needs none, beats PGD (AutoAttack's
+    # sign of masked gradients).
+    self.assertFalse(checks["black-box does not beat white-box"])
+    self.assertStartsWith(report["blackbox"]["verdict"], "a black-box attack")
     self.assertStartsWith(report["sanity"]["verdict"], "failed")
     # Every p-value recomputes with SciPy's exact binomial test.
-    tests = [report["adaptive_vs_transfer"]["test"]]
+    tests = [report["adaptive_vs_transfer"]["test"],
+             report["blackbox"]["eot_test"]]  # fmt: skip
     tests += [c["test"] for c in report["sanity"]["checks"] if "test" in c]
     tests += [
       t | {"p_value": t["p_two_sided"]}
@@ -121,6 +126,8 @@ class KnownAnswersTest(absltest.TestCase):
   def test_budgets_must_be_multiples_of_eot(self):
     with self.assertRaisesRegex(ValueError, "multiples of eot_samples"):
       _audit("bit_depth(bits=8)", budgets=(7,))
+    with self.assertRaisesRegex(ValueError, "multiples of eot_samples"):
+      _audit("bit_depth(bits=8)", blackbox_queries=12)
 
 
 class CommandTest(absltest.TestCase):

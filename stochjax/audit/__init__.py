@@ -48,7 +48,8 @@ def _cost(cells: dict, seconds: float) -> dict:
 def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
           budgets=(20,), small_fraction: float = 0.025,
           step_fractions=(0.25, 0.5), num_draws: int = 20,
-          eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0)) -> dict:  # fmt: skip
+          eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0),
+          blackbox_queries: int = 1000) -> dict:  # fmt: skip
   """Runs every section on `setting` (resuming through ``setting.cell``).
 
   Args:
@@ -63,16 +64,21 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
       needed?" choose from on the calibration images.
     num_draws: defense draws per image for the randomness measures.
     eps_scales: multiples of eps for the success-vs-eps check.
+    blackbox_queries: Square's forward passes per image (EOT-Square's
+      `eot_samples` draws per query at a m-th of the queries); 0 skips the
+      black-box section.
 
   Returns:
     ``{"accuracy", "randomness", "adaptive_vs_transfer", "eot_needed",
-    "robustness_source", "sanity", "cost", "settings"}``, each section a
-    dict with a ``verdict``.
+    "robustness_source", "blackbox", "sanity", "cost", "settings"}``, each
+    section a dict with a ``verdict`` ("blackbox" only with queries).
 
   Raises:
-    ValueError: a budget that is not a multiple of `eot_samples`, or bad inputs.
+    ValueError: a budget (or `blackbox_queries`) that is not a multiple of
+      `eot_samples`, or bad inputs.
   """
-  bad = [b for b in budgets if b % eot_samples or b < eot_samples]
+  bad = [b for b in (*budgets, *([blackbox_queries] if blackbox_queries
+                                  else [])) if b % eot_samples or b < eot_samples]  # fmt: skip
   if bad:
     raise ValueError(
       f"budgets {bad} must be positive multiples of eot_samples={eot_samples}."
@@ -93,8 +99,16 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
       s, budgets, eot_samples, small_fraction, step_fractions
     ),
     "robustness_source": sections.robustness_source(s, steps, eot_samples),
-    "sanity": sections.sanity(s, steps, eot_samples, eps_scales, transfer),
   }
+  black = None
+  if blackbox_queries:
+    black = sections.blackbox(
+      s, blackbox_queries, eot_samples, steps, eot_samples
+    )
+    report["blackbox"] = black
+  report["sanity"] = sections.sanity(
+    s, steps, eot_samples, eps_scales, transfer, black
+  )
   report["cost"] = _cost(s.done, time.time() - started)
   report["settings"] = {
     "eps": s.eps, "norm": s.norm, "num_votes": s.num_votes,
@@ -104,6 +118,7 @@ def audit(setting: Setting, *, steps: int = 20, eot_samples: int = 10,
     "step_fractions": list(step_fractions),
     "num_calibration": int(len(s.calibration)),
     "num_draws": num_draws, "eps_scales": list(eps_scales),
+    "blackbox_queries": blackbox_queries,
   }  # fmt: skip
   return report
 

@@ -12,7 +12,9 @@ TITLES = {
   "adaptive_vs_transfer": "3. Non-adaptive (transfer) vs adaptive",
   "eot_needed": "4. Is EOT needed?",
   "robustness_source": "5. Where the robustness comes from",
-  "sanity": "6. Sanity checks (Carlini et al. 2019)",
+  "blackbox": "6. Black-box: Square with and without EOT averaging",
+  "sanity": "7. Sanity checks (Carlini et al. 2019; AutoAttack's black-box "
+  "flag)",
 }
 
 
@@ -62,6 +64,9 @@ def _lines(name: str, section: dict) -> list[str]:
     ]
   if name in ("adaptive_vs_transfer", "robustness_source"):
     return [f"* {_test(section['test'])}"]
+  if name == "blackbox":
+    return [f"* {_test(section['eot_test'])}",
+            f"* {_test(section['whitebox_test'])}"]  # fmt: skip
   if name == "eot_needed":
     return [f"* budget {t['budget']}: {_plan_record(t)}"
             for t in section["comparisons"]]  # fmt: skip
@@ -100,14 +105,13 @@ def markdown(report: dict, title: str) -> str:
     "| section | verdict |",
     "|---|---|",
   ]
-  lines += [
-    f"| {TITLES[name]} | {report[name]['verdict']} |" for name in TITLES
-  ]
-  for name, heading in TITLES.items():
-    lines += ["", f"## {heading}", "", *_lines(name, report[name])]
+  shown = [name for name in TITLES if name in report]
+  lines += [f"| {TITLES[name]} | {report[name]['verdict']} |" for name in shown]
+  for name in shown:
+    lines += ["", f"## {TITLES[name]}", "", *_lines(name, report[name])]
   lines += [
     "",
-    "## 7. Cost",
+    "## 8. Cost",
     "",
     f"{cost['grad_evals']:,} input gradients, {cost['forward_evals']:,} "
     f"forward passes, {cost['wall_seconds']:.0f} s on "

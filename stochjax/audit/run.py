@@ -80,6 +80,7 @@ def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
     small_fraction=budget.small_fraction,
     step_fractions=tuple(budget.step_fractions), num_draws=config.num_draws,
     eps_scales=tuple(scales),
+    blackbox_queries=budget.get("blackbox_queries", 0),
   )  # fmt: skip
   block = config.model
   model = block.weights or block.factory or f"{block.name} trained here"

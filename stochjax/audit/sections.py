@@ -320,12 +320,55 @@ def robustness_source(s: Setting, steps: int, eot_samples: int) -> dict:
           "verdict": verdict}  # fmt: skip
 
 
+def blackbox(s: Setting, queries: int, eot_samples: int, steps: int,
+             adaptive_draws: int) -> dict:  # fmt: skip
+  """Square (score-based, one draw per query) against EOT-Square (m draws
+  per query, a m-th of the queries: equal forward passes), and both
+  against the adaptive white-box attack. A black-box attack that beats the
+  white-box one is AutoAttack's sign of masked gradients."""
+
+  def square(m):
+    return attacks.make_square(
+      eps=s.eps, norm=s.norm, num_queries=queries // m, eot_samples=m,
+      defense=s.defense,
+    )  # fmt: skip
+
+  plain = s.evaluate("blackbox/square", square(1))
+  averaged = s.evaluate("blackbox/eot_square", square(eot_samples))
+  adaptive = s.evaluate(
+    "adaptive", s.pgd(steps=steps, eot_samples=adaptive_draws)
+  )
+  best = max((plain, averaged), key=lambda r: r.attack.successes)
+  eot = paired(f"Square, {queries} queries", plain,
+               f"EOT-Square, {queries // eot_samples} queries x "
+               f"{eot_samples} draws", averaged)  # fmt: skip
+  white = paired("the stronger Square", best,
+                 f"adaptive PGD-{steps} x EOT-{adaptive_draws}", adaptive)  # fmt: skip
+  if white["verdict"] == "a":
+    verdict = (
+      "a black-box attack beats the white-box one: suspect masked gradients"
+    )
+  elif eot["verdict"] == "b":
+    verdict = "EOT averaging strengthens the black-box attack"
+  elif eot["verdict"] == "a":
+    verdict = "one draw per query beats EOT averaging at this budget"
+  else:
+    verdict = "EOT averaging does not change the black-box attack"
+  return {"square": eot["a"], "eot_square": eot["b"], "eot_test": eot,
+          "whitebox_test": white, "verdict": verdict}  # fmt: skip
+
+
 def _check(name: str, passed: bool, **numbers) -> dict:
   return {"name": name, "passed": bool(passed), **numbers}
 
 
 def sanity(
-  s: Setting, steps: int, eot_samples: int, scales, transfer: dict
+  s: Setting,
+  steps: int,
+  eot_samples: int,
+  scales,
+  transfer: dict,
+  blackbox_record: dict | None = None,
 ) -> dict:
   """Carlini et al. (2019)'s checks on the adaptive attack (PGD x EOT):
 
@@ -336,7 +379,8 @@ def sanity(
   * more steps never lose (2k steps with best points is not significantly
     weaker than k);
   * the transfer attack does not beat the white-box one (`transfer`: the
-    `adaptive_vs_transfer` record);
+    `adaptive_vs_transfer` record), nor does a black-box one
+    (`blackbox_record`, when given);
   * gradients through the defense are not beaten by BPDA's identity.
   """
   radii = sorted({min(1.0, s.eps * c) for c in scales})
@@ -389,6 +433,10 @@ def sanity(
     _check("BPDA does not beat the defense's gradients",
            gradients["verdict"] != "a", test=gradients),
   ]  # fmt: skip
+  if blackbox_record is not None:
+    test = blackbox_record["whitebox_test"]
+    checks.append(_check("black-box does not beat white-box",
+                         test["verdict"] != "a", test=test))  # fmt: skip
   failed = [c["name"] for c in checks if not c["passed"]]
   return {
     "checks": checks,

@@ -51,6 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # The steps (x eps) both sides choose from on calibration images.
       step_fractions=(0.25, 0.5),
       eps_scales=(0.5, 1.0, 2.0, 4.0, 8.0),  # Success against eps.
+      # Square's forward passes per image (EOT-Square: eot_samples draws
+      # per query at a m-th of the queries); 0 skips the black-box section.
+      blackbox_queries=1000,
     )
   )
   if variant == "smoke":
@@ -59,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_examples = config.batch_size = 16
     config.num_votes = config.num_draws = 3
     config.budget.update(dict(steps=2, eot_samples=2, budgets=(4,),
-                              eps_scales=(1.0, 4.0)))  # fmt: skip
+                              eps_scales=(1.0, 4.0), blackbox_queries=4))  # fmt: skip
   elif variant == "paper":
     config.dataset = "imagenet"
     config.data_dir = "data/imagenet"
@@ -70,5 +73,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_votes = 100
     config.threat.eps = (8 / 255,)
-    config.budget.update(dict(steps=100, eot_samples=10, budgets=(100, 1000)))
+    config.budget.update(dict(steps=100, eot_samples=10, budgets=(100, 1000),
+                              blackbox_queries=5000))  # fmt: skip
   return config

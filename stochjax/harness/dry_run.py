@@ -209,6 +209,8 @@ def shrink(config: ml_collections.ConfigDict, root: str):
   if "budget" in config:  # The audit.
     config.num_votes = config.num_draws = 2
     config.budget.update(dict(steps=1, eot_samples=2, budgets=(2,)))
+    if config.budget.get("blackbox_queries"):
+      config.budget.blackbox_queries = 2
   _random_weights(config, os.path.join(root, "weights"), label)
   return config
 

@@ -127,10 +127,13 @@ def _audit_plan(config) -> dict:
   for budget in b.budgets:
     attacks_run += [budget, budget, budget]  # EOT and two no-EOT.
   attacks_run += [adaptive] * (radii + 2) + [2 * adaptive]  # Sanity.
-  return dict(cells=len(attacks_run) + 2, images=n,
+  queries = b.get("blackbox_queries", 0)  # Square and EOT-Square.
+  squares = 2 if queries else 0
+  return dict(cells=len(attacks_run) + squares + 2, images=n,
               grad_evals=sum(attacks_run) * n,
-              forward_evals=(len(attacks_run) * 2 * votes
-                             + 3 * config.num_draws) * n,
+              forward_evals=((len(attacks_run) + squares) * 2 * votes
+                             + 3 * config.num_draws
+                             + squares * queries) * n,
               train_examples=0 if config.model.weights or config.model.factory
               else config.train.epochs * TRAIN_SIZES.get(config.dataset, 0))  # fmt: skip
 
