@@ -24,34 +24,6 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Attack steps (gradients).")
 _EPS = flags.DEFINE_list("eps", ["0.03", "0.06", "0.1"], "linf radii.")
 
 
-def _torch_model(params):
-  import torch  # noqa: PLC0415  (optional, benchmark only)
-
-  w1, b1, w2, b2 = (
-    torch.tensor(np.asarray(params[k]).T if k[0] == "w" else params[k])
-    for k in ("w1", "b1", "w2", "b2")
-  )
-  first = torch.nn.Linear(*w1.shape[::-1])
-  second = torch.nn.Linear(*w2.shape[::-1])
-  with torch.no_grad():
-    first.weight.copy_(w1)
-    first.bias.copy_(b1)
-    second.weight.copy_(w2)
-    second.bias.copy_(b2)
-
-  class Model(torch.nn.Module):
-    """NCHW images -> logits, flattening in stochjax's (H, W, C) order."""
-
-    def __init__(self):
-      super().__init__()
-      self.layers = torch.nn.Sequential(first, torch.nn.Tanh(), second)
-
-    def forward(self, x):
-      return self.layers(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-
-  return Model().eval()
-
-
 def main(argv):
   del argv
   import torch  # noqa: PLC0415
@@ -59,7 +31,9 @@ def main(argv):
 
   params, test = mlp.fit_digits(jax.random.key(0))
   logits_fn = mlp.logits_fn(params)
-  model = _torch_model(params)
+  from benchmarks import torch_models  # noqa: PLC0415  (needs torch)
+
+  model = torch_models.digits_mlp(params)
   images = test.images[: _NUM_IMAGES.value]
   labels = test.labels[: _NUM_IMAGES.value]
   x_torch = torch.tensor(images).permute(0, 3, 1, 2).contiguous()

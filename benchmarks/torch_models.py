@@ -6,6 +6,7 @@ Each builder returns an eval-mode ``nn.Module`` on NCHW float32 input whose
 architecture matches the stochjax model it is timed against.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,3 +75,31 @@ def cnn8() -> nn.Module:
       nn.Linear(64 * 4 * 4, 10),
     )
   )
+
+
+def digits_mlp(params):
+  """`tests.mlp`'s tanh MLP with `params` (stochjax's weights) as an
+  ``nn.Module`` on NCHW images."""
+  w1, b1, w2, b2 = (
+    torch.tensor(np.asarray(params[k]).T if k[0] == "w" else params[k])
+    for k in ("w1", "b1", "w2", "b2")
+  )
+  first = torch.nn.Linear(*w1.shape[::-1])
+  second = torch.nn.Linear(*w2.shape[::-1])
+  with torch.no_grad():
+    first.weight.copy_(w1)
+    first.bias.copy_(b1)
+    second.weight.copy_(w2)
+    second.bias.copy_(b2)
+
+  class Model(torch.nn.Module):
+    """NCHW images -> logits, flattening in stochjax's (H, W, C) order."""
+
+    def __init__(self):
+      super().__init__()
+      self.layers = torch.nn.Sequential(first, torch.nn.Tanh(), second)
+
+    def forward(self, x):
+      return self.layers(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+
+  return Model().eval()

@@ -1,0 +1,140 @@
+"""stochjax's Square, APGD-T, FAB-T and AutoAttack beside torchattacks' on
+the same weights: success rates with the interval of their paired
+difference, and speed as ratios of interleaved rounds.
+
+The tanh MLP of `benchmarks.peer_check` (trained on scikit-learn's 8x8
+digits, ported to torch) is attacked by both libraries on the same test
+images. torchattacks' AutoAttack runs its components at 10 steps; its
+100-step equivalent is built here as a ``MultiAttack`` of APGD-CE,
+APGD-T, FAB-T (multi-targeted) and Square, as AutoAttack's ``standard``
+(issue 35). Each library draws its own randomness, so rates agree within
+intervals, not image by image.
+
+Needs torch and torchattacks, installed by hand (not in the install):
+  pip install torch==2.13.0 && pip install --no-deps torchattacks==3.5.1
+Run:
+  python -m benchmarks.query_peers [--num_images 200] [--rounds 3]
+"""
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from benchmarks import common
+from stochjax import attacks, stats
+from tests import mlp
+
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 200, "Test images attacked.")
+_EPS = flags.DEFINE_list("eps", ["0.05", "0.1"], "linf radii.")
+_QUERIES = flags.DEFINE_integer("queries", 1000, "Square's queries.")
+_STEPS = flags.DEFINE_integer("steps", 100, "APGD-T's and FAB-T's steps.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds.")
+
+
+def _pairs(eps: float, model, n_classes: int):
+  """``{name: (stochjax attack, torchattacks attack)}`` at `eps`."""
+  import torchattacks  # noqa: PLC0415  (optional, benchmark only)
+
+  q, k = _QUERIES.value, _STEPS.value
+  return {
+    f"Square-{q}": (
+      attacks.make_square(eps=eps, num_queries=q),
+      torchattacks.Square(model, eps=eps, n_queries=q, seed=0),
+    ),
+    f"APGD-T-{k}": (
+      attacks.make_apgd_t(eps=eps, num_steps=k),
+      torchattacks.APGDT(model, eps=eps, steps=k, n_classes=n_classes, seed=0),
+    ),
+    f"FAB-T-{k}": (
+      attacks.make_fab(eps=eps, num_steps=k),
+      torchattacks.FAB(
+        model,
+        eps=eps,
+        steps=k,
+        multi_targeted=True,
+        n_classes=n_classes,
+        seed=0,
+      ),
+    ),  # fmt: skip
+    "AutoAttack standard (100 steps)": (
+      attacks.autoattack(eps),
+      torchattacks.MultiAttack(
+        [
+          torchattacks.APGD(model, eps=eps, steps=100, loss="ce", seed=0),
+          torchattacks.APGDT(
+            model, eps=eps, steps=100, n_classes=n_classes, seed=0
+          ),
+          torchattacks.FAB(
+            model,
+            eps=eps,
+            steps=100,
+            multi_targeted=True,
+            n_classes=n_classes,
+            seed=0,
+          ),
+          torchattacks.Square(
+            model, eps=eps, n_queries=5000, seed=0, resc_schedule=False
+          ),
+        ]
+      ),
+    ),  # fmt: skip
+  }
+
+
+def main(argv):
+  del argv
+  import torch  # noqa: PLC0415
+
+  torch.set_num_threads(2)
+  params, test = mlp.fit_digits(jax.random.key(0))
+  logits_fn = mlp.logits_fn(params)
+  from benchmarks import torch_models  # noqa: PLC0415  (needs torch)
+
+  model = torch_models.digits_mlp(params)
+  images = test.images[: _NUM_IMAGES.value]
+  labels = test.labels[: _NUM_IMAGES.value]
+  keep = np.argmax(np.asarray(logits_fn(images)), -1) == labels
+  images, labels = images[keep], labels[keep]
+  x_torch = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
+  y_torch = torch.tensor(labels, dtype=torch.long)
+  print(f"{len(labels)} correctly classified test images; "
+        f"torch {torch.__version__}, jax {jax.__version__}\n")  # fmt: skip
+
+  def broken(adv) -> np.ndarray:
+    return np.argmax(np.asarray(logits_fn(adv)), -1) != labels
+
+  def from_torch(adv):
+    return adv.detach().permute(0, 2, 3, 1).numpy()
+
+  print("| eps | attack | stochjax | torchattacks | stochjax − torchattacks "
+        "[95 %] | speed (stochjax / torchattacks) |")  # fmt: skip
+  print("|---|---|---|---|---|---|")
+  for eps in map(float, _EPS.value):
+    for name, (ours, theirs) in _pairs(eps, model, 10).items():
+      key = jax.random.key(0)
+
+      def run_ours(ours=ours, key=key):
+        return np.asarray(ours(key, logits_fn, images, labels))
+
+      def run_theirs(theirs=theirs):
+        return from_torch(theirs(x_torch, y_torch))
+
+      a, b = broken(run_theirs()), broken(run_ours())
+      estimate, low, high = stats.paired_difference_interval(a, b, 0.95)
+      times = common.interleave(
+        {"stochjax": run_ours, "torchattacks": run_theirs},
+        rounds=_ROUNDS.value, warmup=0,
+      )  # fmt: skip
+      ratio = common.paired_ratio(times, "stochjax", "torchattacks")
+      print(
+        f"| {255 * eps:.3g}/255 | {name} | {stats.format_rate(b.sum(), b.size)}"
+        f" | {stats.format_rate(a.sum(), a.size)} | {100 * estimate:+.1f} "
+        f"[{100 * low:+.1f}, {100 * high:+.1f}] | {ratio:.2f}x "
+        f"({min(times['stochjax']):.2f} s vs "
+        f"{min(times['torchattacks']):.2f} s) |",
+        flush=True,
+      )
+
+
+if __name__ == "__main__":
+  app.run(main)
