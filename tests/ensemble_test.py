@@ -89,19 +89,12 @@ class AutoAttackTest(absltest.TestCase):
 
   def test_second_call_does_not_recompile(self):
     _, images, labels = _problem(3, n=6)
-    counter = test_utils.TraceCounter()
     attack = attacks.autoattack(0.02, num_steps=2, num_queries=4, num_targets=2)
     weights = test_utils.random_images(4, (90, 10))
-    for scale in (1.0, 2.0):
-      attack(
-        jax.random.key(0),
-        test_utils.linear_logits_fn(weights * scale, counter),
-        images,
-        labels,
-      )
-      if scale == 1.0:
-        traces = counter.traces
-    self.assertEqual(counter.traces, traces)
+    first, second = test_utils.traces_for_new_weights(
+      attack, images, labels, weights
+    )
+    self.assertEqual(first, second)
 
   def test_unknown_version(self):
     with self.assertRaisesRegex(ValueError, "Unknown AutoAttack version"):

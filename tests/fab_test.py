@@ -133,19 +133,12 @@ class FabTest(parameterized.TestCase):
 
   def test_second_call_does_not_recompile(self):
     _, images, labels, _ = _linear(2, 3)
-    counter = test_utils.TraceCounter()
     attack = attacks.make_fab(eps=0.1, num_steps=3, num_targets=2)
     weights = test_utils.random_images(3, (60, 3))
-    for scale in (1.0, 2.0):
-      attack(
-        jax.random.key(0),
-        test_utils.linear_logits_fn(weights * scale, counter),
-        images,
-        labels,
-      )
-      if scale == 1.0:
-        traces = counter.traces
-    self.assertEqual(counter.traces, traces)
+    first, second = test_utils.traces_for_new_weights(
+      attack, images, labels, weights
+    )
+    self.assertEqual(first, second)
 
   @parameterized.named_parameters(
     ("targets", dict(num_targets=0)),

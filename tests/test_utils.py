@@ -40,6 +40,21 @@ def linear_logits_fn(weights, counter=None):
   return jax.tree_util.Partial(fn, weights)
 
 
+def traces_for_new_weights(attack, images, labels, weights) -> tuple[int, int]:
+  """``(traces after the first call, after a second with new weights)``
+  of `attack` on a linear model: equal when the second call reused the
+  compiled attack."""
+  counter = TraceCounter()
+  counts = []
+  for scale in (1.0, 2.0):
+    attack(
+      jax.random.key(0), linear_logits_fn(weights * scale, counter), images,
+      labels,
+    )  # fmt: skip
+    counts.append(counter.traces)
+  return tuple(counts)
+
+
 def _mlp(params, images):
   w1, b1, w2, b2 = params
   hidden = jax.nn.relu(images.reshape(images.shape[0], -1) @ w1 + b1[None])

@@ -158,6 +158,25 @@ def bound_run(shared_programs: Programs, eps: float, step_size: float) -> Bound:
   )
 
 
+def snapshot_slots(length: int, snapshots: tuple[int, ...]) -> np.ndarray:
+  """``(length,)`` int32: the snapshot slot written after step (or query)
+  t, counting from 1; ``len(snapshots)`` where none is."""
+  slots = np.full(length, len(snapshots), np.int32)
+  for s, k in enumerate(snapshots):
+    slots[k - 1] = s
+  return slots
+
+
+def keep_snapshot(
+  kept: jax.Array, slots: np.ndarray, t: jax.Array, x: jax.Array
+) -> jax.Array:
+  """`kept` ``(N, S, ...)`` with `x` written at slot ``slots[t]`` (if any)."""
+  slot = jnp.asarray(slots)[t]
+  current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
+  update = jnp.where(slot < kept.shape[1], x, current)
+  return jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+
+
 def start(
   norm: str,
   eps: jax.typing.ArrayLike,

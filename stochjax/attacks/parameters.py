@@ -6,6 +6,20 @@ from stochjax.attacks import losses, norms
 from stochjax.defenses import core as defense_core
 
 
+def check_chunk(name: str, chunk: int | None, total_name: str,
+                total: int) -> int:  # fmt: skip
+  """`chunk` (all `total` at once when None), checked to divide `total`.
+
+  Raises:
+    ValueError: a non-positive chunk, or one that does not divide `total`.
+  """
+  chunk = total if chunk is None else chunk
+  validation.positive(name, chunk, integer=True)
+  if total % chunk:
+    raise ValueError(f"{name}={chunk} must divide {total_name}={total}.")
+  return chunk
+
+
 def check_parameters(
   *,
   eps: float,
@@ -43,12 +57,8 @@ def check_parameters(
   validation.one_of("eot_mode", eot_mode, eot_lib.MODES)
   loss_fn = losses.get_loss(loss, targeted)
   validation.positive("eot_samples", eot_samples, integer=True)
-  chunk = eot_samples if eot_chunk_size is None else eot_chunk_size
-  validation.positive("eot_chunk_size", chunk, integer=True)
-  if eot_samples % chunk:
-    raise ValueError(
-      f"eot_chunk_size={chunk} must divide eot_samples={eot_samples}."
-    )
+  chunk = check_chunk("eot_chunk_size", eot_chunk_size, "eot_samples",
+                      eot_samples)  # fmt: skip
   eot = dict(
     defense=defense_core.resolve(defense),
     loss_fn=loss_fn,

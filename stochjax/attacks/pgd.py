@@ -59,12 +59,8 @@ class _Pgd:
     )
 
   def slot_of(self) -> np.ndarray:
-    """``(num_steps,)``: the snapshot slot written after step t
-    (``len(snapshots)``: none)."""
-    slots = np.full(self.num_steps, len(self.snapshots), np.int32)
-    for s, k in enumerate(self.snapshots):
-      slots[k - 1] = s
-    return slots
+    """``(num_steps,)``: the snapshot slot written after step t."""
+    return loops.snapshot_slots(self.num_steps, self.snapshots)
 
 
 def make_pgd(
@@ -200,11 +196,7 @@ def _step(settings: _Pgd, eot, images, labels, eps, step_size, keys, carry, t):
     done = done | (stats.goal_rate > 0.5)
     x_next = best_lib.where_examples(done, x, x_next)
   if settings.snapshots:
-    num = len(settings.snapshots)
-    slot = jnp.asarray(settings.slot_of())[t]
-    current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
-    update = jnp.where(slot < num, x_next, current)
-    kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+    kept = loops.keep_snapshot(kept, settings.slot_of(), t, x_next)
   return (x_next, best, done, kept, grads + settings.eot_samples), stats
 
 

@@ -188,12 +188,9 @@ def make_spsa(
   validation.positive("num_samples", num_samples, integer=True)
   validation.positive("delta", delta)
   validation.positive("learning_rate", learning_rate)
-  chunk = num_samples if sample_chunk_size is None else sample_chunk_size
-  validation.positive("sample_chunk_size", chunk, integer=True)
-  if num_samples % chunk:
-    raise ValueError(
-      f"sample_chunk_size={chunk} must divide num_samples={num_samples}."
-    )
+  chunk = parameters.check_chunk(
+    "sample_chunk_size", sample_chunk_size, "num_samples", num_samples
+  )
   settings = _Spsa(
     eot_settings=eot, num_steps=num_steps, norm=norm, targeted=targeted,
     num_samples=num_samples, sample_chunk_size=chunk, delta=float(delta),

@@ -252,12 +252,8 @@ class _Square:
   early_stop: bool = True  # `loops.run_attack` reads it for restarts.
 
   def slot_of(self) -> np.ndarray:
-    """``(num_queries,)``: the snapshot slot written after query q (q
-    from 1; ``len(snapshots)``: none)."""
-    slots = np.full(self.num_queries, len(self.snapshots), np.int32)
-    for s, q in enumerate(self.snapshots):
-      slots[q - 1] = s
-    return slots
+    """``(num_queries,)``: the snapshot slot written after query q."""
+    return loops.snapshot_slots(self.num_queries, self.snapshots)
 
 
 def make_square(
@@ -381,10 +377,7 @@ def _run_once(settings: _Square, eot, images, labels, eps, step_size, keys):
       lambda a, b: best_lib.where_examples(take, a, b), new, best
     )
     if settings.snapshots:
-      slot = jnp.asarray(settings.slot_of())[i]
-      current = jax.lax.dynamic_index_in_dim(kept, slot, 1, keepdims=False)
-      update = jnp.where(slot < len(settings.snapshots), best.x, current)
-      kept = jax.lax.dynamic_update_index_in_dim(kept, update, slot, 1)
+      kept = loops.keep_snapshot(kept, settings.slot_of(), i, best.x)
     loss = -best.objective if settings.targeted else best.objective
     return (best, kept, forwards + m), (loss, best.goal_rate)
 
