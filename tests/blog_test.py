@@ -130,6 +130,9 @@ class BlogDecisionTest(parameterized.TestCase):
     self.assertIn("| noise | **supported** | yes:", text)
     self.assertIn("EOT-Square", text)
     self.assertEqual(blog.lines(None), [])
+    (line,) = blog.summary(decided)
+    self.assertIn("noise supported (seeds 0)", line)
+    self.assertEqual(blog.summary(None), [])
 
 
 class DriverPartsTest(absltest.TestCase):

@@ -259,3 +259,17 @@ def lines(record: dict | None) -> list[str]:
       f"{interval(entry['eot_recovers'])} |"
     )
   return [*out, ""]
+
+
+def summary(record: dict | None) -> list[str]:
+  """The README's line on the blog's claim: each defense's decision."""
+  if record is None:
+    return []
+  decisions = "; ".join(
+    f"{d['defense']} {d['decision']}" for d in record["defenses"]
+  )
+  return [
+    "* The blog's claim (black-box attacks hindered, white-box not, "
+    f"`blackbox`, {record['budget']:,} forward passes): {decisions} (seeds "
+    f"{', '.join(map(str, record['seeds']))})."
+  ]

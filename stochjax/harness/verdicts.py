@@ -843,7 +843,10 @@ def summary(decided: dict) -> list[str]:
       f"{'s' if len(mine) > 1 else ''}: {counts}."
       + (f" {what}, points at {level}: {'; '.join(named)}." if named else "")
     )
-  return lines + _book_summary(decided.get("book"))
+  return (
+    lines + _book_summary(decided.get("book"))
+    + blog.summary(decided.get("blog"))
+  )  # fmt: skip
 
 
 def _book_summary(record: dict | None) -> list[str]:
