@@ -59,6 +59,14 @@ class ApgdTTest(absltest.TestCase):
         if broken:
           np.testing.assert_array_equal(pred, 5)
 
+  def test_spent_evaluations_equal_the_cost(self):
+    logits_fn, images, labels = _ranked_model(reachable_rank=5)
+    attack = attacks.make_apgd_t(eps=0.3, num_steps=5, num_targets=4)
+    out = attack.with_info(jax.random.key(0), logits_fn, images, labels)
+    n = len(labels)  # None breaks: every target runs.
+    self.assertEqual(out.grad_evals, attack.cost.grad_evals * n)
+    self.assertEqual(out.forward_evals, attack.cost.forward_evals * n)
+
   def test_a_point_broken_on_the_clean_image_is_not_attacked(self):
     logits_fn, images, labels = _ranked_model(reachable_rank=5)
     labels = labels.at[:2].set(3)  # misclassified already

@@ -119,6 +119,17 @@ class FabTest(parameterized.TestCase):
     self.assertTrue(np.all(found >= best * (1 - 1e-3)))
     self.assertLess(np.max(found / best), 1.02)
 
+  def test_spent_evaluations_equal_the_cost(self):
+    # Eps 1e-4: nothing breaks, so every target and step runs.
+    fn, images, labels, _ = _linear(2, 5)
+    for num_targets in (None, 3):
+      attack = attacks.make_fab(eps=1e-4, num_steps=4, num_targets=num_targets)
+      out = attack.with_info(jax.random.key(0), fn, images, labels)
+      with self.subTest(num_targets=num_targets):
+        n = len(labels)
+        self.assertEqual(out.grad_evals, attack.cost.grad_evals * n)
+        self.assertEqual(out.forward_evals, attack.cost.forward_evals * n)
+
   def test_points_beyond_eps_stay_clean(self):
     fn, images, labels, minimal = _linear(1, 2)
     best = minimal(2)

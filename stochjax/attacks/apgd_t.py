@@ -87,7 +87,7 @@ def make_apgd_t(
     cost=results.Cost(
       num_steps=num_steps, eot_samples=eot_samples, restarts=num_targets,
       grad_evals=num_targets * grads,
-      forward_evals=(num_targets + 1) * eot_samples,
+      forward_evals=(num_targets + 2) * eot_samples,
     ),
     loss="dlr", targeted=False,
   )  # fmt: skip

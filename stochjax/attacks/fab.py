@@ -231,7 +231,10 @@ def make_fab(
     cost=results.Cost(
       num_steps=num_steps, eot_samples=eot_samples, restarts=runs,
       grad_evals=runs * per_run,
-      forward_evals=runs * (per_run + eot_samples) + eot_samples,
+      # Each step's vote; with targets, each target's check, the ranking
+      # and the clean check (`targets.over_targets`).
+      forward_evals=per_run if num_targets is None
+      else runs * (per_run + eot_samples) + 2 * eot_samples,
     ),
     loss="margin", targeted=False,
   )  # fmt: skip

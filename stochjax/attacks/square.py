@@ -85,7 +85,7 @@ def side_schedule(
 
 
 def _inverse_square_sums(size: int) -> np.ndarray:
-  """``T[n] = sum_{k=1}^{n} 1/k^2`` for n < `size` (float32)."""
+  """``T[n] = sum_{k=1}^{n} 1/k^2`` for n < `size` (float64)."""
   return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, size) ** 2)])
 
 

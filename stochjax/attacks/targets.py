@@ -1,7 +1,8 @@
 """AutoAttack's loop over target classes (APGD-T, FAB-T), shared.
 
-The targets are the classes ranked 2nd, 3rd, ... by the clean image's
-logits (their mean over the EOT draws under a defense). Each target's run
+The targets are the classes other than the label ranked highest by the
+clean image's logits (their mean over the EOT draws under a defense): for
+a correctly classified image, those ranked 2nd, 3rd, ..., as AutoAttack's. Each target's run
 returns a point; the point is evaluated on m fresh draws and an example
 keeps its first point that most draws misclassify, otherwise the best so
 far (most draws meeting the goal, then the margin loss). The remaining
@@ -55,7 +56,8 @@ def over_targets(
 
   Returns:
     The `results.Run` with ``losses (num_targets, T, N)``, the targets'
-    gradient evaluations and the ranking's forward passes added up.
+    gradient evaluations and forward passes added up, with the ranking's
+    and the checks' (m each).
   """
   eot = eot_lib.make_eot(**dict(eot_settings), logits_fn=logits_fn)
   m = dict(eot_settings)["eot_samples"]
@@ -67,8 +69,12 @@ def over_targets(
   mean_logits = jnp.mean(
     defended(choose_keys, jnp.arange(m, dtype=jnp.uint32), images), axis=0
   )
-  targets = jnp.argsort(-mean_logits, axis=-1)[:, 1 : num_targets + 1]
-  clean = eot.statistics(images, check_keys, labels)
+  # The top other classes: the label is masked (under EOT the mean logits
+  # may rank another class above it on a point most draws classify right).
+  is_label = jax.nn.one_hot(labels, mean_logits.shape[-1], dtype=bool)
+  others = jnp.where(is_label, -jnp.inf, mean_logits)
+  targets = jnp.argsort(-others, axis=-1)[:, :num_targets]
+  clean = eot.statistics(images, prng.fold_each(check_keys, 0), labels)
   start = best_lib.best_of(images, clean, targeted=False)
   per_target = prng.per_restart(attack_keys, num_targets)
 
@@ -87,7 +93,7 @@ def over_targets(
     return carry, (out.losses[0], out.goal_rates[0])
 
   zero = jnp.zeros((), jnp.int32)
-  init = (start, zero, zero + m)
+  init = (start, zero, zero + 2 * m)  # The ranking and the clean check.
   body = loops.skip_when(
     lambda c: jnp.all(best_lib.met_vote(c[0])), target, init, jnp.uint32(0)
   )
