@@ -57,7 +57,7 @@ def _pairs(eps: float, model, n_classes: int):
       ),
     ),  # fmt: skip
     "AutoAttack standard (100 steps)": (
-      attacks.autoattack(eps),
+      attacks.autoattack(eps=eps),
       torchattacks.MultiAttack(
         [
           torchattacks.APGD(model, eps=eps, steps=100, loss="ce", seed=0),

@@ -33,7 +33,7 @@ class AutoAttackTest(absltest.TestCase):
   def test_robust_accuracy_is_at_most_each_components(self):
     fn, images, labels = _problem()
     eps = 0.02
-    ensemble = attacks.autoattack(eps, **SMALL)
+    ensemble = attacks.autoattack(eps=eps, **SMALL)
     broken = np.asarray(
       jnp.argmax(fn(ensemble(jax.random.key(0), fn, images, labels)), -1)
       != labels
@@ -59,7 +59,7 @@ class AutoAttackTest(absltest.TestCase):
   def test_points_broken_before_the_attack_are_kept(self):
     fn, images, labels = _problem(1)
     wrong = labels.at[:5].set((labels[:5] + 1) % 10)
-    out = attacks.autoattack(0.02, **SMALL).with_info(
+    out = attacks.autoattack(eps=0.02, **SMALL).with_info(
       jax.random.key(0), fn, images, wrong
     )
     np.testing.assert_array_equal(out.images[:5], images[:5])
@@ -80,25 +80,44 @@ class AutoAttackTest(absltest.TestCase):
     # The standard version runs it first; the rand version does not.
     tiny = dict(num_steps=2, num_queries=4, num_targets=2, defense=_noise)
     with self.assertWarns(attacks.RandomizedDefenseWarning):
-      attacks.autoattack(0.02, **tiny)(jax.random.key(0), fn, images, labels)
+      attacks.autoattack(eps=0.02, **tiny)(
+        jax.random.key(0), fn, images, labels
+      )
     with warnings.catch_warnings():
       warnings.simplefilter("error", attacks.RandomizedDefenseWarning)
-      attacks.autoattack(0.02, version="rand", eot_samples=2, **tiny)(
+      attacks.autoattack(eps=0.02, version="rand", eot_samples=2, **tiny)(
         jax.random.key(0), fn, images, labels
       )
 
   def test_second_call_does_not_recompile(self):
     _, images, labels = _problem(3, n=6)
-    attack = attacks.autoattack(0.02, num_steps=2, num_queries=4, num_targets=2)
+    attack = attacks.autoattack(
+      eps=0.02, num_steps=2, num_queries=4, num_targets=2
+    )
     weights = test_utils.random_images(4, (90, 10))
     first, second = test_utils.traces_for_new_weights(
       attack, images, labels, weights
     )
     self.assertEqual(first, second)
 
+  def test_every_new_attack_is_in_the_registry(self):
+    for spec, kind in (
+      ("square(eps=0.03, num_queries=10)", "square"),
+      ("spsa(eps=0.03, num_steps=2, num_samples=4)", "spsa"),
+      ("apgd_t(eps=0.03, num_steps=2)", "apgd_t"),
+      ("fab(eps=0.03, num_steps=2)", "fab"),
+      ('autoattack(eps=0.03, version="rand")', "autoattack"),
+    ):
+      with self.subTest(kind=kind):
+        self.assertIsInstance(attacks.lookup(spec), attacks.Attack)
+    self.assertEqual(
+      attacks.lookup('autoattack(eps=0.03, version="rand")').cost.eot_samples,
+      20,
+    )
+
   def test_unknown_version(self):
     with self.assertRaisesRegex(ValueError, "Unknown AutoAttack version"):
-      attacks.autoattack(0.03, version="plus")
+      attacks.autoattack(eps=0.03, version="plus")
 
 
 if __name__ == "__main__":

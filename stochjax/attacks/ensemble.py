@@ -66,8 +66,8 @@ class _Ensemble:
 
 
 def autoattack(
-  eps: float,
   *,
+  eps: float,
   norm: str = "linf",
   version: str = "standard",
   defense: types.Defense | None = None,
