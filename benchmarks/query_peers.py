@@ -2,9 +2,12 @@
 the same weights: success rates with the interval of their paired
 difference, and speed as ratios of interleaved rounds.
 
-The tanh MLP of `benchmarks.peer_check` (trained on scikit-learn's 8x8
-digits, ported to torch) is attacked by both libraries on the same test
-images. torchattacks' AutoAttack runs its components at 10 steps; its
+Two models, each attacked by both libraries on the same test images:
+``--model mlp``, the tanh MLP of `benchmarks.peer_check` (trained on
+scikit-learn's 8x8 digits, ported to torch), and ``--model resnet``, a
+torchvision-layout ResNet-18 (width 16, CIFAR stem) trained briefly in
+torch on the 32x32 digits and converted with ``stochjax.convert`` (the
+issue's parity model; convolutions bound its cost). torchattacks' AutoAttack runs its components at 10 steps; its
 100-step equivalent is built here as a ``MultiAttack`` of APGD-CE,
 APGD-T, FAB-T (multi-targeted) and Square, as AutoAttack's ``standard``
 (issue 35). Each library draws its own randomness, so rates agree within
@@ -13,8 +16,11 @@ intervals, not image by image.
 Needs torch and torchattacks, installed by hand (not in the install):
   pip install torch==2.13.0 && pip install --no-deps torchattacks==3.5.1
 Run:
-  python -m benchmarks.query_peers [--num_images 200] [--rounds 3]
+  python -m benchmarks.query_peers [--model mlp|resnet] [--num_images 200]
 """
+
+import os
+import tempfile
 
 import jax
 import numpy as np
@@ -22,6 +28,8 @@ from absl import app, flags
 
 from benchmarks import common
 from stochjax import attacks, stats
+from stochjax.data import digits
+from stochjax.torch_io import cli
 from tests import mlp
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 200, "Test images attacked.")
@@ -29,6 +37,8 @@ _EPS = flags.DEFINE_list("eps", ["0.05", "0.1"], "linf radii.")
 _QUERIES = flags.DEFINE_integer("queries", 1000, "Square's queries.")
 _STEPS = flags.DEFINE_integer("steps", 100, "APGD-T's and FAB-T's steps.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds.")
+_MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "resnet"], "Weights.")
+_ATTACKS = flags.DEFINE_list("attacks", [], "Names' prefixes to run (all).")
 
 
 def _pairs(eps: float, model, n_classes: int):
@@ -81,23 +91,46 @@ def _pairs(eps: float, model, n_classes: int):
   }
 
 
+def _models(name: str):
+  """``(logits_fn, torch model, test split)`` with the same weights."""
+  import torch  # noqa: PLC0415
+
+  from benchmarks import torch_models  # noqa: PLC0415  (needs torch)
+
+  if name == "mlp":
+    params, test = mlp.fit_digits(jax.random.key(0))
+    return mlp.logits_fn(params), torch_models.digits_mlp(params), test
+  train = digits.load_digits("train")
+  model = torch_models.digits_resnet18(train.images, train.labels)
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "resnet18_digits.pth")
+    torch.save(model.net.state_dict(), path)
+    net, variables = cli.convert_file(path, "ResNet18", "torchvision")
+  test = digits.load_digits("test")
+  with torch.no_grad():
+    theirs = model(torch.tensor(test.images[:64]).permute(0, 3, 1, 2))
+  gap = np.abs(
+    theirs.numpy() - np.asarray(net.apply(variables, test.images[:64]))
+  )
+  print(
+    f"converted ResNet-18: max |logits(torch) - logits(jax)| = {gap.max():.1e}"
+  )
+  return jax.tree_util.Partial(net.apply, variables), model, test
+
+
 def main(argv):
   del argv
   import torch  # noqa: PLC0415
 
   torch.set_num_threads(2)
-  params, test = mlp.fit_digits(jax.random.key(0))
-  logits_fn = mlp.logits_fn(params)
-  from benchmarks import torch_models  # noqa: PLC0415  (needs torch)
-
-  model = torch_models.digits_mlp(params)
+  logits_fn, model, test = _models(_MODEL.value)
   images = test.images[: _NUM_IMAGES.value]
   labels = test.labels[: _NUM_IMAGES.value]
   keep = np.argmax(np.asarray(logits_fn(images)), -1) == labels
   images, labels = images[keep], labels[keep]
   x_torch = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
   y_torch = torch.tensor(labels, dtype=torch.long)
-  print(f"{len(labels)} correctly classified test images; "
+  print(f"{len(labels)} of {len(keep)} test images correctly classified; "
         f"torch {torch.__version__}, jax {jax.__version__}\n")  # fmt: skip
 
   def broken(adv) -> np.ndarray:
@@ -111,6 +144,8 @@ def main(argv):
   print("|---|---|---|---|---|---|")
   for eps in map(float, _EPS.value):
     for name, (ours, theirs) in _pairs(eps, model, 10).items():
+      if _ATTACKS.value and not name.startswith(tuple(_ATTACKS.value)):
+        continue
       key = jax.random.key(0)
 
       def run_ours(ours=ours, key=key):

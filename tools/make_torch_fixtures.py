@@ -18,87 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.torch_models import Basic, Bottleneck, ResNet  # noqa: E402
+
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
-
-
-class Basic(nn.Module):
-  expansion = 1
-
-  def __init__(self, cin, planes, stride):
-    super().__init__()
-    self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(planes)
-    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes)
-    self.downsample = None
-    if stride != 1 or cin != planes:
-      self.downsample = nn.Sequential(
-        nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-      )
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    return torch.relu(
-      y + (x if self.downsample is None else self.downsample(x))
-    )
-
-
-class Bottleneck(nn.Module):
-  expansion = 4
-
-  def __init__(self, cin, planes, stride):
-    super().__init__()
-    out = planes * 4
-    self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(planes)
-    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes)
-    self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(out)
-    self.downsample = None
-    if stride != 1 or cin != out:
-      self.downsample = nn.Sequential(
-        nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out)
-      )
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = torch.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
-    return torch.relu(
-      y + (x if self.downsample is None else self.downsample(x))
-    )
-
-
-class ResNet(nn.Module):
-  """torchvision's layout (imagenet stem) or bearpaw/Cohen's CIFAR layout."""
-
-  def __init__(self, block, stages, width, classes, stem):
-    super().__init__()
-    self.stem = stem
-    k, s, p = (7, 2, 3) if stem == "imagenet" else (3, 1, 1)
-    self.conv1 = nn.Conv2d(3, width, k, s, p, bias=False)
-    self.bn1 = nn.BatchNorm2d(width)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    cin = width
-    for i, n in enumerate(stages):
-      blocks = []
-      for j in range(n):
-        blocks.append(block(cin, width * 2**i, 2 if i > 0 and j == 0 else 1))
-        cin = width * 2**i * block.expansion
-      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-    self.num_stages = len(stages)
-    self.fc = nn.Linear(cin, classes)
-
-  def forward(self, x):
-    x = torch.relu(self.bn1(self.conv1(x)))
-    if self.stem == "imagenet":
-      x = self.maxpool(x)
-    for i in range(self.num_stages):
-      x = getattr(self, f"layer{i + 1}")(x)
-    return self.fc(x.mean((2, 3)))
 
 
 def randomize(model, generator):
@@ -122,9 +46,6 @@ def logits(model, x, mean_std):
 
 def check_reader(out):
   """stochjax's torch-free reader equals torch.load, bit for bit."""
-  sys.path.insert(
-    0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  )
   from stochjax.torch_io import reader  # noqa: PLC0415
 
   def same(ours, theirs):
