@@ -50,6 +50,49 @@ def by_attack(arms: list[dict]) -> dict:
   }  # fmt: skip
 
 
+def arm_key(a: dict) -> tuple:
+  """An arm's identity within one seed: its attack (`by_attack`'s key) and,
+  for the blackbox runs, which Square it is."""
+  return (*next(iter(by_attack([a]))), a.get("attack", ""))
+
+
+def pooled_by_seed(
+  runs, experiments, field: str, key
+) -> list[tuple[int, list]]:
+  """``[(seed, entries)]``: `field` (arms, gap_arms, eps_arms) of the runs
+  of `experiments`, by seed. Runs of one seed are parts of one run (a
+  config split by defense, as ``table2`` and ``table2:network``; fig1 and
+  fig2 for claim (ii)'s contrast): they must evaluate the same split and
+  hold different entries.
+
+  Raises:
+    ValueError: two runs of one seed with different splits, or holding the
+      same entry (a run reported twice, say an old and a new workdir).
+  """
+  by_seed: dict = {}
+  where: dict = {}
+  splits: dict = {}
+  for r in sorted((r for r in runs if r.experiment in experiments),
+                  key=lambda r: (r.seed, r.workdir)):  # fmt: skip
+    split = r.results.get("split")
+    first = splits.setdefault(r.seed, (split, r.workdir))
+    if split is not None and first[0] is not None and split != first[0]:
+      raise ValueError(
+        f"{first[1]} and {r.workdir} (seed {r.seed}) evaluate different "
+        "images (their splits differ): they cannot be pooled or paired."
+      )
+    for entry in r.results.get(field, []):
+      k = (r.seed, key(entry))
+      if k in where:
+        raise ValueError(
+          f"{where[k]} and {r.workdir} both hold {field} {k[1]} of "
+          f"{'/'.join(experiments)}, seed {r.seed}: report one of them."
+        )
+      where[k] = r.workdir
+      by_seed.setdefault(r.seed, []).append(entry)
+  return sorted(by_seed.items())
+
+
 def _rate(count: dict) -> float:
   return count["successes"] / count["n"] if count["n"] else 0.0
 

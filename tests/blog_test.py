@@ -118,10 +118,10 @@ class BlogDecisionTest(parameterized.TestCase):
     decided = blog.decide(runs)
     self.assertEqual([d["defense"] for d in decided["defenses"]], ["a", "b"])
     self.assertEqual(decided["seeds"], [0])
-    with self.assertRaisesRegex(ValueError, "two runs hold arm"):
+    with self.assertRaisesRegex(ValueError, "both hold arms"):
       blog.decide([runs[0], runs[0]])
     other = verdicts.Run("blackbox", 0, {"arms": [], "split": {"x": 1}})
-    with self.assertRaisesRegex(ValueError, "different splits"):
+    with self.assertRaisesRegex(ValueError, "splits differ"):
       blog.decide([runs[0], other])
 
   def test_report_lines(self):

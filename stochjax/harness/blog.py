@@ -92,32 +92,6 @@ def _label(arm: dict) -> str:
   return f"{name}, {arm['k'] * arm['m']:,} forward passes"
 
 
-def _pooled_parts(runs) -> list[tuple[int, list[dict]]]:
-  """``[(seed, arms)]``: each seed's parts (runs) pooled.
-
-  Raises:
-    ValueError: parts of one seed with different splits or the same arm.
-  """
-  by_seed = collections.defaultdict(list)
-  for run in runs:
-    by_seed[run.seed].append(run)
-  out = []
-  for seed, parts in sorted(by_seed.items()):
-    splits = {str(p.results.get("split")) for p in parts}
-    if len(splits) > 1:
-      raise ValueError(f"blackbox, seed {seed}: parts with different splits.")
-    pooled, seen = [], set()
-    for part in parts:
-      for a in part.results["arms"]:
-        key = (a["defense"], a["attack"], a["k"], a["m"], a["step_fraction"])
-        if key in seen:
-          raise ValueError(f"blackbox, seed {seed}: two runs hold arm {key}.")
-        seen.add(key)
-        pooled.append(a)
-    out.append((seed, pooled))
-  return out
-
-
 def compare(seeded, defense, question, *, level, budget,
             plan=analysis.PLAN) -> dict | None:  # fmt: skip
   """One question for one defense, pooled over ``seeded`` ``[(seed,
@@ -187,7 +161,7 @@ def decide(runs, plan=analysis.PLAN) -> dict | None:
                 key=lambda r: r.seed)  # fmt: skip
   if not mine:
     return None
-  seeded = _pooled_parts(mine)
+  seeded = arms.pooled_by_seed(mine, ("blackbox",), "arms", arms.arm_key)
   seeds = [seed for seed, _ in seeded]
   names = sorted({a["defense"] for _, run_arms in seeded for a in run_arms})
   level = 1 - 2 * plan.alpha / max(len(names), 1)

@@ -57,48 +57,8 @@ def _gap_key(a: dict) -> tuple:
   return (a["defense"], a["goal"], a["epoch"], a["kind"])
 
 
-def _arm_key(a: dict) -> tuple:
-  # The blackbox runs' arms also differ in their attack (Square kinds).
-  return (*next(iter(arms.by_attack([a]))), a.get("attack", ""))
-
-
 def _eps_key(a: dict) -> tuple:
-  return (a["eps"], *_arm_key(a))
-
-
-def _pooled(runs, experiments, field: str, key) -> list[tuple[int, list]]:
-  """``[(seed, entries)]``: `field` (arms, gap_arms, eps_arms) of the runs
-  of `experiments`, by seed. Runs of one seed are parts of one run (a
-  config split by defense, as ``table2`` and ``table2:network``; fig1 and
-  fig2 for claim (ii)'s contrast): they must evaluate the same split and
-  hold different entries.
-
-  Raises:
-    ValueError: two runs of one seed with different splits, or holding the
-      same entry (a run reported twice, say an old and a new workdir).
-  """
-  by_seed: dict = {}
-  where: dict = {}
-  splits: dict = {}
-  for r in sorted((r for r in runs if r.experiment in experiments),
-                  key=lambda r: (r.seed, r.workdir)):  # fmt: skip
-    split = r.results.get("split")
-    first = splits.setdefault(r.seed, (split, r.workdir))
-    if split is not None and first[0] is not None and split != first[0]:
-      raise ValueError(
-        f"{first[1]} and {r.workdir} (seed {r.seed}) evaluate different "
-        "images (their splits differ): they cannot be pooled or paired."
-      )
-    for entry in r.results.get(field, []):
-      k = (r.seed, key(entry))
-      if k in where:
-        raise ValueError(
-          f"{where[k]} and {r.workdir} both hold {field} {k[1]} of "
-          f"{'/'.join(experiments)}, seed {r.seed}: report one of them."
-        )
-      where[k] = r.workdir
-      by_seed.setdefault(r.seed, []).append(entry)
-  return sorted(by_seed.items())
+  return (a["eps"], *arms.arm_key(a))
 
 
 def compare_gap(seeded, defense, goal, *, level, plan=analysis.PLAN):
@@ -188,7 +148,7 @@ def compare_gap(seeded, defense, goal, *, level, plan=analysis.PLAN):
 
 def _seeded(runs, experiment: str) -> list[tuple[int, list[dict]]]:
   """``[(seed, arms)]`` of `experiment`'s runs (`_pooled`)."""
-  return _pooled(runs, (experiment,), "arms", _arm_key)
+  return arms.pooled_by_seed(runs, (experiment,), "arms", arms.arm_key)
 
 
 def _consistency(record: dict, decide_one) -> tuple[bool | None, str]:
@@ -351,7 +311,9 @@ def eps_sensitivity(runs, plan=analysis.PLAN) -> list[dict]:
   images choose at that eps; 95 %, unadjusted, never decisive."""
   pairs = {(p.defense, p.goal): p for p in plan.family("i") + plan.family("ii")}
   by_eps: dict = {}
-  for seed, found in _pooled(runs, ("eps_sensitivity",), "eps_arms", _eps_key):
+  for seed, found in arms.pooled_by_seed(
+    runs, ("eps_sensitivity",), "eps_arms", _eps_key
+  ):
     for a in found:
       by_eps.setdefault(a["eps"], {}).setdefault(seed, []).append(a)
   out = []
@@ -671,7 +633,7 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
   level = plan.interval_level("iii")
   claim_iii = []
   for p in plan.family("iii"):
-    record = compare_gap(_pooled(runs, (p.experiment,), "gap_arms",
+    record = compare_gap(arms.pooled_by_seed(runs, (p.experiment,), "gap_arms",
                                  _gap_key), p.defense, p.goal,
                          level=level, plan=plan)  # fmt: skip
     if record is not None:
@@ -687,8 +649,8 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
   contrasts = []
   for w in weak:  # Noise injection (fig1) and sigma = 0.25 (fig2).
     # One seed's runs of both experiments must evaluate the same split.
-    seeded = _pooled(runs, tuple(sorted({strong.experiment, w.experiment})),
-                     "arms", _arm_key)  # fmt: skip
+    seeded = arms.pooled_by_seed(runs, tuple(sorted({strong.experiment, w.experiment})),
+                     "arms", arms.arm_key)  # fmt: skip
     contrast = arms.contrast(
       seeded, strong.defense, w.defense, strong.goal,
       strong.no_eot, strong.eot, plan=plan,
