@@ -272,6 +272,18 @@ class RseSmokeTest(absltest.TestCase):
     super().setUp()
     self.enter_context(jax.numpy_dtype_promotion("standard"))
 
+  def test_cpu_parts_split_the_entries_and_rse_goes_with_its_invariance(self):
+    default, reference = (rse_config.get_config(a) for a in (None, "reference"))
+    self.assertEqual(list(default.defenses), ["rse"])
+    self.assertEqual(sorted(reference.defenses),
+                     ["adversarial_training", "noise_injection"])  # fmt: skip
+    self.assertEqual(rse._rse_entry(default), "rse")
+    self.assertIsNone(rse._rse_entry(reference))
+    for part in (default, reference):
+      self.assertEqual((part.experiment, part.seed), ("rse", 0))
+    self.assertLen(rse_config.get_config("paper").defenses, 3)
+    self.assertLen(rse_config.get_config("smoke").defenses, 3)
+
   @pytest.mark.slow
   def test_trains_three_models_attacks_each_and_resumes(self):
     config = rse_config.get_config("smoke")

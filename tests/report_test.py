@@ -645,6 +645,34 @@ class BookClaimTest(absltest.TestCase):
     self.assertIn("The book's claim (RSE only slightly worse than "
                   "adversarial training, `rse`): not supported", summary)  # fmt: skip
 
+  def test_parts_of_one_seed_pool_to_the_whole_runs_record(self):
+    root = self.create_tempdir().full_path
+    whole = report.runs([self._run(root)])
+    results = whole[0].results
+    rse_part = results | {
+      "arms": [a for a in results["arms"] if a["defense"] == "rse"]
+    }
+    reference = {k: v for k, v in results.items() if k != "rse_invariance"}
+    reference["arms"] = [a for a in results["arms"] if a["defense"] != "rse"]
+    parts = [
+      _run_dir(root, "rse_part", "rse", 0, rse_part),
+      _run_dir(root, "rse_reference", "rse", 0, reference),
+    ]
+    self.assertEqual(
+      verdicts.decide(report.runs(parts))["book"],
+      verdicts.decide(whole)["book"],
+    )
+    both = _run_dir(root, "rse_both_invariance", "rse", 0,
+                    reference | {"rse_invariance": results["rse_invariance"]})  # fmt: skip
+    with self.assertRaisesRegex(ValueError, "2 runs hold RSE's invariance"):
+      verdicts.decide(report.runs([parts[0], both]))
+    with self.assertRaisesRegex(ValueError, "0 runs hold RSE's invariance"):
+      verdicts.decide(report.runs([parts[1]]))
+    with self.assertRaisesRegex(ValueError, "no arm of 'adversarial_"):
+      verdicts.decide(report.runs([parts[0]]))
+    with self.assertRaisesRegex(ValueError, "both hold arms"):
+      verdicts.decide(report.runs([parts[0], parts[1], both]))
+
   def test_a_reference_that_is_not_robust_makes_it_untestable(self):
     root = self.create_tempdir().full_path
     # 95 of 100 retained calibration images broken: 5/120 robust < 10 %.

@@ -390,29 +390,42 @@ def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
   reference's calibration robust accuracy is under
   `analysis.BOOK_REFERENCE_FLOOR`. Beside it (secondary, the blog's
   contrast): noise injection's robust accuracy against adversarial
-  training's, and RSE's invariance before and after training. None
-  without an ``rse`` run.
+  training's, and RSE's invariance before and after training. A seed's
+  parts (``rse`` and ``rse:reference``) are pooled. None without an
+  ``rse`` run.
 
   Raises:
-    ValueError: two ``rse`` runs of one seed.
+    ValueError: parts of one seed holding the same arm or with different
+      splits, an entry no part holds, or not exactly one part with RSE's
+      invariance.
   """
   mine = _runs_of(runs, "rse")
   if not mine:
     return None
-  seeds = [r.seed for r in mine]
-  if len(set(seeds)) < len(seeds):
-    raise ValueError(f"rse: two runs of one seed among {seeds}.")
+  parts = collections.defaultdict(list)
+  for run in mine:
+    parts[run.seed].append(run)
   pooled = collections.defaultdict(list)
   screens, per_seed = [], []
-  for run in mine:
-    split = run.results["split"]
+  for seed, found in arms.pooled_by_seed(mine, ("rse",), "arms", arms.arm_key):
+    split = parts[seed][0].results["split"]
     evaluation, calibration = (split["evaluation_indices"],
                                split["calibration_indices"])  # fmt: skip
-    seed_record = {"seed": run.seed}
+    invariance = [r.results["rse_invariance"] for r in parts[seed]
+                  if "rse_invariance" in r.results]  # fmt: skip
+    if len(invariance) != 1:
+      raise ValueError(
+        f"rse, seed {seed}: {len(invariance)} runs hold RSE's invariance "
+        "(one part holds RSE)."
+      )
+    seed_record = {"seed": seed}
     for role, name in BOOK_ENTRIES.items():
-      arm = _strongest(run.results["arms"], name)
+      arm = _strongest(found, name)
       if arm is None:
-        raise ValueError(f"{run.workdir or 'rse'}: no arm of {name!r}.")
+        raise ValueError(
+          f"rse, seed {seed}: no arm of {name!r} "
+          f"(runs {', '.join(str(r.workdir) for r in parts[seed])})."
+        )
       robust = _robust(arm, evaluation)
       benign = np.isin(evaluation, arm["evaluation"]["indices"])
       pooled[role, "robust"].append(robust)
@@ -421,7 +434,7 @@ def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
       # A strongest attack at the grid's largest budget may not be the
       # strongest there is: a larger one might break more.
       seed_record[role]["at_largest_budget"] = arm["k"] * arm["m"] == max(
-        a["k"] * a["m"] for a in run.results["arms"]
+        a["k"] * a["m"] for a in found
         if a["defense"] == name and a["goal"] == "untargeted"
         and not a.get("ablation"))  # fmt: skip
       cal = arm["calibration"]
@@ -431,13 +444,13 @@ def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
     floor = analysis.BOOK_REFERENCE_FLOOR
     if seed_record["reference"]["calibration_robust_accuracy"] < floor:
       screens.append(
-        f"seed {run.seed}: adversarial training's robust accuracy on "
+        f"seed {seed}: adversarial training's robust accuracy on "
         f"calibration images "
         f"{100 * seed_record['reference']['calibration_robust_accuracy']:.0f}"
         f" % < {100 * floor:.0f} %"
       )
     seed_record["rse_invariance"] = {
-      when: {k: run.results["rse_invariance"][when][k] for k in ("mean", "ci")}
+      when: {k: invariance[0][when][k] for k in ("mean", "ci")}
       for when in ("before", "after")
     }
     per_seed.append(seed_record)
@@ -475,7 +488,7 @@ def book(runs: list[Run], plan: analysis.Plan = analysis.PLAN) -> dict | None:
     # Exact one-sided McNemar p of "adversarial training robust more often".
     "p_one_sided": stats.mcnemar_one_sided(robust["rse"], robust["reference"]),
     "screens": screens,
-    "seeds": seeds,
+    "seeds": sorted(parts),
     "sides": sides,
     "defended_vs_reference": difference("defended")
     | {

@@ -22,18 +22,19 @@ from stochjax.models import stochastic
 from stochjax.paper import section4
 
 
-def _rse_entry(config) -> str:
-  """The config's one entry with noise layers.
+def _rse_entry(config) -> str | None:
+  """The config's entry with noise layers; None in a part without one
+  (``rse:reference``).
 
   Raises:
-    ValueError: none, or more than one.
+    ValueError: more than one.
   """
   names = [n for n, s in config.defenses.items() if any(s.get("noise", ()))]
-  if len(names) != 1:
+  if len(names) > 1:
     raise ValueError(
-      f"The rse experiment needs one entry with noise layers, got {names}."
+      f"The rse experiment takes one entry with noise layers, got {names}."
     )
-  return names[0]
+  return names[0] if names else None
 
 
 def _invariance(config, work, train_key, eval_key, evaluation) -> dict:
@@ -72,14 +73,16 @@ def _invariance(config, work, train_key, eval_key, evaluation) -> dict:
 
 
 def run(config: ml_collections.ConfigDict, work: workdir_lib.Workdir) -> dict:
-  """The grid (resuming), then RSE's invariance before and after training;
-  returns the results.
+  """The grid (resuming), then RSE's invariance before and after training
+  (in the part holding RSE); returns the results.
 
   Raises:
-    ValueError: no entry with noise layers, or more than one.
+    ValueError: more than one entry with noise layers.
   """
-  _rse_entry(config)  # Before any training.
+  has_rse = _rse_entry(config) is not None  # Before any training.
   results = section4.run(config, work)
+  if not has_rse:
+    return results
   train_key, eval_key = experiment.run_streams(config, ("train", "evaluation"))
   evaluation = results["split"]["evaluation_indices"]
   results["rse_invariance"] = work.cell(
