@@ -163,7 +163,7 @@ class DriverPartsTest(absltest.TestCase):
     config = blackbox_config.get_config()
     self.assertIn(analysis.BLOG_BUDGET, config.blackbox.budgets)
     self.assertEqual(config.blackbox.eot_samples, analysis.BLOG_EOT_SAMPLES)
-    parts = (config, blackbox_config.get_config("smoothing"))
+    parts = (config, *map(blackbox_config.get_config, ("bart", "smoothing")))
     self.assertEqual(
       sorted(name for part in parts for name in part.defenses),
       ["bart", "noise_injection", "smoothing_0_25", "smoothing_0_50"],
