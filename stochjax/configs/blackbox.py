@@ -22,7 +22,7 @@ trained on their noise
       --workdir=runs/blackbox_smoothing_seed0
 
 (Seed 0 ran before BaRT had its own part: its first run holds noise
-injection and BaRT, 3,871 s, half of it beside another job. EOT-Square
+injection and BaRT, 3,862 s, half of it beside another job. EOT-Square
 under BaRT is the costly arm: no batch of its points stops early, as
 Square's do when one draw suffices.)
 
