@@ -147,7 +147,7 @@ def compare_gap(seeded, defense, goal, *, level, plan=analysis.PLAN):
 
 
 def _seeded(runs, experiment: str) -> list[tuple[int, list[dict]]]:
-  """``[(seed, arms)]`` of `experiment`'s runs (`_pooled`)."""
+  """``[(seed, arms)]`` of `experiment`'s runs (`arms.pooled_by_seed`)."""
   return arms.pooled_by_seed(runs, (experiment,), "arms", arms.arm_key)
 
 
@@ -646,9 +646,8 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
   level = plan.interval_level("iii")
   claim_iii = []
   for p in plan.family("iii"):
-    record = compare_gap(arms.pooled_by_seed(runs, (p.experiment,), "gap_arms",
-                                 _gap_key), p.defense, p.goal,
-                         level=level, plan=plan)  # fmt: skip
+    seeded = arms.pooled_by_seed(runs, (p.experiment,), "gap_arms", _gap_key)
+    record = compare_gap(seeded, p.defense, p.goal, level=level, plan=plan)
     if record is not None:
       record |= {"claim": "iii", "experiment": p.experiment, "role": "primary",
                  "question": p.question}  # fmt: skip
@@ -662,8 +661,8 @@ def _decide_setting(runs: list[Run], plan: analysis.Plan) -> dict:
   contrasts = []
   for w in weak:  # Noise injection (fig1) and sigma = 0.25 (fig2).
     # One seed's runs of both experiments must evaluate the same split.
-    seeded = arms.pooled_by_seed(runs, tuple(sorted({strong.experiment, w.experiment})),
-                     "arms", arms.arm_key)  # fmt: skip
+    both = tuple(sorted({strong.experiment, w.experiment}))
+    seeded = arms.pooled_by_seed(runs, both, "arms", arms.arm_key)
     contrast = arms.contrast(
       seeded, strong.defense, w.defense, strong.goal,
       strong.no_eot, strong.eot, plan=plan,
