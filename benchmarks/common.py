@@ -10,19 +10,28 @@ from collections.abc import Callable
 
 
 def interleave(
-  cases: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
-) -> dict[str, list[float]]:
-  """Seconds per call, one entry per round, for each blocking callable."""
+  cases: dict[str, Callable[[], object]],
+  rounds: int,
+  warmup: int = 1,
+  keep: bool = False,
+) -> dict:
+  """Seconds per call, one entry per round, for each blocking callable;
+  with `keep`, ``(seconds, outputs)`` per case."""
   names = list(cases)
   for name in names:
     for _ in range(warmup):
       cases[name]()
   times = {name: [] for name in names}
+  outputs = {name: [] for name in names}
   for r in range(rounds):
     for name in names[r % len(names) :] + names[: r % len(names)]:
       start = time.perf_counter()
-      cases[name]()
+      out = cases[name]()
       times[name].append(time.perf_counter() - start)
+      if keep:
+        outputs[name].append(out)
+  if keep:
+    return {name: (times[name], outputs[name]) for name in names}
   return times
 
 

@@ -130,8 +130,16 @@ class BlogDecisionTest(parameterized.TestCase):
     self.assertIn("| noise | **supported** | yes:", text)
     self.assertIn("EOT-Square", text)
     self.assertEqual(blog.lines(None), [])
-    (line,) = blog.summary(decided)
-    self.assertIn("noise supported (seeds 0)", line)
+    split = {"calibration_indices": [0], "evaluation_indices": [1]}
+    runs = [
+      verdicts.Run("blackbox", 0, {"arms": _arms(name, *rates),
+                                   "split": split})
+      for name, rates in (("a", (0.9, 0.3, 0.4, 0.9)),
+                          ("b", (0.9, 0.3, 0.4, 0.3)),
+                          ("c", (0.9, 0.3, 0.4, 0.9)))
+    ]  # fmt: skip
+    (line,) = blog.summary(blog.decide(runs))
+    self.assertIn(": supported for a, c; not supported for b (seeds 0).", line)
     self.assertEqual(blog.summary(None), [])
 
 

@@ -239,8 +239,12 @@ def summary(record: dict | None) -> list[str]:
   """The README's line on the blog's claim: each defense's decision."""
   if record is None:
     return []
+  by_decision = collections.defaultdict(list)
+  for d in record["defenses"]:
+    by_decision[d["decision"]].append(d["defense"])
   decisions = "; ".join(
-    f"{d['defense']} {d['decision']}" for d in record["defenses"]
+    f"{decision} for {', '.join(names)}"
+    for decision, names in by_decision.items()
   )
   return [
     "* The blog's claim (black-box attacks hindered, white-box not, "
