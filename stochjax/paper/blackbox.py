@@ -136,11 +136,13 @@ def plot(curves_: dict, eps: dict, path: str) -> None:
         x, [100 * p["ci"][0] for p in points],
         [100 * p["ci"][1] for p in points], alpha=0.15,
       )  # fmt: skip
-    for p in curves_[name].get("pgd", []):
+    # One dash pattern per white-box step size.
+    for i, p in enumerate(curves_[name].get("pgd", [])):
       if p["rate"] is None:
         continue
       ax.axhline(
-        100 * p["rate"], linestyle="--", color="black", linewidth=0.8,
+        100 * p["rate"], linestyle=("--", ":", "-.")[i % 3], color="black",
+        linewidth=0.8,
         label=f"PGD x EOT (white-box), step eps*{p['step_fraction']:g}",
       )  # fmt: skip
     ax.set_xscale("log")
