@@ -11,8 +11,8 @@ briefly in torch on the digits and converted with ``stochjax.convert``
 (the issue's parity model; convolutions bound its cost). torchattacks'
 AutoAttack runs its components at 10 steps; its 100-step equivalent is
 built here as a ``MultiAttack`` of APGD-CE, APGD-T, FAB-T (multi-targeted)
-and Square, as AutoAttack's ``standard`` (issue 35). Each library draws its own randomness, so rates agree within
-intervals, not image by image.
+and Square, as AutoAttack's ``standard`` (issue 35). Each library draws
+its own randomness, so rates agree within intervals, not image by image.
 
 Needs torch and torchattacks, installed by hand (not in the install):
   pip install torch==2.13.0 && pip install --no-deps torchattacks==3.5.1
