@@ -261,6 +261,7 @@ class RseTest(absltest.TestCase):
     self.assertEqual(done.returncode, 0, done.stderr[-3000:])
     self.assertIn("ok 8", done.stdout)
 
+  @pytest.mark.slow
   def test_training_draws_the_models_noise_per_example_and_step(self):
     # optax's Adam bias correction promotes int32 step counts to float.
     self.enter_context(jax.numpy_dtype_promotion("standard"))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from absl.testing import absltest
 
 from stochjax.harness import app
@@ -47,6 +48,7 @@ class ConfigPathTest(absltest.TestCase):
       ["x", f"--config={shipped}", "--workdir=w"],
     )
 
+  @pytest.mark.slow
   def test_an_override_of_the_default_config_is_applied(self):
     # ``stochjax run eot_ablation --config.seed=1``: the default config goes
     # before the override, which absl only parses after the config it changes.

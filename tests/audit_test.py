@@ -89,6 +89,7 @@ class KnownAnswersTest(absltest.TestCase):
     for verdict in audit.verdicts(report).values():
       self.assertIn(verdict, text)
 
+  @pytest.mark.slow
   def test_large_untrained_noise_is_high_randomness(self):
     report = _audit("gaussian_noise(sigma=0.5)")
     self.assertGreater(report["randomness"]["changed_fraction"], 0.3)

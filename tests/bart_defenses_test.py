@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.fft
 import scipy.ndimage
 import skimage.data
@@ -248,6 +249,7 @@ class EnsembleTest(absltest.TestCase):
     self.assertEqual(6 + sum(len(registry.parse(g)) for g in groups), 24)
     self.assertLen(members, 10)
 
+  @pytest.mark.slow
   def test_sequential_and_select_switches_agree_batched(self):
     """Values and gradients, under one and two vmaps (batch and EOT)."""
     members = "rotation(max_degrees=30)|quantization()|gaussian_blur()"

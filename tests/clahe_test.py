@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import skimage.data
 import skimage.exposure
 import skimage.transform
@@ -31,7 +32,7 @@ class ClaheTest(parameterized.TestCase):
     ((40, 36), 0.02),  # One tile.
     ((5, 4), 0.5),
   )
-  @test_utils.slow_cases(1, 2, 4)  # Other tile shapes and clip limits.
+  @test_utils.slow_cases(1, 2, 3, 4)  # Other tile shapes and clip limits.
   def test_plane_matches_skimage(self, kernel_size, clip_limit):
     plane = _photo()[..., 0]
     np.testing.assert_allclose(
@@ -69,6 +70,7 @@ class ClaheTest(parameterized.TestCase):
         clip_histogram(hist.copy(), limit),
       )
 
+  @pytest.mark.slow
   def test_defense_is_one_of_the_drawn_equalizations(self):
     image = _photo((32, 32))
     out = np.asarray(

@@ -106,6 +106,9 @@ class ContractTest(parameterized.TestCase):
   @test_utils.slow_cases(
     "median", "jpeg", "adaptive_histogram_equalization", "nl_means",
     "wavelet_denoise",
+    # Noise injection and one_of are BaRT's members and its switch: the
+    # bart contract covers them, and their own tests stay default.
+    "noise_injection", "one_of",
   )  # fmt: skip
   def test_contract(self, name, spec):
     defense = defenses.lookup(spec)

@@ -7,6 +7,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from stochjax import attacks, prng
@@ -56,6 +57,7 @@ class AutoAttackTest(absltest.TestCase):
       union |= alone
     np.testing.assert_array_equal(broken, union)
 
+  @pytest.mark.slow
   def test_points_broken_before_the_attack_are_kept(self):
     fn, images, labels = _problem(1)
     wrong = labels.at[:5].set((labels[:5] + 1) % 10)
@@ -77,7 +79,10 @@ class AutoAttackTest(absltest.TestCase):
       self.assertTrue(
         check(jax.random.key(0), fn, images, labels, defense=_noise)
       )
-    # The standard version runs it first; the rand version does not.
+
+  @pytest.mark.slow
+  def test_the_standard_version_runs_the_check_and_rand_does_not(self):
+    fn, images, labels = _problem(2, n=6)
     tiny = dict(num_steps=2, num_queries=4, num_targets=2, defense=_noise)
     with self.assertWarns(attacks.RandomizedDefenseWarning):
       attacks.autoattack(eps=0.02, **tiny)(
@@ -89,6 +94,7 @@ class AutoAttackTest(absltest.TestCase):
         jax.random.key(0), fn, images, labels
       )
 
+  @pytest.mark.slow
   def test_second_call_does_not_recompile(self):
     _, images, labels = _problem(3, n=6)
     attack = attacks.autoattack(

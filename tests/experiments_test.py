@@ -380,6 +380,7 @@ class FinetuneSmokeTest(absltest.TestCase):
     self.assertEqual(again["after"], results["after"])
     self.assertLen(workdir.metrics(phase="finetune"), 2)
 
+  @pytest.mark.slow
   def test_starts_from_converted_weights(self):
     # A saved model with its own normalization: fine-tuning uses it as is.
     model = models.get_model(

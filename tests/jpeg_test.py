@@ -5,6 +5,7 @@ import io
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import skimage.data
 from absl.testing import absltest, parameterized
 from PIL import Image
@@ -91,6 +92,7 @@ class JpegTest(parameterized.TestCase):
     self.assertTrue(np.all(np.isfinite(grad_st)))
     self.assertGreater(float(jnp.abs(grad_st - weights).mean()), 0.1)
 
+  @pytest.mark.slow
   def test_linear_codec_against_finite_differences(self):
     x = jnp.asarray(
       skimage.data.coffee()[100:117, 200:223] / 255.0, jnp.float32

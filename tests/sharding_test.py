@@ -75,6 +75,7 @@ class BatchIndependenceTest(parameterized.TestCase):
   """An example's result depends on its key, not on its batch."""
 
   @parameterized.parameters("pgd", "apgd")
+  @test_utils.slow_cases(1)  # APGD: the same per-example keys as PGD.
   def test_attack_on_a_slice_equals_the_slice_of_the_attack(self, name):
     logits_fn, images, labels = _problem()
     common = dict(eps=0.1, num_steps=3, eot_samples=2, defense=DEFENSE)
