@@ -13,6 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from stochjax import attacks, defenses, evaluate, prng, voting
@@ -61,6 +62,7 @@ class ChecklistTest(absltest.TestCase):
       with self.subTest(targeted=targeted):
         self.assertTrue(np.all(success))
 
+  @pytest.mark.slow
   def test_more_steps_never_lower_best_point_success(self):
     logits_fn, images, labels = _model_and_data()
     previous = np.zeros(len(labels), bool)
@@ -155,6 +157,7 @@ class ChecklistTest(absltest.TestCase):
     # Some votes left the label without reaching the target: not successes.
     self.assertGreater(missed.mean(), hit.mean())
 
+  @pytest.mark.slow
   def test_apgd_at_least_pgd_at_the_same_budget(self):
     """In aggregate over an eps grid, on every correct test image.
 

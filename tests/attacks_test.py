@@ -399,6 +399,7 @@ class SweepTest(parameterized.TestCase):
     return attacks.make_apgd(**common)
 
   @parameterized.parameters("pgd", "apgd")
+  @test_utils.slow_cases(1)  # APGD: the same sweep code as PGD.
   def test_sweep_equals_separate_attacks_and_compiles_once(self, name):
     weights, images, labels = _linear_problem()
     counter = test_utils.TraceCounter()

@@ -187,6 +187,7 @@ class EnsembleTest(absltest.TestCase):
       orders.add(tuple(order))
     self.assertEqual(orders, {(0, 1), (1, 0)})
 
+  @pytest.mark.slow
   def test_shared_order_is_one_per_call(self):
     members = "dct()|bit_depth(bits=2)"  # Deterministic, non-commuting.
     dct, bits = ensemble.members_of(members)

@@ -109,6 +109,9 @@ class ContractTest(parameterized.TestCase):
     # Noise injection and one_of are BaRT's members and its switch: the
     # bart contract covers them, and their own tests stay default.
     "noise_injection", "one_of",
+    # Each keeps its reference test (bart_defenses_test, disk_filters_test,
+    # denoise_test).
+    "gaussian_blur", "mean_bilateral", "tv_chambolle", "swirl",
   )  # fmt: skip
   def test_contract(self, name, spec):
     defense = defenses.lookup(spec)

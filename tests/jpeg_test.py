@@ -134,6 +134,7 @@ class JpegTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "1 or 3 channels"):
       jpeg.jpeg_compress(jnp.zeros((16, 16, 4)), 50)
 
+  @pytest.mark.slow
   def test_jit_vmap_equal_one_image_at_a_time(self):
     x = jnp.asarray(
       np.stack([_IMAGES["tiny_8x8"], _IMAGES["astronaut_crop"][:8, :8]]) / 255,
