@@ -46,7 +46,8 @@ flags.FLAGS.mark_as_parsed()
 # The default tier compiles with LLVM at -O0 (XLA's HLO passes unchanged):
 # its programs are small and much of its time was LLVM optimizing code that
 # runs once (docs/performance.md#tests). The slow tier, and any run selecting
-# other marks, keeps XLA's default, which users run; so in CI each test runs
+# other marks, keeps XLA's default, which users run (but for the `:paper` dry
+# runs' subprocesses, tests/dry_run_test.py); so in CI each test runs
 # at one of the two settings. STOCHJAX_TEST_OPT_LEVEL overrides ('' = XLA's
 # default); the backend must not start before this hook (importing jax and
 # stochjax starts none).
