@@ -1,5 +1,7 @@
 """ResNets: torchvision parameter counts, shapes, the loop-friendly conv."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,6 +96,50 @@ class ExplicitConvTest(parameterized.TestCase):
     # standard transpose rule swaps them through dimension numbers instead.
     self.assertIn("transpose[permutation=(0, 1, 3, 2)]", jaxpr)
     self.assertNotIn("rhs_spec=(2, 3, 0, 1)", jaxpr)
+
+  def test_the_hoisting_marker_is_the_identity_bit_for_bit(self):
+    from stochjax.models import conv as conv_lib  # noqa: PLC0415
+
+    for dtype in (np.float32, np.float64):
+      info = np.finfo(dtype)
+      values = np.array(
+        [0.0, -0.0, info.tiny, info.smallest_subnormal, -info.max, np.inf,
+         np.nan, 1 / 3, np.pi], dtype)  # fmt: skip
+      values = np.concatenate(
+        [values, np.random.default_rng(0).normal(size=64).astype(dtype)]
+      )
+      with jax.enable_x64(dtype == np.float64):
+        out = np.asarray(jax.jit(conv_lib._loop_invariant)(values))
+      self.assertEqual(out.dtype, dtype)
+      np.testing.assert_array_equal(out.view(f"u{out.itemsize}"),
+                                    values.view(f"u{out.itemsize}"))  # fmt: skip
+
+  def test_the_flipped_kernel_is_computed_once_before_a_loop(self):
+    w = jnp.ones((3, 3, 8, 16))
+
+    def run(w, x):
+      def step(x, _):
+        g = jax.grad(
+          lambda x: jnp.sum(
+            models.conv_general_dilated(
+              x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            ** 2
+          )
+        )(x)
+        return x - 0.01 * g, None
+
+      return lax.scan(step, x, None, length=4)[0]
+
+    hlo = jax.jit(run).lower(w, jnp.ones((2, 6, 6, 8))).compile().as_text()
+    # The body of the while loop: the one computation that the while names.
+    body = re.search(r"while\(.*?body=(%[\w.\-]+)", hlo).group(1)
+    text = re.search(re.escape(body) + r" .*?\n}\n", hlo, re.S).group(0)
+    # No kernel-shaped (or transposed-kernel-shaped) value is made inside.
+    made = [line for line in text.splitlines()
+            if re.search(r"= f32\[3,3,(8,16|16,8)\]\{[\d,]*\} "
+                         r"(?!get-tuple-element\()", line)]  # fmt: skip
+    self.assertEqual(made, [], "\n".join(made))
 
 
 if __name__ == "__main__":
