@@ -79,6 +79,7 @@ class ChecklistTest(absltest.TestCase):
       rates.append(success.mean())
     self.assertGreater(rates[-1], rates[0])
 
+  @pytest.mark.slow
   def test_eot_gradient_variance_falls_like_one_over_m(self):
     logits_fn, images, labels = _model_and_data()
     defense = defenses.lookup("gaussian_noise(sigma=0.3, clip=False)")

@@ -112,6 +112,7 @@ class ContractTest(parameterized.TestCase):
     # Each keeps its reference test (bart_defenses_test, disk_filters_test,
     # denoise_test).
     "gaussian_blur", "mean_bilateral", "tv_chambolle", "swirl",
+    "resize_pad",  # rescaling_test
   )  # fmt: skip
   def test_contract(self, name, spec):
     defense = defenses.lookup(spec)

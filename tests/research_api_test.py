@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from absl.testing import absltest
 
 from stochjax import (
@@ -289,6 +290,7 @@ def _mean_classifier(weights, images):
 
 
 class PerExampleKeysTest(absltest.TestCase):
+  @pytest.mark.slow
   def test_art_compat_ignores_padding_rows(self):
     x, y = _data(3)
     model = SmallCNN()

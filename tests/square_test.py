@@ -135,6 +135,7 @@ class ScheduleTest(parameterized.TestCase):
 
 class StepTest(parameterized.TestCase):
   @parameterized.parameters((3, False), (5, True), (7, False), (9, True))
+  @test_utils.slow_cases(2, 3)  # Turned and not: sides 3 and 5 stay.
   def test_one_query_equals_autoattacks(self, side, turned):
     rng = np.random.default_rng(side)
     h, w, c = 12, 11, 3
