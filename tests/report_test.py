@@ -645,6 +645,30 @@ class BookClaimTest(absltest.TestCase):
     self.assertIn("The book's claim (RSE only slightly worse than "
                   "adversarial training, `rse`): not supported", summary)  # fmt: skip
 
+  def test_a_replication_is_decided_alone_and_named_in_the_summary(self):
+    root = self.create_tempdir().full_path
+    primary = self._run(root)
+    results = workdir_lib.read_json(os.path.join(primary, "results.json"))
+    # The same arms on another setting, but adversarial training robust on
+    # every evaluation image: decided alone, never pooled with the primary.
+    for a in results["arms"]:
+      if a["defense"] == "adversarial_training":
+        a["evaluation"]["per_sample"] = [False] * len(
+          a["evaluation"]["indices"]
+        )
+    other = _run_dir(root, "rse_photos", "rse", 0, results,
+                     setting=("photos", "ResNet8"))  # fmt: skip
+    decided = verdicts.decide(report.runs([primary, other]))
+    alone = verdicts.decide(report.runs([primary]))
+    self.assertEqual(decided["book"], alone["book"])
+    (rep,) = decided["replications"]
+    self.assertEqual((rep["dataset"], rep["model"]), ("photos", "ResNet8"))
+    self.assertLess(rep["book"]["difference"]["estimate"],
+                    decided["book"]["difference"]["estimate"])  # fmt: skip
+    line = verdicts.summary(decided)[-1]
+    self.assertIn("; photos, ResNet8: not supported "
+                  f"{100 * rep['book']['difference']['estimate']:+.1f}", line)  # fmt: skip
+
   def test_parts_of_one_seed_pool_to_the_whole_runs_record(self):
     root = self.create_tempdir().full_path
     whole = report.runs([self._run(root)])

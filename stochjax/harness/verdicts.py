@@ -818,16 +818,22 @@ def summary(decided: dict) -> list[str]:
       + (f" {what}, points at {level}: {'; '.join(named)}." if named else "")
     )
   return (
-    lines + _book_summary(decided.get("book"))
+    lines + _book_summary(decided.get("book"), decided.get("replications", []))
     + blog.summary(decided.get("blog"))
   )  # fmt: skip
 
 
-def _book_summary(record: dict | None) -> list[str]:
-  """The README's line on the book's claim (amendment 5)."""
+def _book_summary(record: dict | None, replications: list[dict]) -> list[str]:
+  """The README's line on the book's claim (amendment 5), with its decision
+  in each replication setting that ran it."""
   if record is None:
     return []
   sides = record["sides"]
+  elsewhere = "".join(
+    f"; {rep['dataset']}, {rep['model']}: {rep['book']['decision']} "
+    f"{_points(rep['book'])}"
+    for rep in replications if rep.get("book")
+  )  # fmt: skip
   return [
     "* The book's claim (RSE only slightly worse than adversarial "
     f"training, `rse`): {record['decision']}; RSE − adversarial training "
@@ -835,7 +841,7 @@ def _book_summary(record: dict | None) -> list[str]:
     f"({100 * sides['rse']['robust_accuracy']:.1f} % vs "
     f"{100 * sides['reference']['robust_accuracy']:.1f} %; noise injection "
     f"{100 * sides['defended']['robust_accuracy']:.1f} %; seeds "
-    f"{', '.join(map(str, record['seeds']))})."
+    f"{', '.join(map(str, record['seeds']))}{elsewhere})."
   ]
 
 
