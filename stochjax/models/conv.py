@@ -57,7 +57,7 @@ def _loop_invariant(kernel):
   XLA's loop-invariant code motion does not hoist a reverse or transpose on
   its own (they count as cheap), so the flipped kernel was recomputed every
   step: a strided copy of every kernel, 45 % of a batch-2 ResNet-18 PGD
-  step on XLA:CPU. A reduce-precision to float32's own widths is the
+  step on XLA:CPU. A reduce-precision to the dtype's own widths is the
   identity, but it is an op worth hoisting, and the reverse and transpose
   move out of the loop with it.
   """
@@ -96,6 +96,7 @@ def _explicit_vjp_conv_bwd(strides, padding, precision, residuals, g):
       zip(rhs.shape[:2], strides, padding, strict=True)
     )
   )
+  # (KH, KW, Cout, Cin), made once before a loop that holds this step.
   flipped = _loop_invariant(rhs[::-1, ::-1].transpose(0, 1, 3, 2))
   d_lhs = _conv(g, flipped, (1, 1), pads, precision, lhs_dilation=strides)
   _, kernel_vjp = jax.vjp(
