@@ -15,21 +15,21 @@ from stochjax.harness import workdir as workdir_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (entry point, config): every `:paper` variant, the longest first (as
-# measured in docs/performance.md).
+# measured in docs/performance.md, 2026-12-07).
 PAPER_RUNS = (
   ("fig3", "fig3"),
-  ("audit", "audit"),
-  ("fig1", "fig1"),
-  ("table1", "table1"),
-  ("table2", "table2_cifar"),
   ("fig4", "fig4"),
-  ("fig2", "fig2"),
   ("eps_sensitivity", "eps_sensitivity"),
+  ("table2", "table2_cifar"),
+  ("table1", "table1"),
   ("rse", "rse"),
   ("blackbox", "blackbox"),
+  ("fig2", "fig2"),
+  ("audit", "audit"),
+  ("finetune", "finetune"),
+  ("fig1", "fig1"),
   ("table2", "table2"),
   ("eot_ablation", "eot_ablation"),
-  ("finetune", "finetune"),
   ("section5", "section5"),
 )
 
