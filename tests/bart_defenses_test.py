@@ -277,11 +277,14 @@ class EnsembleTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "Unknown switch mode 'fast'"):
       defenses.lookup('bart(switch="fast")')(jax.random.key(0), images[0])
 
-  def test_k_subset_and_bad_specs(self):
+  @pytest.mark.slow
+  def test_a_k_subset_runs(self):
     out = defenses.lookup("bart(k=2)")(
       jax.random.key(0), jnp.asarray(_photo(32))
     )
     self.assertEqual(out.shape, (32, 32, 3))
+
+  def test_bad_specs(self):
     for spec, message in (
       ("bart(k=7)", "k must be in 1..6"),
       ("bart(k=0)", "k must be in 1..6"),
