@@ -649,8 +649,8 @@ class BookClaimTest(absltest.TestCase):
     root = self.create_tempdir().full_path
     primary = self._run(root)
     results = workdir_lib.read_json(os.path.join(primary, "results.json"))
-    # The same arms on another setting, but adversarial training robust on
-    # every evaluation image: decided alone, never pooled with the primary.
+    # The same arms on another setting, but adversarial training's attack
+    # never succeeds there: decided alone, never pooled with the primary.
     for a in results["arms"]:
       if a["defense"] == "adversarial_training":
         a["evaluation"]["per_sample"] = [False] * len(
