@@ -129,15 +129,25 @@ class ShrinkTest(absltest.TestCase):
     self.assertEqual(shrunk.kwargs, full.kwargs | {"num_steps": 1})
     self.assertEqual(tuple(small.eval_epochs), (0, 1))
 
-  def test_a_defense_list_runs_one_of_each_kind_and_the_last(self):
-    from stochjax.configs import fig3
+  def test_a_defense_list_runs_the_last_of_each_kind(self):
+    from stochjax.configs import fig3, rse
     from stochjax.harness import dry_run as dry_run_lib
 
     small = dry_run_lib.shrink(
       fig3.get_config("paper"), self.create_tempdir().full_path
     )
-    self.assertEqual(list(small.defenses), ["bart_k1", "bart_k6"])
-    self.assertEqual(list(small.labels), ["k=1", "k=6"])
+    # BaRT's prefixes are one kind: k = 6 builds every member.
+    self.assertEqual(list(small.defenses), ["bart_k6"])
+    self.assertEqual(list(small.labels), ["k=6"])
+    # Adversarial training and RSE's noise layers select code of their own
+    # on the same spec ("identity"): both stay.
+    config = rse.get_config("paper")
+    self.assertEqual(
+      list(
+        dry_run_lib.shrink(config, self.create_tempdir().full_path).defenses
+      ),
+      list(config.defenses),
+    )
 
 
 class PlanTest(absltest.TestCase):

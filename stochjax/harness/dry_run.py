@@ -15,9 +15,11 @@ config where only sizes and paths change:
   so every kind of cell, equal-budget pair and ablation exists, at the
   first step size;
   1 training epoch of one batch, then 1-step attacks at epochs 0 and 1;
-  2 detector draws; of a list of defenses the first of each kind (spec
-  functions, activation, attack noise, detector) and the last run (every
-  one is still built, so a bad spec fails).
+  2 detector draws; of a list of defenses the last of each kind runs
+  (spec functions, and for a network entry its activation, attack noise,
+  detector, adversarial training, noise layers and aggregation: what
+  selects code, not what only changes numbers); every one is still built,
+  so a bad spec fails.
 
 It then runs the driver a second time on the same workdir, which must
 resume without computing anything, and writes the report. config.json,
@@ -97,9 +99,21 @@ def _shrink_grid(grid: ml_collections.ConfigDict, fractions=()) -> None:
     ablation.steps = _ranks(ablation.steps)
 
 
+# The fields of a network entry that select code, beside its spec.
+_CODE_FIELDS = (
+  "activation",
+  "attack_spec",
+  "adversarial",
+  "noise",
+  "aggregate",
+)
+
+
 def _kind(setting) -> tuple:
   """What code a defense entry runs: its spec's functions, and for a
-  network entry its activation, attack noise and detector."""
+  network entry the fields in `_CODE_FIELDS` and whether it has a
+  detector. Entries of one kind differ only in numbers (a sigma, a
+  member list of the same functions, a model's weights)."""
   spec = setting if isinstance(setting, str) else setting.spec
   functions = (
     (spec,) if ":" in spec and "(" not in spec
@@ -111,21 +125,19 @@ def _kind(setting) -> tuple:
     functions
     + tuple(
       bool(setting.get(field)) and str(setting.get(field))
-      for field in ("activation", "attack_spec")
+      for field in _CODE_FIELDS
     )
     + (setting.get("detector") is not None,)
   )
 
 
 def _representatives(defenses_config) -> list[int]:
-  """Keeps the first entry of each kind (`_kind`) and the last entry of
-  a config mapping; returns the kept positions."""
-  names, kinds, kept = list(defenses_config), set(), []
-  for index, name in enumerate(names):
-    kind = _kind(defenses_config[name])
-    if kind not in kinds or index == len(names) - 1:
-      kinds.add(kind)
-      kept.append(index)
+  """Keeps the last entry of each kind (`_kind`: for BaRT's prefixes the
+  one with every member) of a config mapping; returns the kept
+  positions, in order."""
+  names = list(defenses_config)
+  kinds = [_kind(defenses_config[name]) for name in names]
+  kept = [i for i, kind in enumerate(kinds) if kind not in kinds[i + 1 :]]
   for index, name in enumerate(names):
     if index not in kept:
       del defenses_config[name]
